@@ -1,0 +1,27 @@
+"""ntksim: finite- vs infinite-width neural tangent kernels of MLPs at the Edge of Chaos."""
+
+from ntksim.activations import Activation
+from ntksim.data import gaussian, load_points, sphere
+from ntksim.empirical import empirical_ntk, empirical_ntk_seeds
+from ntksim.eoc import eoc_sigma_w, resolve_sigmas
+from ntksim.limits import limit_ntk
+from ntksim.metrics import concentration
+from ntksim.model import MLP
+from ntksim.widths import hidden_widths
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MLP",
+    "Activation",
+    "concentration",
+    "empirical_ntk",
+    "empirical_ntk_seeds",
+    "eoc_sigma_w",
+    "gaussian",
+    "hidden_widths",
+    "limit_ntk",
+    "load_points",
+    "resolve_sigmas",
+    "sphere",
+]

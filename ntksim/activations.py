@@ -1,0 +1,90 @@
+"""The activation family φ(s) = a·s + b·|s| and its constants Δ_φ and κ_φ (science.md)."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import jax.numpy as jnp
+from jax import Array
+
+PRESETS = ("relu", "abs", "linear", "leaky_relu")
+_LEAKY_PATTERN = re.compile(r"^leaky_relu\(\s*([^)]+?)\s*\)$")
+
+
+@dataclass(frozen=True)
+class Activation:
+    """φ(s) = a·s + b·|s|.
+
+    Hashable and immutable, so it can be a static field of a flax module or a jit argument.
+    `name` is only a label (used in tables and plots); the numbers are `a` and `b`.
+    """
+
+    a: float
+    b: float
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        a, b = float(self.a), float(self.b)
+        if not (math.isfinite(a) and math.isfinite(b)):
+            raise ValueError(f"activation coefficients must be finite, got a={a}, b={b}")
+        if a == 0.0 and b == 0.0:
+            raise ValueError("activation a = b = 0 is the zero function; at least one must be non-zero")
+        object.__setattr__(self, "a", a)
+        object.__setattr__(self, "b", b)
+        if not self.name:
+            object.__setattr__(self, "name", f"ab({a:g},{b:g})")
+
+    @classmethod
+    def preset(cls, name: str, alpha: float = 0.01) -> Activation:
+        """relu, abs, linear, or leaky_relu with negative slope `alpha` ∈ [0, 1).
+
+        Also accepts the spelled-out form "leaky_relu(0.1)".
+        """
+        match = _LEAKY_PATTERN.match(name.strip())
+        if match:
+            try:
+                alpha = float(match.group(1))
+            except ValueError:
+                raise ValueError(f"leaky_relu slope must be a number, got {match.group(1)!r}") from None
+            name = "leaky_relu"
+        if name == "relu":
+            return cls(0.5, 0.5, "relu")
+        if name == "abs":
+            return cls(0.0, 1.0, "abs")
+        if name == "linear":
+            return cls(1.0, 0.0, "linear")
+        if name == "leaky_relu":
+            if not 0.0 <= alpha < 1.0:
+                raise ValueError(f"leaky_relu slope alpha must lie in [0, 1), got {alpha}")
+            return cls((1 + alpha) / 2, (1 - alpha) / 2, f"leaky_relu({alpha:g})")
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(PRESETS)} or give a and b")
+
+    @property
+    def delta(self) -> float:
+        """Δ_φ = b² / (a² + b²): 0 for linear, 1 for abs."""
+        return self.b**2 / (self.a**2 + self.b**2)
+
+    @property
+    def kappa(self) -> float:
+        """κ_φ = (|a| + |b|) / √(a² + b²)."""
+        return (abs(self.a) + abs(self.b)) / math.sqrt(self.a**2 + self.b**2)
+
+    @property
+    def second_moment(self) -> float:
+        """a² + b² = E[φ(Z)²] = E[φ'(Z)²] for Z ~ N(0, 1)."""
+        return self.a**2 + self.b**2
+
+    @property
+    def slopes(self) -> tuple[float, float]:
+        """(left, right) slopes at 0, i.e. the arguments of neural-tangents' `stax.ABRelu`."""
+        return self.a - self.b, self.a + self.b
+
+    def __call__(self, s: Array) -> Array:
+        """φ applied elementwise; any shape."""
+        return self.a * s + self.b * jnp.abs(s)
+
+    def derivative(self, s: Array) -> Array:
+        """φ'(s) = a + b·sign(s) elementwise (the value at exactly 0 is a, a null set)."""
+        return self.a + self.b * jnp.sign(s)

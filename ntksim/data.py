@@ -1,0 +1,62 @@
+"""Input data sets x_1 … x_n, as arrays of shape (n, dim)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+
+def _check(n: int, dim: int) -> None:
+    if n < 1 or dim < 1:
+        raise ValueError(f"need n ≥ 1 points of dimension dim ≥ 1, got n={n}, dim={dim}")
+
+
+def sphere(key: Array, n: int, dim: int) -> Array:
+    """n points uniform on the sphere of radius √dim in R^dim, so ⟨x, x⟩/dim = 1. → (n, dim)."""
+    _check(n, dim)
+    g = jax.random.normal(key, (n, dim), jax.dtypes.canonicalize_dtype(jnp.float64))
+    return jnp.sqrt(dim) * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+
+
+def gaussian(key: Array, n: int, dim: int) -> Array:
+    """n iid N(0, I_dim) points (norms vary, ≈ √dim). → (n, dim)."""
+    _check(n, dim)
+    return jax.random.normal(key, (n, dim), jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
+    """A user's points from .npy or .npz, never unpickling. → float64 (n, dim).
+
+    For .npz, `key` names the array; without it the archive must hold exactly one array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"data file {str(path)!r} does not exist")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"cannot read data file {str(path)!r}: {err}") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            names = list(loaded.keys())
+            if key is None:
+                if len(names) != 1:
+                    raise ValueError(f"{str(path)!r} holds arrays {names}; name one with data.key")
+                key = names[0]
+            if key not in names:
+                raise ValueError(f"{str(path)!r} has no array {key!r} (it has {names})")
+            arr = loaded[key]
+    else:
+        arr = loaded
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"data in {str(path)!r} must have shape (n, dim), got {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+        raise ValueError(f"data in {str(path)!r} must be real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"data in {str(path)!r} contains NaN or Inf")
+    return arr

@@ -1,0 +1,163 @@
+"""Empirical NTK matrix K(θ) = (1/n)[Θ_θ(x_i, x_j)], rows ordered (i, a) ↦ i·m_l + a.
+
+Two methods that must agree to round-off:
+- "structured": the layer-wise Gram form of science.md. One forward pass stores the
+  pre-activations; the backward signals δ^k_a = ∂N_a/∂h^k for all m_l outputs are propagated
+  together, one layer at a time, and each layer adds
+  [(σ_w²/m_{k-1})⟨z^{k-1}, z^{k-1}'⟩ + σ_b²]·⟨δ^k_a, δ^k_b'⟩ to Θ before its δ is dropped.
+  No Jacobian is formed.
+- "jacobian": per-example parameter Jacobians (jit + vmap of jacrev) contracted leaf by leaf;
+  the plain reference, memory O(n·m_l·P).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from ntksim.activations import Activation
+from ntksim.model import MLP, Params, depth_of, forward, init_params
+
+Method = Literal["structured", "jacobian"]
+METHODS: tuple[str, ...] = ("structured", "jacobian")
+
+
+def structured_ntk(
+    params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float
+) -> Array:
+    """Structured eNTK. params: forward's layout; x: (n, m_0) → (n·m_l, n·m_l)."""
+    out, pre = forward(params, x, activation, sigma_w, sigma_b)
+    n, out_dim = out.shape
+    # delta[a, i, :] = δ^k_a(x_i); starts at the output layer as the identity in a.
+    delta = jnp.broadcast_to(jnp.eye(out_dim, dtype=out.dtype)[:, None, :], (out_dim, n, out_dim))
+    theta = jnp.zeros((out_dim * n, out_dim * n), out.dtype)
+    for k in range(depth_of(params), 0, -1):
+        z_prev = x if k == 1 else activation(pre[k - 2])
+        scale = sigma_w / math.sqrt(z_prev.shape[1])
+        gram_z = scale**2 * (z_prev @ z_prev.T)
+        if f"b{k}" in params:
+            gram_z = gram_z + sigma_b**2
+        flat = delta.reshape(out_dim * n, -1)
+        # Rows and columns of theta are (a, i) here; tile gram_z over the output blocks.
+        theta = theta + jnp.tile(gram_z, (out_dim, out_dim)) * (flat @ flat.T)
+        if k > 1:
+            delta = activation.derivative(pre[k - 2])[None] * (scale * (delta @ params[f"W{k}"].T))
+    # (a, i) order → (i, a) order.
+    theta = theta.reshape(out_dim, n, out_dim, n).transpose(1, 0, 3, 2).reshape(n * out_dim, -1)
+    return theta / n
+
+
+def jacobian_ntk(
+    params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float
+) -> Array:
+    """Jacobian-contraction eNTK. params: forward's layout; x: (n, m_0) → (n·m_l, n·m_l)."""
+
+    def single(p: Params, xi: Array) -> Array:
+        return forward(p, xi[None], activation, sigma_w, sigma_b)[0][0]
+
+    jac = jax.vmap(jax.jacrev(single), in_axes=(None, 0))(params, x)  # leaves (n, m_l, *shape)
+    n, out_dim = x.shape[0], jac["W1"].shape[1]
+    theta = sum(
+        (j.reshape(n * out_dim, -1) @ j.reshape(n * out_dim, -1).T) for j in jax.tree.leaves(jac)
+    )
+    return theta / n
+
+
+_KERNELS: dict[str, Callable[..., Array]] = {"structured": structured_ntk, "jacobian": jacobian_ntk}
+
+
+def kernel_fn(method: str) -> Callable[..., Array]:
+    if method not in _KERNELS:
+        raise ValueError(f"unknown eNTK method {method!r}; choose one of {', '.join(METHODS)}")
+    return _KERNELS[method]
+
+
+@partial(jax.jit, static_argnames=("net", "method"))
+def _empirical(net: MLP, method: str, params: Params, x: Array) -> Array:
+    sigma_w, sigma_b = net.sigmas
+    return kernel_fn(method)(params, x.astype(net.compute_dtype), net.activation, sigma_w, sigma_b)
+
+
+def empirical_ntk(net: MLP, variables: Any, x: Array, method: Method = "structured") -> Array:
+    """K(θ) for one parameter draw.
+
+    Args:
+      net: the MLP.
+      variables: `net.init(...)`'s output (or its `params` collection).
+      x: inputs, shape (n, m_0).
+      method: "structured" (fast, no Jacobian) or "jacobian" (reference).
+    Returns:
+      (n·m_l, n·m_l) array, already divided by n.
+    """
+    kernel_fn(method)  # validate before tracing
+    params = variables["params"] if "params" in variables else variables
+    return _empirical(net, method, dict(params), jnp.asarray(x))
+
+
+@partial(jax.jit, static_argnames=("net", "method"))
+def _empirical_seeds(net: MLP, method: str, keys: Array, x: Array) -> Array:
+    sigma_w, sigma_b = net.sigmas
+    x = x.astype(net.compute_dtype)
+    kernel = kernel_fn(method)
+
+    def one(key: Array) -> Array:
+        # Parameters are drawn inside the compiled function: no host round trip per seed.
+        return kernel(init_params(net, key, x.shape[1]), x, net.activation, sigma_w, sigma_b)
+
+    return jax.vmap(one)(keys)
+
+
+def bytes_per_seed(net: MLP, n: int, in_dim: int, method: str) -> int:
+    """Rough peak working set of one seed (parameters plus the method's intermediates)."""
+    itemsize = jnp.dtype(net.compute_dtype).itemsize
+    widths = net.layer_widths(in_dim)
+    params = net.num_params(in_dim)
+    activations = n * sum(widths[1:])
+    out_dim = widths[-1]
+    if method == "jacobian":
+        work = n * out_dim * params
+    else:
+        work = 3 * out_dim * n * max(widths[1:]) + (n * out_dim) ** 2
+    return itemsize * (2 * params + 2 * activations + work)
+
+
+def auto_chunk(net: MLP, n: int, in_dim: int, method: str, budget_bytes: int = 2**30) -> int:
+    """How many seeds to vmap at once so that a batch stays within `budget_bytes`."""
+    return max(1, budget_bytes // bytes_per_seed(net, n, in_dim, method))
+
+
+def empirical_ntk_seeds(
+    net: MLP,
+    keys: Array,
+    x: Array,
+    method: Method = "structured",
+    chunk_size: int | None = None,
+) -> Array:
+    """K(θ_s) for a batch of PRNG keys, vmapped in chunks so memory stays bounded.
+
+    Args:
+      keys: (S, 2) PRNG keys, one per seed; parameters are `net.init(keys[s], x)`'s.
+      x: (n, m_0).
+      chunk_size: seeds per compiled call; None picks one from `auto_chunk`.
+    Returns:
+      (S, n·m_l, n·m_l).
+    """
+    kernel_fn(method)
+    x = jnp.asarray(x)
+    num = keys.shape[0]
+    chunk = chunk_size or auto_chunk(net, x.shape[0], x.shape[1], method)
+    chunk = max(1, min(chunk, num))
+    parts = []
+    for start in range(0, num, chunk):
+        batch = keys[start : start + chunk]
+        short = chunk - batch.shape[0]
+        if short:  # pad the last chunk so every call has one shape (one compilation)
+            batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
+        parts.append(_empirical_seeds(net, method, batch, x)[: chunk - short])
+    return jnp.concatenate(parts)

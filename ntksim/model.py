@@ -1,0 +1,152 @@
+"""The MLP in NTK parameterization (science.md, "The network").
+
+    h^1     = (σ_w/√m_0) W^1 x + σ_b β^1
+    h^{k+1} = (σ_w/√m_k) W^{k+1} φ(h^k) + σ_b β^{k+1}
+    N(x)    = h^l
+
+Parameters are the flat collection `{"W1": (m_0, m_1), "b1": (m_1,), "W2": …}` (`W<k>` is the
+transpose of the W^k above, so h = z @ W; `b<k>` exists only when σ_b ≠ 0); entries iid N(0, 1). The arithmetic
+lives in the pure function `forward`, which the flax module and the structured NTK both use, so
+there is a single definition of the network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax import Array
+
+from ntksim.activations import Activation
+from ntksim.eoc import resolve_sigmas
+from ntksim.widths import Schedule, hidden_widths
+
+Params = Mapping[str, Array]
+
+
+def default_dtype() -> jnp.dtype:
+    """float64 when JAX's x64 flag is on, else float32."""
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
+def forward(
+    params: Params,
+    x: Array,
+    activation: Activation,
+    sigma_w: float,
+    sigma_b: float,
+) -> tuple[Array, list[Array]]:
+    """Network output and all pre-activations.
+
+    Args:
+      params: `{"W<k>": (m_{k-1}, m_k), "b<k>": (m_k,)}` for k = 1 … l (biases optional).
+      x: inputs, shape (n, m_0).
+    Returns:
+      (h^l of shape (n, m_l), [h^1, …, h^l] with h^k of shape (n, m_k)).
+    """
+    z = x
+    pre = []
+    for k in range(1, depth_of(params) + 1):
+        kernel = params[f"W{k}"]
+        h = (sigma_w / math.sqrt(kernel.shape[0])) * (z @ kernel)
+        if f"b{k}" in params:
+            h = h + sigma_b * params[f"b{k}"][None]
+        pre.append(h)
+        z = activation(h)
+    return pre[-1], pre
+
+
+class MLP(nn.Module):
+    """l-layer MLP with φ(s) = a·s + b·|s| at the Edge of Chaos by default.
+
+    Attributes:
+      activation: the φ of every hidden layer.
+      depth: number of weight layers l (≥ 1).
+      width: base width m of the schedule.
+      out_dim: m_l.
+      schedule: "quadratic" (m_k = k²m), "constant" (m_k = m) or explicit (m_1, …, m_{l-1}).
+      sigma_w, sigma_b: None means the EOC values (σ_w = 1/√(a²+b²), σ_b = 0). σ_b = 0 means no
+        bias parameters at all.
+      dtype: parameter and compute dtype; None follows JAX's x64 flag.
+    """
+
+    activation: Activation
+    depth: int
+    width: int | None = None
+    out_dim: int = 1
+    schedule: Schedule = "quadratic"
+    sigma_w: float | None = None
+    sigma_b: float | None = None
+    dtype: Any = None
+
+    def __post_init__(self) -> None:
+        # A tuple keeps the module hashable, so it can be a static argument of jax.jit.
+        if not isinstance(self.schedule, str):
+            object.__setattr__(self, "schedule", tuple(int(w) for w in self.schedule))
+        super().__post_init__()
+
+    @property
+    def hidden(self) -> tuple[int, ...]:
+        """(m_1, …, m_{l-1})."""
+        return hidden_widths(self.depth, self.width, self.schedule)
+
+    @property
+    def sigmas(self) -> tuple[float, float]:
+        """Resolved (σ_w, σ_b)."""
+        return resolve_sigmas(self.activation, self.sigma_w, self.sigma_b)
+
+    @property
+    def compute_dtype(self) -> jnp.dtype:
+        return default_dtype() if self.dtype is None else jnp.dtype(self.dtype)
+
+    def layer_widths(self, in_dim: int) -> tuple[int, ...]:
+        """(m_0, m_1, …, m_l)."""
+        if self.out_dim < 1:
+            raise ValueError(f"out_dim must be a positive integer, got {self.out_dim}")
+        return (in_dim, *self.hidden, self.out_dim)
+
+    def num_params(self, in_dim: int) -> int:
+        """Number of scalar parameters P."""
+        widths = self.layer_widths(in_dim)
+        with_bias = self.sigmas[1] != 0.0
+        return sum(m_in * m_out + (m_out if with_bias else 0) for m_in, m_out in zip(widths[:-1], widths[1:]))
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        """x: (n, m_0) → N(x): (n, m_l)."""
+        if x.ndim != 2:
+            raise ValueError(f"MLP expects inputs of shape (n, in_dim), got {x.shape}")
+        dtype = self.compute_dtype
+        sigma_w, sigma_b = self.sigmas
+        widths = self.layer_widths(x.shape[-1])
+        normal = nn.initializers.normal(stddev=1.0)
+        params = {}
+        for k in range(1, len(widths)):
+            params[f"W{k}"] = self.param(f"W{k}", normal, (widths[k - 1], widths[k]), dtype)
+            if sigma_b != 0.0:
+                params[f"b{k}"] = self.param(f"b{k}", normal, (widths[k],), dtype)
+        out, _ = forward(params, x.astype(dtype), self.activation, sigma_w, sigma_b)
+        return out
+
+
+def depth_of(params: Params) -> int:
+    """Number of weight layers l in a parameter collection."""
+    return sum(1 for name in params if name.startswith("W"))
+
+
+def init_params(net: MLP, key: Array, in_dim: int) -> dict[str, Array]:
+    """The `params` collection exactly as `net.init(key, x)` draws it.
+
+    Pure in `key`, so it can be jit-ed and vmap-ed over many seeds.
+    """
+    dummy = jnp.zeros((1, in_dim), net.compute_dtype)
+    return dict(net.init(key, dummy)["params"])
+
+
+def sample_widths(widths: Sequence[int]) -> str:
+    """'m_1-m_2-…' as written in results.csv."""
+    return "-".join(str(w) for w in widths)
