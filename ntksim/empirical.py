@@ -28,9 +28,7 @@ Method = Literal["structured", "jacobian"]
 METHODS: tuple[str, ...] = ("structured", "jacobian")
 
 
-def structured_ntk(
-    params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float
-) -> Array:
+def structured_ntk(params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float) -> Array:
     """Structured eNTK. params: forward's layout; x: (n, m_0) → (n·m_l, n·m_l)."""
     out, pre = forward(params, x, activation, sigma_w, sigma_b)
     n, out_dim = out.shape
@@ -53,9 +51,7 @@ def structured_ntk(
     return theta / n
 
 
-def jacobian_ntk(
-    params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float
-) -> Array:
+def jacobian_ntk(params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float) -> Array:
     """Jacobian-contraction eNTK. params: forward's layout; x: (n, m_0) → (n·m_l, n·m_l)."""
 
     def single(p: Params, xi: Array) -> Array:
@@ -63,9 +59,7 @@ def jacobian_ntk(
 
     jac = jax.vmap(jax.jacrev(single), in_axes=(None, 0))(params, x)  # leaves (n, m_l, *shape)
     n, out_dim = x.shape[0], jac["W1"].shape[1]
-    theta = sum(
-        (j.reshape(n * out_dim, -1) @ j.reshape(n * out_dim, -1).T) for j in jax.tree.leaves(jac)
-    )
+    theta = sum((j.reshape(n * out_dim, -1) @ j.reshape(n * out_dim, -1).T) for j in jax.tree.leaves(jac))
     return theta / n
 
 

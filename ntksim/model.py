@@ -5,13 +5,14 @@
     N(x)    = h^l
 
 Parameters are the flat collection `{"W1": (m_0, m_1), "b1": (m_1,), "W2": …}` (`W<k>` is the
-transpose of the W^k above, so h = z @ W; `b<k>` exists only when σ_b ≠ 0); entries iid N(0, 1). The arithmetic
-lives in the pure function `forward`, which the flax module and the structured NTK both use, so
+transpose of the W^k above, so h = z @ W; `b<k>` exists only when σ_b ≠ 0); entries iid N(0, 1).
+The arithmetic lives in the pure function `forward`, which the flax module and the structured NTK both use, so
 there is a single definition of the network.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -113,7 +114,7 @@ class MLP(nn.Module):
         """Number of scalar parameters P."""
         widths = self.layer_widths(in_dim)
         with_bias = self.sigmas[1] != 0.0
-        return sum(m_in * m_out + (m_out if with_bias else 0) for m_in, m_out in zip(widths[:-1], widths[1:]))
+        return sum(m_in * m_out + (m_out if with_bias else 0) for m_in, m_out in itertools.pairwise(widths))
 
     @nn.compact
     def __call__(self, x: Array) -> Array:

@@ -1,0 +1,3 @@
+from ntksim.cli import main
+
+main()

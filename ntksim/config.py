@@ -1,0 +1,250 @@
+"""Experiment configuration: YAML → validated, typed, plain data.
+
+Every mistake surfaces as a `ConfigError` whose message is one line naming the key path, e.g.
+`widths.1: must be greater than 0`. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ntksim.activations import Activation
+from ntksim.widths import hidden_widths
+
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or a --set override; the message is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActivationSpec(_Strict):
+    """One activation: a preset (`relu`, `abs`, `linear`, `leaky_relu` with `alpha`) or (a, b).
+
+    In YAML: a bare name (`relu`, `leaky_relu(0.1)`), `{preset: leaky_relu, alpha: 0.1}` or
+    `{a: 0.5, b: 0.5, name: relu}`.
+    """
+
+    preset: str | None = None
+    alpha: float | None = None
+    a: float | None = None
+    b: float | None = None
+    name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"preset": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> ActivationSpec:
+        if self.preset is not None and (self.a is not None or self.b is not None):
+            raise ValueError("give either a preset or a and b, not both")
+        if self.preset is None and (self.a is None or self.b is None):
+            raise ValueError("give a preset name or both a and b")
+        if self.alpha is not None and self.preset != "leaky_relu":
+            raise ValueError("alpha applies only to preset leaky_relu")
+        self.build()  # raises ValueError on unknown names, a = b = 0, bad alpha
+        return self
+
+    def build(self) -> Activation:
+        if self.preset is not None:
+            act = Activation.preset(self.preset, **({} if self.alpha is None else {"alpha": self.alpha}))
+            return Activation(act.a, act.b, self.name or act.name)
+        return Activation(self.a, self.b, self.name or "")
+
+
+class DataConfig(_Strict):
+    """Inputs: `sphere` (radius √dim), `gaussian` (N(0, I)), or `file` (.npy/.npz, no pickle)."""
+
+    kind: Literal["sphere", "gaussian", "file"] = "sphere"
+    n: PositiveInt | None = None
+    dim: PositiveInt | None = None
+    seed: int = 0
+    path: str | None = None
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.kind == "file" and not self.path:
+            raise ValueError("kind 'file' needs a path")
+        if self.kind != "file" and (self.path is not None or self.key is not None):
+            raise ValueError(f"path and key apply only to kind 'file', not {self.kind!r}")
+        return self
+
+    @property
+    def num_points(self) -> int:
+        return self.n if self.n is not None else 32
+
+    @property
+    def dimension(self) -> int:
+        return self.dim if self.dim is not None else 8
+
+
+class NTKConfig(_Strict):
+    """How the empirical NTK is computed."""
+
+    method: Literal["structured", "jacobian"] = "structured"
+    dtype: Literal["float32", "float64"] = "float32"
+    chunk: PositiveInt | None = Field(default=None, description="seeds per vmapped batch; auto if null")
+
+
+class LimitConfig(_Strict):
+    """How the infinite-width limit is computed."""
+
+    backend: Literal["neural_tangents", "closed_form"] = "neural_tangents"
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, int | float | str | dict) else value
+
+
+class Config(_Strict):
+    """A sweep over activations × depths × widths × out_dims, each with `seeds` parameter draws."""
+
+    name: str = "ntksim"
+    activations: Annotated[list[ActivationSpec], Field(min_length=1)]
+    depths: Annotated[list[PositiveInt], Field(min_length=1)]
+    widths: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
+    schedule: Literal["quadratic", "constant"] | Annotated[list[PositiveInt], Field(min_length=1)] = (
+        "quadratic"
+    )
+    seeds: PositiveInt = 8
+    seed_offset: Annotated[int, Field(ge=0, strict=True)] = 0
+    out_dim: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)] = 1
+    sigma_w: float | None = None
+    sigma_b: float | None = None
+    data: DataConfig = DataConfig()
+    ntk: NTKConfig = NTKConfig()
+    limit: LimitConfig = LimitConfig()
+
+    _listify = field_validator("activations", "depths", "widths", mode="before")(_as_list)
+
+    @field_validator("sigma_w")
+    @classmethod
+    def _sigma_w(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ValueError("must be a positive number (or null for the Edge of Chaos)")
+        return value
+
+    @field_validator("sigma_b")
+    @classmethod
+    def _sigma_b(cls, value: float | None) -> float | None:
+        if value is not None and not (math.isfinite(value) and value >= 0):
+            raise ValueError("must be a non-negative number (0 or null: no bias parameters)")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if isinstance(self.schedule, list):
+            if self.widths is not None:
+                raise ValueError("widths must be omitted when schedule is an explicit list of widths")
+            for depth in self.depths:
+                hidden_widths(depth, None, self.schedule)
+        elif self.widths is None:
+            raise ValueError("widths is required (the base widths m to sweep)")
+        return self
+
+    @property
+    def out_dims(self) -> list[int]:
+        return self.out_dim if isinstance(self.out_dim, list) else [self.out_dim]
+
+    @property
+    def width_values(self) -> list[int | None]:
+        """The swept m values; [None] for an explicit schedule."""
+        return list(self.widths) if self.widths is not None else [None]
+
+    def activation_objects(self) -> list[Activation]:
+        return [spec.build() for spec in self.activations]
+
+
+def _format_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    path = ".".join(str(p) for p in first["loc"]) or "config"
+    if first["type"] == "extra_forbidden":
+        return f"{path}: unknown key"
+    if first["type"] == "missing":
+        return f"{path}: required key is missing"
+    message = first["msg"].removeprefix("Value error, ")
+    more = len(err.errors()) - 1
+    return f"{path}: {message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def validate(raw: Any) -> Config:
+    """Typed config from a mapping; ConfigError (one line) on any mistake."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a YAML file; ConfigError if unreadable or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return raw
+
+
+def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    if len(parts) == 1:
+        return True
+    inner = field.annotation
+    return isinstance(inner, type) and issubclass(inner, BaseModel) and _field_exists(inner, parts[1:])
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `KEY=VALUE` overrides (dotted keys, YAML values) to a copy of `raw`."""
+    out = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        parts = key.split(".")
+        if not _field_exists(Config, parts):
+            raise ConfigError(f"--set {key}: no such config key")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML") from None
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
+    """Validated config and the resolved mapping (with defaults filled in) to write beside results."""
+    config = validate(apply_overrides(read_yaml(path), overrides or []))
+    return config, config.model_dump(mode="json", exclude_none=True)
