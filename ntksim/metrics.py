@@ -23,7 +23,7 @@ def concentration_arrays(k: Array, kinf: Array) -> dict[str, Array]:
     eigenvalues.
     """
     k = k.astype(kinf.dtype)
-    err = k - kinf
+    err = k - jnp.broadcast_to(kinf, k.shape)
     err = 0.5 * (err + jnp.swapaxes(err, -1, -2))
     err_op = _spectral(err)
     kinf_op = _spectral(0.5 * (kinf + kinf.T))

@@ -1,0 +1,88 @@
+"""Infinite-width NTK: closed form vs neural-tangents, vs Monte Carlo, and EOC identities."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import ntksim
+from ntksim.limits import closed_form_theta, expand_outputs, family_expectations
+
+ACTIVATIONS = [
+    ntksim.Activation.preset("relu"),
+    ntksim.Activation.preset("abs"),
+    ntksim.Activation.preset("linear"),
+    ntksim.Activation.preset("leaky_relu", alpha=0.1),
+    ntksim.Activation(-0.4, 1.3),
+]
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
+@pytest.mark.parametrize(
+    ("depth", "out_dim", "sigma_b"), [(1, 1, None), (3, 2, None), (5, 1, 0.4), (2, 3, 1.0)]
+)
+def test_closed_form_equals_neural_tangents(act, depth, out_dim, sigma_b, tol) -> None:
+    """Inputs of unequal norms (Gaussian) and an off-EOC σ_w as well as the EOC one."""
+    x = ntksim.gaussian(jax.random.PRNGKey(depth), 7, 5)
+    for sigma_w in (None, 1.7):
+        net = ntksim.MLP(act, depth=depth, width=8, out_dim=out_dim, sigma_b=sigma_b, sigma_w=sigma_w)
+        closed = ntksim.limit_ntk(net, x, backend="closed_form")
+        nt = ntksim.limit_ntk(net, x, backend="neural_tangents")
+        assert closed.shape == nt.shape == (7 * out_dim, 7 * out_dim)
+        scale = float(jnp.max(jnp.abs(nt)))
+        np.testing.assert_allclose(closed, nt, rtol=0, atol=tol.rtol * scale)
+
+
+def test_limit_structure_is_theta_kron_identity() -> None:
+    theta = jnp.asarray([[2.0, 0.5], [0.5, 1.0]])
+    k = expand_outputs(theta, 3)
+    assert k.shape == (6, 6)
+    np.testing.assert_allclose(k[0:3, 3:6], 0.25 * np.eye(3))  # block (i=0, j=1) = Θ_01/n · I
+    np.testing.assert_allclose(k[3:6, 3:6], 0.5 * np.eye(3))
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS[:2] + ACTIVATIONS[-1:], ids=lambda a: a.name)
+def test_family_expectations_match_monte_carlo(act) -> None:
+    """E[φ(u)φ(v)], E[φ'(u)φ'(v)] for several correlations, vs 2·10⁶ samples (5σ bands)."""
+    rng = np.random.default_rng(0)
+    for q1, q2, rho in [(1.0, 1.0, 0.3), (2.0, 0.5, -0.8), (1.5, 1.5, 0.99), (0.7, 1.9, 0.0)]:
+        c = rho * math.sqrt(q1 * q2)
+        cov = np.array([[q1, c], [c, q2]])
+        uv = rng.multivariate_normal(np.zeros(2), cov, size=2_000_000)
+        f = act.a * uv + act.b * np.abs(uv)
+        df = act.a + act.b * np.sign(uv)
+        e_phi, e_dphi = family_expectations(act, jnp.asarray(cov))
+        for samples, value in ((f[:, 0] * f[:, 1], e_phi[0, 1]), (df[:, 0] * df[:, 1], e_dphi[0, 1])):
+            stderr = samples.std() / math.sqrt(len(samples))
+            assert abs(samples.mean() - float(value)) < 5 * stderr + 1e-6, (q1, q2, rho)
+        # diagonal: E[φ(u)²] = (a²+b²)q, E[φ'(u)²] = a²+b²
+        assert float(e_phi[0, 0]) == pytest.approx(act.second_moment * q1, rel=1e-6)
+        assert float(e_dphi[1, 1]) == pytest.approx(act.second_moment, rel=1e-6)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
+def test_eoc_diagonal_grows_linearly_in_depth(act, tol) -> None:
+    """At the EOC, Σ^k(x,x) = q for all k and Σ̇ = 1 on the diagonal, so Θ^l(x,x) = l·q."""
+    x = ntksim.gaussian(jax.random.PRNGKey(1), 5, 6)
+    sigma_w = ntksim.eoc_sigma_w(act)
+    q = sigma_w**2 * jnp.sum(x**2, axis=1) / x.shape[1]
+    for depth in (1, 2, 5, 9):
+        sigma, theta = closed_form_theta(x, act, depth, sigma_w, 0.0)
+        np.testing.assert_allclose(jnp.diagonal(sigma), q, rtol=tol.rtol * 10)
+        np.testing.assert_allclose(jnp.diagonal(theta), depth * q, rtol=tol.rtol * 10)
+
+
+def test_linear_activation_limit_is_linear_kernel(tol) -> None:
+    """φ = identity at the EOC: the network is linear, Θ^l = l·⟨x, x'⟩/m_0 exactly."""
+    x = ntksim.gaussian(jax.random.PRNGKey(2), 6, 4)
+    net = ntksim.MLP(ntksim.Activation.preset("linear"), depth=4, width=8)
+    k = ntksim.limit_ntk(net, x, backend="closed_form")
+    np.testing.assert_allclose(k, 4 * (x @ x.T) / 4 / 6, rtol=tol.rtol * 10, atol=tol.atol)
+
+
+def test_unknown_backend() -> None:
+    net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=2, width=4)
+    with pytest.raises(ValueError, match="unknown limit backend"):
+        ntksim.limit_ntk(net, jnp.ones((2, 3)), backend="magic")
