@@ -7,6 +7,7 @@ Every mistake surfaces as a `ConfigError` whose message is one line naming the k
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -76,9 +77,9 @@ class DataConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> DataConfig:
         if self.kind == "file" and not self.path:
-            raise ValueError("kind 'file' needs a path")
+            raise ValueError("path: required when kind is 'file'")
         if self.kind != "file" and (self.path is not None or self.key is not None):
-            raise ValueError(f"path and key apply only to kind 'file', not {self.kind!r}")
+            raise ValueError(f"path: applies only to kind 'file', not {self.kind!r}")
         return self
 
     @property
@@ -147,11 +148,14 @@ class Config(_Strict):
     def _check(self) -> Config:
         if isinstance(self.schedule, list):
             if self.widths is not None:
-                raise ValueError("widths must be omitted when schedule is an explicit list of widths")
+                raise ValueError("widths: must be omitted when schedule is an explicit list of widths")
             for depth in self.depths:
-                hidden_widths(depth, None, self.schedule)
+                try:
+                    hidden_widths(depth, None, self.schedule)
+                except ValueError as err:
+                    raise ValueError(f"schedule: {err}") from None
         elif self.widths is None:
-            raise ValueError("widths is required (the base widths m to sweep)")
+            raise ValueError("widths: required key is missing (the base widths m to sweep)")
         return self
 
     @property
@@ -167,16 +171,33 @@ class Config(_Strict):
         return [spec.build() for spec in self.activations]
 
 
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LEADING_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$")
+
+
+def _key_path(loc: tuple) -> list[str]:
+    """Config key path of a pydantic error location, without pydantic's union-member tags
+    (such as 'constrained-int' or "literal['quadratic','constant']")."""
+    return [str(p) for p in loc if isinstance(p, int) or _KEY.match(str(p))]
+
+
 def _format_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    path = ".".join(str(p) for p in first["loc"]) or "config"
-    if first["type"] == "extra_forbidden":
-        return f"{path}: unknown key"
-    if first["type"] == "missing":
-        return f"{path}: required key is missing"
+    errors = err.errors()
+    first = errors[0]
+    path = _key_path(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
-    more = len(err.errors()) - 1
-    return f"{path}: {message}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+    # Cross-field checks raise "key: message" from a model validator, whose loc is the model.
+    leading = _LEADING_KEY.match(message)
+    if leading:
+        path, message = [*path, *leading.group(1).split(".")], leading.group(2)
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    # Each member of a union reports separately; count distinct key paths only.
+    more = len({tuple(_key_path(e["loc"])) for e in errors}) - 1
+    suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    return f"{'.'.join(path) or 'config'}: {message}{suffix}"
 
 
 def validate(raw: Any) -> Config:
@@ -193,9 +214,11 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     """The raw mapping in a YAML file; ConfigError if unreadable or malformed."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (invalid UTF-8)") from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import jax
@@ -36,22 +37,27 @@ def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"data file {str(path)!r} does not exist")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as err:
-        raise ValueError(f"cannot read data file {str(path)!r}: {err}") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            names = list(loaded.keys())
-            if key is None:
-                if len(names) != 1:
-                    raise ValueError(f"{str(path)!r} holds arrays {names}; name one with data.key")
-                key = names[0]
-            if key not in names:
-                raise ValueError(f"{str(path)!r} has no array {key!r} (it has {names})")
-            arr = loaded[key]
-    else:
-        arr = loaded
+    # Open the file ourselves so it is closed even when numpy rejects its content.
+    with open(path, "rb") as handle:
+        try:
+            loaded = np.load(handle, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                names = list(loaded.keys())
+                if key is None:
+                    if len(names) != 1:
+                        raise ValueError(f"{str(path)!r} holds arrays {names}; name one with data.key")
+                    key = names[0]
+                if key not in names:
+                    raise ValueError(f"{str(path)!r} has no array {key!r} (it has {names})")
+                arr = loaded[key]
+            else:
+                arr = loaded
+        except ValueError as err:
+            if str(path) in str(err):
+                raise
+            raise ValueError(f"cannot read data file {str(path)!r}: {err}") from None
+        except (OSError, EOFError, zipfile.BadZipFile) as err:
+            raise ValueError(f"cannot read data file {str(path)!r}: {err}") from None
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"data in {str(path)!r} must have shape (n, dim), got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):

@@ -5,13 +5,36 @@ The only module that imports neural_tangents (and so tensorflow); import it lazi
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from typing import Any
 
-import neural_tangents as nt
 from jax import Array
-from neural_tangents import stax
 
 from ntksim.model import MLP
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: tensorflow's C++ start-up lines (oneDNN, CUDA stubs)
+    are written before its log level applies. Python exceptions still surface after restoring."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+with _quiet_native_stderr():
+    import neural_tangents as nt
+    from neural_tangents import stax
 
 
 def stax_network(net: MLP) -> tuple[Any, Any, Any]:

@@ -1,0 +1,266 @@
+"""`ntksim run` and `ntksim plot` end to end, each in a subprocess.
+
+A subprocess keeps the CLI's global `jax_enable_x64 = True` out of this test process.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from ntksim.config import validate
+
+pytestmark = pytest.mark.cli
+
+COLUMNS = [
+    "activation",
+    "a",
+    "b",
+    "depth",
+    "width",
+    "widths",
+    "schedule",
+    "n",
+    "in_dim",
+    "out_dim",
+    "sigma_w",
+    "sigma_b",
+    "seed",
+    "method",
+    "err_op",
+    "err_fro",
+    "err_max",
+    "rel_op",
+    "kinf_op",
+    "seconds",
+]  # fmt: skip  (design.md, "results.csv")
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+TINY = {
+    "name": "tiny",
+    "activations": ["relu", "abs"],
+    "depths": [2],
+    "widths": [8, 16],
+    "seeds": 3,
+    "data": {"n": 6, "dim": 4},
+    "limit": {"backend": "closed_form"},
+}
+
+
+def ntksim(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run `python -m ntksim ARGS` in cwd; returns the finished process (never raises on exit code)."""
+    env = dict(os.environ)
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    return subprocess.run(
+        [sys.executable, "-m", "ntksim", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def write_config(path: Path, raw: dict | None = None) -> Path:
+    path.write_text(yaml.safe_dump(TINY if raw is None else raw, sort_keys=False))
+    return path
+
+
+def assert_usage_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    """Exit 2, exactly one non-empty stderr line mentioning every word, no traceback; returns it."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].strip(), proc.stderr
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    for word in words:
+        assert word in lines[0], lines[0]
+    return lines[0]
+
+
+def assert_png(path: Path) -> None:
+    assert path.is_file() and path.stat().st_size > len(PNG_MAGIC), path
+    assert path.read_bytes()[: len(PNG_MAGIC)] == PNG_MAGIC, path
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One `ntksim run` of the tiny config (shared, read-only: copy it before changing anything)."""
+    root = tmp_path_factory.mktemp("tiny_run")
+    config = write_config(root / "tiny.yaml")
+    proc = ntksim("run", config, "--out", "out", "--no-progress", cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote" in proc.stdout
+    return root / "out"
+
+
+# --- successful runs -------------------------------------------------------------------------------
+
+
+def test_run_writes_results_config_summary_and_figures(tiny_run: Path) -> None:
+    """results.csv has the design.md columns in order and one row per (activation, depth, width, seed);
+    config.yaml re-validates to the run's settings; summary.md has a slope per activation; both
+    figures are PNGs."""
+    results = pd.read_csv(tiny_run / "results.csv")
+    assert list(results.columns) == COLUMNS
+    assert len(results) == 2 * 1 * 2 * 3
+    assert not results.duplicated(["activation", "depth", "width", "seed"]).any()
+    assert set(results["activation"]) == {"relu", "abs"}
+    assert set(results["width"]) == {8, 16} and set(results["seed"]) == {0, 1, 2}
+    assert (results["depth"] == 2).all() and (results["n"] == 6).all() and (results["in_dim"] == 4).all()
+    assert (results["out_dim"] == 1).all() and (results["schedule"] == "quadratic").all()
+    assert results[COLUMNS[14:]].notna().all().all()
+    assert (results["err_op"] > 0).all() and (results["kinf_op"] > 0).all()
+
+    resolved = yaml.safe_load((tiny_run / "config.yaml").read_text())
+    assert validate(resolved) == validate(TINY)
+    assert resolved["limit"] == {"backend": "closed_form"} and resolved["seeds"] == 3
+
+    summary = (tiny_run / "summary.md").read_text()
+    assert summary.startswith("# tiny")
+    for name in ("relu", "abs"):
+        (row,) = [line for line in summary.splitlines() if line.startswith(f"| {name} | 2 | 1 | ")]
+        float(row.split("|")[4])  # the slope is a number
+
+    assert sorted(p.name for p in (tiny_run / "figures").iterdir()) == [
+        "err_op_depth2.png",
+        "theory_prefactor.png",
+    ]
+    for name in ("err_op_depth2.png", "theory_prefactor.png"):
+        assert_png(tiny_run / "figures" / name)
+
+
+def test_set_overrides_change_the_run(tmp_path: Path) -> None:
+    """`--set data.n=5 --set widths=[4,8]` reaches the results and the written config."""
+    config = write_config(tmp_path / "tiny.yaml")
+    proc = ntksim(
+        "run", config, "--out", "out", "--set", "data.n=5", "--set", "widths=[4,8]", "--no-progress",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert (results["n"] == 5).all()
+    assert sorted(results["width"].unique()) == [4, 8]
+    assert len(results) == 2 * 2 * 3
+    resolved = yaml.safe_load((tmp_path / "out" / "config.yaml").read_text())
+    assert resolved["data"]["n"] == 5 and resolved["widths"] == [4, 8]
+    assert yaml.safe_load(config.read_text()) == TINY  # the config file itself is untouched
+
+
+@pytest.mark.slow
+def test_neural_tangents_backend_agrees_with_closed_form(tmp_path: Path, tiny_run: Path) -> None:
+    """The same sweep with `--set limit.backend=neural_tangents` gives the same K∞ and errors."""
+    config = write_config(tmp_path / "tiny.yaml")
+    proc = ntksim(
+        "run", config, "--out", "out", "--set", "limit.backend=neural_tangents", "--no-progress",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    nt = pd.read_csv(tmp_path / "out" / "results.csv")
+    closed = pd.read_csv(tiny_run / "results.csv")
+    pd.testing.assert_frame_equal(
+        nt.drop(columns=["seconds"]), closed.drop(columns=["seconds"]), check_exact=False, rtol=1e-6
+    )
+
+
+def test_plot_redraws_figures(tmp_path: Path, tiny_run: Path) -> None:
+    """`ntksim plot DIR` on a stored run whose figures/ was deleted recreates every figure."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    shutil.rmtree(run / "figures")
+    proc = ntksim("plot", run, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for name in ("err_op_depth2.png", "theory_prefactor.png"):
+        assert_png(run / "figures" / name)
+
+
+def test_plot_without_results(tmp_path: Path) -> None:
+    """`ntksim plot` on a directory with no results.csv: exit 2, one line, nothing written."""
+    (tmp_path / "empty").mkdir()
+    assert_usage_error(ntksim("plot", "empty", cwd=tmp_path), "results.csv")
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_plot_with_missing_columns(tmp_path: Path, tiny_run: Path) -> None:
+    """A results.csv lacking required columns: exit 2, one line naming them, no figures."""
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.read_csv(tiny_run / "results.csv").drop(columns=["err_op", "kinf_op"]).to_csv(
+        run / "results.csv", index=False
+    )
+    assert_usage_error(ntksim("plot", run, cwd=tmp_path), "err_op", "kinf_op")
+    assert not (run / "figures").exists()
+
+
+# --- bad input: exit 2, one line on stderr, nothing written ------------------------------------------
+
+BAD_INPUTS = [
+    pytest.param(None, [], ["nope.yaml"], id="unreadable-file"),
+    pytest.param("activations: [relu\ndepths: [2]\n", [], ["malformed YAML", "line 2"], id="malformed-yaml"),
+    pytest.param({**TINY, "bogus": 1}, [], ["bogus"], id="unknown-key"),
+    pytest.param({**TINY, "data": {"n": 6, "nn": 4}}, [], ["data.nn"], id="unknown-nested-key"),
+    pytest.param({**TINY, "depths": [2.5]}, [], ["depths.0"], id="wrong-type"),
+    pytest.param({**TINY, "widths": [16, 0]}, [], ["widths.1"], id="non-positive-width"),
+    pytest.param(
+        {**TINY, "activations": ["relu", "swish"]}, [], ["activations.1", "swish"], id="unknown-act"
+    ),
+    pytest.param(TINY, ["--set", "data.nn=3"], ["data.nn"], id="set-unknown-key"),
+    pytest.param(TINY, ["--set", "widths=[4,-8]"], ["widths.1"], id="set-bad-value"),
+    pytest.param(
+        {**TINY, "data": {"kind": "file", "path": "missing.npy"}},
+        [],
+        ["data.path", "missing.npy"],
+        id="no-data",
+    ),
+    pytest.param(
+        b"activations: [relu]\n\xff\xfe\n",
+        [],
+        ["nope.yaml"],
+        id="non-utf8-file",
+    ),
+    pytest.param(
+        {**TINY, "data": {"kind": "file", "path": "corrupt.npz"}},
+        [],
+        ["data.path", "corrupt.npz"],
+        id="corrupt-npz",
+    ),
+    pytest.param(TINY, ["--executor", "bogus"], ["--executor", "bogus"], id="unknown-executor"),
+    pytest.param(TINY, ["--executor", "slurm"], ["--executor", "slurm"], id="unavailable-executor"),
+]
+
+
+@pytest.mark.parametrize(("config", "extra", "words"), BAD_INPUTS)
+def test_bad_input_exits_2_with_one_line(
+    tmp_path: Path, config: bytes | str | dict | None, extra: list[str], words: list[str]
+) -> None:
+    """Each user mistake: exit 2, one stderr line naming the key path, no traceback, no --out dir."""
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04garbage")  # a data file that is not a zip
+    path = tmp_path / "nope.yaml"
+    if isinstance(config, bytes):
+        path.write_bytes(config)
+    elif isinstance(config, str):
+        path.write_text(config)
+    elif isinstance(config, dict):
+        write_config(path, config)
+    proc = ntksim("run", path, "--out", "out", "--no-progress", *extra, cwd=tmp_path)
+    assert_usage_error(proc, *words)
+    assert not (tmp_path / "out").exists()
+    assert proc.stdout == ""
+
+
+def test_existing_results_need_force(tmp_path: Path) -> None:
+    """--out holding results.csv without --force: exit 2, and the directory is left exactly as it was."""
+    config = write_config(tmp_path / "tiny.yaml")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("keep me\n")
+    proc = ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path)
+    assert_usage_error(proc, "results.csv", "--force")
+    assert (out / "results.csv").read_text() == "keep me\n"
+    assert [p.name for p in out.iterdir()] == ["results.csv"]
