@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ntksim.activations import Activation
 from ntksim.model import MLP, Params, depth_of, forward, init_params
@@ -72,10 +74,16 @@ def kernel_fn(method: str) -> Callable[..., Array]:
     return _KERNELS[method]
 
 
+# float32 matmuls on GPUs default to TF32 (~1e-3 relative), a few percent of err_op at large m;
+# ntksim's numbers must not depend on the device, so kernels are traced at full precision.
+MATMUL_PRECISION = "highest"
+
+
 @partial(jax.jit, static_argnames=("net", "method"))
 def _empirical(net: MLP, method: str, params: Params, x: Array) -> Array:
     sigma_w, sigma_b = net.sigmas
-    return kernel_fn(method)(params, x.astype(net.compute_dtype), net.activation, sigma_w, sigma_b)
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        return kernel_fn(method)(params, x.astype(net.compute_dtype), net.activation, sigma_w, sigma_b)
 
 
 def empirical_ntk(net: MLP, variables: Any, x: Array, method: Method = "structured") -> Array:
@@ -94,17 +102,32 @@ def empirical_ntk(net: MLP, variables: Any, x: Array, method: Method = "structur
     return _empirical(net, method, dict(params), jnp.asarray(x))
 
 
-@partial(jax.jit, static_argnames=("net", "method"))
-def _empirical_seeds(net: MLP, method: str, keys: Array, x: Array) -> Array:
+@partial(jax.jit, static_argnames=("net", "method", "sharding"))
+def _empirical_seeds(net: MLP, method: str, sharding: NamedSharding | None, keys: Array, x: Array) -> Array:
     sigma_w, sigma_b = net.sigmas
     x = x.astype(net.compute_dtype)
     kernel = kernel_fn(method)
+    if sharding is not None:  # seeds split across devices; every device holds all of x
+        keys = jax.lax.with_sharding_constraint(keys, sharding)
 
     def one(key: Array) -> Array:
         # Parameters are drawn inside the compiled function: no host round trip per seed.
         return kernel(init_params(net, key, x.shape[1]), x, net.activation, sigma_w, sigma_b)
 
-    return jax.vmap(one)(keys)
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        out = jax.vmap(one)(keys)
+    return out if sharding is None else jax.lax.with_sharding_constraint(out, sharding)
+
+
+def seed_sharding(devices: list | None = None) -> NamedSharding | None:
+    """Sharding of a seed batch's leading axis over `devices` (default: all local devices).
+
+    None for a single device, where sharding would only add overhead.
+    """
+    devices = jax.local_devices() if devices is None else list(devices)
+    if len(devices) <= 1:
+        return None
+    return NamedSharding(Mesh(np.array(devices), ("seeds",)), PartitionSpec("seeds"))
 
 
 def bytes_per_seed(net: MLP, n: int, in_dim: int, method: str) -> int:
@@ -121,9 +144,19 @@ def bytes_per_seed(net: MLP, n: int, in_dim: int, method: str) -> int:
     return itemsize * (2 * params + 2 * activations + work)
 
 
-def auto_chunk(net: MLP, n: int, in_dim: int, method: str, budget_bytes: int = 2**30) -> int:
-    """How many seeds to vmap at once so that a batch stays within `budget_bytes`."""
-    return max(1, budget_bytes // bytes_per_seed(net, n, in_dim, method))
+def memory_budget(device: jax.Device | None = None) -> int:
+    """Bytes one seed batch may use on a device: half of an accelerator's memory, 2 GiB on CPU."""
+    device = device or jax.local_devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and stats.get("bytes_limit"):
+        return int(stats["bytes_limit"]) // 2
+    return 2 * 2**30
+
+
+def auto_chunk(net: MLP, n: int, in_dim: int, method: str, budget_bytes: int | None = None) -> int:
+    """How many seeds to vmap at once (per device) so a batch stays within `budget_bytes`."""
+    budget = memory_budget() if budget_bytes is None else budget_bytes
+    return max(1, budget // bytes_per_seed(net, n, in_dim, method))
 
 
 def empirical_ntk_seeds(
@@ -132,26 +165,36 @@ def empirical_ntk_seeds(
     x: Array,
     method: Method = "structured",
     chunk_size: int | None = None,
+    devices: list | None = None,
 ) -> Array:
     """K(θ_s) for a batch of PRNG keys, vmapped in chunks so memory stays bounded.
+
+    With several local devices (GPUs, or CPU devices forced by
+    `XLA_FLAGS=--xla_force_host_platform_device_count=N`) each chunk's seeds are split across
+    them; the numbers equal the single-device ones to round-off.
 
     Args:
       keys: (S, 2) PRNG keys, one per seed; parameters are `net.init(keys[s], x)`'s.
       x: (n, m_0).
-      chunk_size: seeds per compiled call; None picks one from `auto_chunk`.
+      chunk_size: seeds per compiled call (over all devices); None picks one from `auto_chunk`
+        per device. Rounded up to a multiple of the device count.
+      devices: devices to spread seeds over; None means all local devices.
     Returns:
       (S, n·m_l, n·m_l).
     """
     kernel_fn(method)
     x = jnp.asarray(x)
     num = keys.shape[0]
-    chunk = chunk_size or auto_chunk(net, x.shape[0], x.shape[1], method)
+    sharding = seed_sharding(devices)
+    num_devices = 1 if sharding is None else sharding.mesh.size
+    chunk = chunk_size or num_devices * auto_chunk(net, x.shape[0], x.shape[1], method)
     chunk = max(1, min(chunk, num))
+    chunk = -(-chunk // num_devices) * num_devices
     parts = []
     for start in range(0, num, chunk):
         batch = keys[start : start + chunk]
         short = chunk - batch.shape[0]
         if short:  # pad the last chunk so every call has one shape (one compilation)
             batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
-        parts.append(_empirical_seeds(net, method, batch, x)[: chunk - short])
+        parts.append(_empirical_seeds(net, method, sharding, batch, x)[: chunk - short])
     return jnp.concatenate(parts)

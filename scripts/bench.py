@@ -84,7 +84,13 @@ def measure(depth: int, width: int, n: int, out_dim: int, method: str, repeats: 
         fn = jax.jit(floor)
         call = lambda: fn(params)  # noqa: E731
     elif method in NT_IMPL:
-        from ntksim.nt_backend import nt_empirical_fn, stax_network
+        try:
+            from ntksim.nt_backend import nt_empirical_fn, stax_network
+        except Exception as err:  # neural-tangents 0.6.5 imports only with jax <= 0.5.3
+            return result | {
+                "status": f"unavailable: neural-tangents import failed on jax {jax.__version__}"
+                f" ({type(err).__name__})"
+            }
 
         init_fn, _, _ = stax_network(net)
         _, nt_params = init_fn(jax.random.PRNGKey(1), x.shape)
@@ -94,6 +100,15 @@ def measure(depth: int, width: int, n: int, out_dim: int, method: str, repeats: 
     elif method == "seed":  # init inside the compiled call + structured eNTK, one seed
         keys = jax.random.PRNGKey(3)[None]
         call = lambda: empirical_ntk_seeds(net, keys, x, "structured", 1)  # noqa: E731
+    elif method.startswith("seeds"):  # e.g. seeds16: one batched call over 16 seeds
+        keys = jax.random.split(jax.random.PRNGKey(3), int(method[5:]))
+        call = lambda: empirical_ntk_seeds(net, keys, x, "structured")  # noqa: E731
+    elif method.startswith("loop"):  # e.g. loop16: 16 single-seed calls
+        keys = jax.random.split(jax.random.PRNGKey(3), int(method[4:]))
+
+        def call():
+            return [empirical_ntk_seeds(net, k[None], x, "structured", 1) for k in keys]
+
     else:
         raise ValueError(method)
 
@@ -159,6 +174,9 @@ def main() -> None:
     parser.add_argument("--method")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="small shapes only")
+    parser.add_argument("--shapes", default=None, help="override: 'depth,m,n,m_l;…'")
+    parser.add_argument("--methods", default=None, help="override: comma-separated methods")
+    parser.add_argument("--tag", default="", help="suffix of the output file names")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per (shape, method)")
     parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent.parent / "benchmarks")
     args = parser.parse_args()
@@ -171,9 +189,15 @@ def main() -> None:
 
     slug, device = _device_name()
     shapes = QUICK_SHAPES if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in s.split(",")) for s in args.shapes.split(";")]
     rows = []
     for shape in shapes:
         methods = [*METHODS, "seed"] if shape[0] == 5 else METHODS
+        if shape == (3, 256, 64, 1):
+            methods = [*methods, "seeds16", "loop16"]
+        if args.methods:
+            methods = args.methods.split(",")
         for method in methods:
             res = _run_child(shape, method, args.repeats, args.timeout)
             row = dict(zip(["depth", "m", "n", "out_dim"], shape, strict=True), method=method) | res
@@ -186,7 +210,7 @@ def main() -> None:
     ]
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     args.out_dir.mkdir(exist_ok=True)
-    name = f"{slug}{'-quick' if args.quick else ''}"
+    name = f"{slug}{'-quick' if args.quick else ''}{'-' + args.tag if args.tag else ''}"
     table.to_csv(args.out_dir / f"{name}.csv", index=False)
     lines = [
         f"# eNTK benchmark — {device}",

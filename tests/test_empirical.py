@@ -97,3 +97,33 @@ def test_seed_mean_approaches_limit_and_errors_shrink() -> None:
             assert mean_err < 0.02, mean_err
     # theory: ×√32 ≈ 5.7 smaller; demand at least 3×
     assert medians[512] < medians[16] / 3, medians
+
+
+SHARDED_SCRIPT = """
+import jax, jax.numpy as jnp, numpy as np
+import ntksim
+from ntksim.empirical import _empirical_seeds, seed_sharding
+assert len(jax.devices()) == 4, jax.devices()
+net = ntksim.MLP(ntksim.Activation.preset("abs"), depth=3, width=6, out_dim=2, sigma_b=0.3)
+x = ntksim.sphere(jax.random.PRNGKey(0), 5, 3)
+keys = jax.random.split(jax.random.PRNGKey(9), 10)
+sharded = ntksim.empirical_ntk_seeds(net, keys, x, chunk_size=4)      # 4 + 4 + padded 2
+single = ntksim.empirical_ntk_seeds(net, keys, x, chunk_size=3, devices=jax.devices()[:1])
+scale = float(jnp.max(jnp.abs(single)))
+tol = 1e-12 if jax.config.jax_enable_x64 else 1e-5
+np.testing.assert_allclose(sharded, single, rtol=0, atol=tol * scale)
+out = _empirical_seeds(net, "structured", seed_sharding(), keys[:4], x)
+assert len(out.sharding.device_set) == 4, out.sharding
+print("OK")
+"""
+
+
+def test_seeds_sharded_over_devices_equal_single_device() -> None:
+    """Four forced CPU devices: seeds are split across them and the numbers do not change."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
