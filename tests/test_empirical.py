@@ -10,10 +10,13 @@ from ntksim.empirical import auto_chunk, bytes_per_seed
 
 
 def brute_force_ntk(net: ntksim.MLP, variables: dict, x: jax.Array) -> jax.Array:
-    """Θ from the full Jacobian of net.apply over the whole batch, flattened (i, a) ↦ i·m_l + a."""
-    jac = jax.jacrev(lambda p: net.apply({"params": p}, x).reshape(-1))(variables["params"])
+    """Θ from the full Jacobian of net.apply over the whole batch, flattened (i, a) ↦ i·m_l + a.
+
+    Full-precision matmuls, as ntksim's own kernels (GPUs default to TF32 for float32)."""
+    with jax.default_matmul_precision("highest"):
+        jac = jax.jacrev(lambda p: net.apply({"params": p}, x).reshape(-1))(variables["params"])
     flat = [j.reshape(j.shape[0], -1) for j in jax.tree.leaves(jac)]
-    return sum(j @ j.T for j in flat) / x.shape[0]
+    return sum(jnp.matmul(j, j.T, precision="highest") for j in flat) / x.shape[0]
 
 
 CASES = [
