@@ -102,8 +102,10 @@ def empirical_ntk(net: MLP, variables: Any, x: Array, method: Method = "structur
     return _empirical(net, method, dict(params), jnp.asarray(x))
 
 
-@partial(jax.jit, static_argnames=("net", "method", "sharding"))
-def _empirical_seeds(net: MLP, method: str, sharding: NamedSharding | None, keys: Array, x: Array) -> Array:
+@partial(jax.jit, static_argnames=("net", "method", "sharding", "vectorize"))
+def _empirical_seeds(
+    net: MLP, method: str, sharding: NamedSharding | None, keys: Array, x: Array, vectorize: bool = True
+) -> Array:
     sigma_w, sigma_b = net.sigmas
     x = x.astype(net.compute_dtype)
     kernel = kernel_fn(method)
@@ -115,7 +117,9 @@ def _empirical_seeds(net: MLP, method: str, sharding: NamedSharding | None, keys
         return kernel(init_params(net, key, x.shape[1]), x, net.activation, sigma_w, sigma_b)
 
     with jax.default_matmul_precision(MATMUL_PRECISION):
-        out = jax.vmap(one)(keys)
+        # vmap suits accelerators; on CPU, batched matmuls and batched PRNG draws take XLA's
+        # slow paths (measured 4x slower at depth 5, m = 1024), so seeds run one after another.
+        out = jax.vmap(one)(keys) if vectorize else jax.lax.map(one, keys)
     return out if sharding is None else jax.lax.with_sharding_constraint(out, sharding)
 
 
@@ -187,7 +191,11 @@ def empirical_ntk_seeds(
     num = keys.shape[0]
     sharding = seed_sharding(devices)
     num_devices = 1 if sharding is None else sharding.mesh.size
-    chunk = chunk_size or num_devices * auto_chunk(net, x.shape[0], x.shape[1], method)
+    # One device on CPU: a sequential loop inside one compiled call, one seed's memory at a time.
+    vectorize = sharding is not None or (devices or jax.local_devices())[0].platform != "cpu"
+    chunk = chunk_size or (
+        num_devices * auto_chunk(net, x.shape[0], x.shape[1], method) if vectorize else num
+    )
     chunk = max(1, min(chunk, num))
     chunk = -(-chunk // num_devices) * num_devices
     parts = []
@@ -196,5 +204,5 @@ def empirical_ntk_seeds(
         short = chunk - batch.shape[0]
         if short:  # pad the last chunk so every call has one shape (one compilation)
             batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
-        parts.append(_empirical_seeds(net, method, sharding, batch, x)[: chunk - short])
+        parts.append(_empirical_seeds(net, method, sharding, batch, x, vectorize)[: chunk - short])
     return jnp.concatenate(parts)
