@@ -130,3 +130,25 @@ def test_seeds_sharded_over_devices_equal_single_device() -> None:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    ("depth", "width", "n", "out_dim", "method"),
+    [(3, 256, 64, 1, "structured"), (5, 256, 64, 1, "structured"), (3, 128, 32, 10, "structured"),
+     (3, 128, 32, 3, "jacobian"), (4, 64, 32, 2, "jacobian")],
+)  # fmt: skip
+def test_memory_model_matches_xla_buffer_assignment(depth, width, n, out_dim, method) -> None:
+    """bytes_per_seed × seeds against what XLA allocates for the compiled batch.
+
+    Underestimating would let a chunk overflow memory, so at most 30% under; overestimating only
+    makes chunks smaller than needed, so up to 3× over (float64 temporaries are leaner)."""
+    from ntksim.empirical import _empirical_seeds
+
+    net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=depth, width=width, out_dim=out_dim)
+    x = jnp.ones((n, 8), net.compute_dtype)
+    for seeds in (1, 4):
+        keys = jax.random.split(jax.random.PRNGKey(0), seeds)
+        stats = _empirical_seeds.lower(net, method, None, keys, x, True).compile().memory_analysis()
+        xla = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+        model = seeds * bytes_per_seed(net, n, 8, method)
+        assert 0.7 <= model / xla <= 3.0, (seeds, model / 2**20, xla / 2**20)
