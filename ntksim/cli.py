@@ -1,17 +1,23 @@
-"""`ntksim run CONFIG.yaml` and `ntksim plot DIR`.
+"""`ntksim run CONFIG.yaml`, `ntksim status DIR`, `ntksim plot DIR`.
 
-User mistakes end with exit code 2 and one line on stderr, before anything is written.
+User mistakes end with exit code 2 and one line on stderr, before anything is written. A run
+whose cells partly failed ends with exit code 1 and lists them; Ctrl-C ends with 130 and keeps
+every finished cell.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import platform
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 EXECUTORS = ("inline", "local", "debug", "slurm")
+UNHASHED_KEYS = ("name", "launcher")  # change how or where a run goes, not its numbers
 
 
 class _Parser(argparse.ArgumentParser):
@@ -24,23 +30,23 @@ def _parser() -> argparse.ArgumentParser:
         prog="ntksim", description="Finite- vs infinite-width NTKs of MLPs at the Edge of Chaos."
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="run a YAML-configured sweep")
+    run = sub.add_parser("run", help="run (or resume) a YAML-configured sweep")
     run.add_argument("config", type=Path, help="experiment YAML file")
     run.add_argument("--out", type=Path, default=None, help="output directory (default: runs/<config name>)")
-    run.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key (dotted path, YAML value); repeatable",
-    )
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (dotted path, YAML value); repeatable")  # fmt: skip
     run.add_argument(
         "--executor", choices=EXECUTORS, default="inline", help="where cells run (default inline)"
     )
-    run.add_argument("--force", action="store_true", help="overwrite results already in --out")
+    run.add_argument("--force", action="store_true",
+                     help="accept a config that differs from the one already in --out (finished cells "
+                     "whose content is unchanged are kept)")  # fmt: skip
+    run.add_argument("--retry-failed", action="store_true", help="recompute cells recorded as failed")
+    run.add_argument("--dry-run", action="store_true", help="show what would run or be submitted, then stop")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    plot = sub.add_parser("plot", help="redraw the figures of a run from its results.csv")
+    status = sub.add_parser("status", help="report done / pending / failed cells and assemble results.csv")
+    status.add_argument("dir", type=Path, help="a run's output directory")
+    plot = sub.add_parser("plot", help="redraw the figures of a run from its results (partial ones too)")
     plot.add_argument("dir", type=Path, help="a run's output directory")
     return parser
 
@@ -48,6 +54,72 @@ def _parser() -> argparse.ArgumentParser:
 def _fail(message: str) -> NoReturn:
     print(f"ntksim: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def _hashed(resolved: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in resolved.items() if k not in UNHASHED_KEYS}
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
+    import importlib.metadata as md
+
+    import jax
+
+    versions = {}
+    for pkg in ("ntksim", "jax", "jaxlib", "flax", "neural-tangents", "numpy", "submitit"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            versions[pkg] = None
+    return {
+        "config_hash": digest,
+        "executor": executor,
+        "versions": versions,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "devices": [str(d) for d in jax.devices()],
+        "started": started,
+        "finished": None,
+    }
+
+
+def _finish(store, cells, config_name: str) -> tuple[Any, list]:
+    """Assemble results, write summary and figures; returns (table, failed cells)."""
+    from ntksim.fit import summary_markdown
+    from ntksim.plots import plot_all
+
+    table = store.assemble(cells)
+    state = store.status(cells)
+    if len(table):
+        (store.root / "summary.md").write_text(summary_markdown(table, config_name))
+        plot_all(table, store.root / "figures")
+    return table, state
+
+
+def _report(store, state, table) -> int:
+    done, failed, pending = (len(state[k]) for k in ("done", "failed", "pending"))
+    print(
+        f"{store.root}: {done} cells done, {failed} failed, {pending} pending; "
+        f"results.csv has {len(table)} rows"
+    )
+    for cell in state["failed"]:
+        print(f"  failed: {cell.label()} [{cell.cell_id}]: {store.failure(cell)}")
+    return 1 if failed else 0
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -58,42 +130,139 @@ def _run(args: argparse.Namespace) -> None:
 
     import yaml
 
-    from ntksim.config import ConfigError, load
-    from ntksim.fit import summary_markdown
-    from ntksim.plots import plot_all
-    from ntksim.sweep import load_data, run_sweep
+    from ntksim.cells import config_digest, expand
+    from ntksim.config import ConfigError, load, validate
+    from ntksim.store import RunStore
+    from ntksim.sweep import load_data, run_cells
 
     try:
         config, resolved = load(args.config, args.overrides)
         x = load_data(config)
+        cells = expand(config)
     except ConfigError as err:
         _fail(str(err))
-    if args.executor != "inline":
-        _fail(f"--executor {args.executor}: only 'inline' is available in this version")
     out = args.out if args.out is not None else Path("runs") / args.config.stem
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a directory")
-    if (out / "results.csv").exists() and not args.force:
-        _fail(f"--out {out}: already holds results.csv; choose another --out or pass --force")
+    store = RunStore(out)
+    digest = config_digest(_hashed(resolved))
+    foreign = sorted(p.name for p in out.iterdir()) if out.is_dir() and not store.config_path.exists() else []
+    if foreign and not args.force:
+        _fail(f"--out {out}: holds {', '.join(foreign[:3])} but no ntksim run (no config.yaml); "
+              "choose another --out or pass --force")  # fmt: skip
+    if store.config_path.exists():
+        try:
+            old = validate(yaml.safe_load(store.config_path.read_text())).model_dump(
+                mode="json", exclude_none=True
+            )
+        except (ConfigError, yaml.YAMLError):
+            old = None
+        if old is None and not args.force:
+            _fail(
+                f"--out {out}: holds an unreadable config.yaml; "
+                "pass --force to replace it or choose another --out"
+            )
+        if old is not None and config_digest(_hashed(old)) != digest and not args.force:
+            changed = ", ".join(_changed_keys(_hashed(old), _hashed(resolved))[:5])
+            _fail(f"--out {out}: holds a run of a different config (changed: {changed}); "
+                  "pass --force to reuse it or choose another --out")  # fmt: skip
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-    results = run_sweep(config, x, out, progress=False if args.no_progress else None)
-    (out / "summary.md").write_text(summary_markdown(results, config.name))
-    figures = plot_all(results, out / "figures")
-    print((out / "summary.md").read_text())
-    print(
-        f"wrote {out / 'results.csv'} ({len(results)} rows), {out / 'summary.md'}, "
-        f"{len(figures)} figures in {out / 'figures'}"
-    )
+    if args.executor == "slurm" and not args.dry_run and shutil.which("sbatch") is None:
+        _fail("--executor slurm: sbatch not found on PATH (run on a SLURM login node, or use --dry-run)")
+
+    state = store.status(cells) if store.root.exists() else {"done": [], "failed": [], "pending": cells}
+    todo = state["pending"] + (state["failed"] if args.retry_failed else [])
+    block = config.seeds_per_cell or config.seeds
+    print(f"{len(cells)} cells ({config.seeds} seeds each in blocks of {block}): "
+          f"{len(state['done'])} done, {len(state['failed'])} failed before, {len(todo)} to run")  # fmt: skip
+    if args.dry_run:
+        _dry_run(args.executor, store, config, todo)
+        return
+
+    store.create()
+    store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    info = _run_info(digest, args.executor, _now())
+    store.write_run(info)
+    if args.retry_failed:
+        for cell in state["failed"]:
+            store.failure_path(cell).unlink(missing_ok=True)
+
+    if args.executor == "inline":
+        try:
+            run_cells(todo, x, store, config.ntk.chunk, progress=False if args.no_progress else None)
+        except KeyboardInterrupt:
+            table = store.assemble(cells)
+            print(f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
+                  "run the same command again to resume", file=sys.stderr)  # fmt: skip
+            raise SystemExit(130) from None
+    elif todo:
+        from ntksim.launch import submit
+
+        jobs = submit(args.executor, store, config, resolved, todo)
+        if args.executor == "slurm":
+            print(f"submitted {len(jobs)} task(s) as SLURM job {jobs[0].job_id.split('_')[0]}; "
+                  f"logs in {store.logs}. Follow with: ntksim status {out}")  # fmt: skip
+            return
+        for job in jobs:
+            job.result()
+
+    table, state = _finish(store, cells, config.name)
+    store.write_run(info | {"finished": _now()})
+    if len(table) and (store.root / "summary.md").exists():
+        print((store.root / "summary.md").read_text())
+    raise SystemExit(_report(store, state, table))
+
+
+def _dry_run(executor: str, store, config, todo) -> None:
+    from ntksim.launch import group_cells, render_sbatch
+
+    for cell in todo[:20]:
+        print(f"  would run: {cell.label()} [{cell.cell_id}]")
+    if len(todo) > 20:
+        print(f"  … and {len(todo) - 20} more")
+    if executor == "inline" or not todo:
+        return
+    groups = group_cells(todo, executor, config.launcher)
+    print(f"would submit {len(groups)} task(s) with up to {max(len(g) for g in groups)} cell(s) each "
+          f"through submitit's {executor} executor")  # fmt: skip
+    if executor == "slurm":
+        print(render_sbatch(store, config, len(groups)))
+
+
+def _load_run(directory: Path):
+    """(config, cells, store) of an existing run directory, or exit 2."""
+    import yaml
+
+    from ntksim.cells import expand
+    from ntksim.config import ConfigError, validate
+    from ntksim.store import RunStore
+
+    store = RunStore(directory)
+    if not store.config_path.is_file():
+        _fail(f"{directory}: no config.yaml (is it a run directory?)")
+    try:
+        config = validate(yaml.safe_load(store.config_path.read_text()))
+        return config, expand(config), store
+    except (ConfigError, yaml.YAMLError, OSError) as err:
+        _fail(f"{store.config_path}: {str(err).splitlines()[0]}")
+
+
+def _status(args: argparse.Namespace) -> None:
+    _, cells, store = _load_run(args.dir)
+    table = store.assemble(cells)
+    state = store.status(cells)
+    raise SystemExit(_report(store, state, table))
 
 
 def _plot(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from ntksim.plots import plot_all
-    from ntksim.sweep import COLUMNS
+    from ntksim.store import COLUMNS
 
+    if (args.dir / "shards").is_dir() and (args.dir / "config.yaml").is_file():
+        _, cells, store = _load_run(args.dir)
+        store.assemble(cells)  # include cells finished since the last assembly
     path = args.dir / "results.csv"
     if not path.is_file():
         _fail(f"{path}: no such file (is {args.dir} a run directory?)")
@@ -112,7 +281,7 @@ def _plot(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    {"run": _run, "plot": _plot}[args.command](args)
+    {"run": _run, "status": _status, "plot": _plot}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,27 @@ class LimitConfig(_Strict):
     backend: Literal["neural_tangents", "closed_form"] = "neural_tangents"
 
 
+class LauncherConfig(_Strict):
+    """Where cells run when `--executor` is local, debug or slurm (submitit).
+
+    Cells are grouped `cells_per_task` to an array task. SLURM keys map to sbatch options.
+    """
+
+    cells_per_task: PositiveInt = 1
+    array_parallelism: PositiveInt = 64
+    local_parallelism: PositiveInt = 2
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: PositiveInt = 60
+    gpus_per_node: Annotated[int, Field(ge=0, strict=True)] = 0
+    cpus_per_task: PositiveInt | None = None
+    mem_gb: Annotated[float, Field(gt=0)] | None = None
+    constraint: str | None = None
+    setup: list[str] = Field(default_factory=list, description="shell lines run before each task")
+    max_requeue: Annotated[int, Field(ge=0, strict=True)] = 3
+
+
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, int | float | str | dict) else value
 
@@ -121,12 +142,14 @@ class Config(_Strict):
     )
     seeds: PositiveInt = 8
     seed_offset: Annotated[int, Field(ge=0, strict=True)] = 0
+    seeds_per_cell: PositiveInt | None = None
     out_dim: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)] = 1
     sigma_w: float | None = None
     sigma_b: float | None = None
     data: DataConfig = DataConfig()
     ntk: NTKConfig = NTKConfig()
     limit: LimitConfig = LimitConfig()
+    launcher: LauncherConfig = LauncherConfig()
 
     _listify = field_validator("activations", "depths", "widths", mode="before")(_as_list)
 

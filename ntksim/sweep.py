@@ -1,71 +1,35 @@
-"""Sweep engine: expand a config into cells, compute every seed, write the tidy table.
+"""Sweep engine: compute cells, write each as a shard the moment it finishes, assemble the table.
 
-A cell is one (activation, depth, width m, out_dim); it runs all its seeds in vmapped batches.
-K∞ does not depend on m or on the seed, so it is computed once per (activation, depth, out_dim).
-results.csv is rewritten atomically after every cell, so a crash keeps every finished cell.
+K∞ does not depend on m or on the seed, so each process computes it once per
+(activation, depth, out_dim, …) and reuses it. A cell that raises, or whose numbers are not
+finite, is recorded as failed with its reason, and the sweep goes on.
 """
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
-from ntksim.activations import Activation
+from ntksim.cells import Cell
 from ntksim.config import Config, ConfigError
 from ntksim.data import gaussian, load_points, sphere
 from ntksim.empirical import empirical_ntk_seeds
 from ntksim.limits import limit_ntk
 from ntksim.metrics import concentration
-from ntksim.model import MLP, sample_widths
+from ntksim.model import sample_widths
+from ntksim.store import COLUMNS, RunStore
 
-COLUMNS = [
-    "activation", "a", "b", "depth", "width", "widths", "schedule", "n", "in_dim", "out_dim",
-    "sigma_w", "sigma_b", "seed", "method", "err_op", "err_fro", "err_max", "rel_op", "kinf_op",
-    "seconds",
-]  # fmt: skip
+__all__ = ["COLUMNS", "CellFailure", "SweepReport", "compute_cell", "load_data", "run_cells"]
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One point of the sweep grid; its seeds are the config's."""
-
-    activation: Activation
-    depth: int
-    width: int | None
-    out_dim: int
-
-    def net(self, config: Config) -> MLP:
-        schedule = config.schedule if isinstance(config.schedule, str) else tuple(config.schedule)
-        return MLP(
-            activation=self.activation,
-            depth=self.depth,
-            width=self.width,
-            out_dim=self.out_dim,
-            schedule=schedule,
-            sigma_w=config.sigma_w,
-            sigma_b=config.sigma_b,
-            dtype=config.ntk.dtype,
-        )
-
-
-def expand(config: Config) -> list[Cell]:
-    """All cells, grouped so cells sharing a K∞ are adjacent."""
-    return [
-        Cell(act, depth, width, out_dim)
-        for act in config.activation_objects()
-        for depth in config.depths
-        for out_dim in config.out_dims
-        for width in config.width_values
-    ]
+class CellFailure(RuntimeError):
+    """A cell produced unusable numbers (NaN or Inf)."""
 
 
 def load_data(config: Config) -> np.ndarray:
@@ -85,63 +49,92 @@ def load_data(config: Config) -> np.ndarray:
     return np.asarray(make(key, data.num_points, data.dimension), dtype=np.float64)
 
 
-def cell_rows(config: Config, cell: Cell, x: np.ndarray, kinf: jax.Array) -> Iterator[dict]:
-    """Compute the cell's seeds; yields one results row per seed."""
-    net = cell.net(config)
+def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None = None) -> list[dict]:
+    """One results row per seed of the cell; CellFailure if any number is not finite."""
+    net = cell.net()
     sigma_w, sigma_b = net.sigmas
-    seeds = np.arange(config.seed_offset, config.seed_offset + config.seeds)
-    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
+    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in cell.seeds])
     start = time.perf_counter()
-    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), config.ntk.method, config.ntk.chunk)
+    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), cell.method, chunk)
     metrics = concentration(ks, kinf)
-    seconds = (time.perf_counter() - start) / len(seeds)
+    seconds = (time.perf_counter() - start) / cell.seed_count
+    bad = [name for name, values in metrics.items() if not np.all(np.isfinite(values))]
+    if bad or not np.all(np.isfinite(np.asarray(kinf))):
+        what = ", ".join(bad) if bad else "K∞"
+        raise CellFailure(f"non-finite {what} (σ_w={sigma_w:g}, depth {cell.depth}: over- or underflow)")
     base = {
         "activation": cell.activation.name,
         "a": cell.activation.a,
         "b": cell.activation.b,
         "depth": cell.depth,
-        "width": cell.width if cell.width is not None else net.hidden[0] if net.hidden else 0,
+        "width": cell.width if cell.width is not None else (net.hidden[0] if net.hidden else 0),
         "widths": sample_widths(net.hidden),
-        "schedule": config.schedule if isinstance(config.schedule, str) else "explicit",
+        "schedule": cell.schedule if isinstance(cell.schedule, str) else "explicit",
         "n": x.shape[0],
         "in_dim": x.shape[1],
         "out_dim": cell.out_dim,
         "sigma_w": sigma_w,
         "sigma_b": sigma_b,
-        "method": config.ntk.method,
+        "method": cell.method,
     }
-    for i, seed in enumerate(seeds):
+    rows = []
+    for i, seed in enumerate(cell.seeds):
         row = dict(base, seed=int(seed), seconds=seconds)
         row.update({name: float(values[i]) for name, values in metrics.items()})
-        yield row
+        rows.append(row)
+    return rows
 
 
-def write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV via a temporary file and rename, so readers never see half a table."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+@dataclass
+class SweepReport:
+    """What one process did: cells computed, failed, skipped (done before or claimed elsewhere)."""
+
+    computed: list[Cell] = field(default_factory=list)
+    failed: list[Cell] = field(default_factory=list)
+    skipped: list[Cell] = field(default_factory=list)
 
 
-def run_sweep(config: Config, x: np.ndarray, out_dir: Path, progress: bool | None = None) -> pd.DataFrame:
-    """Run every cell; returns the table also written to out_dir/results.csv.
+def run_cells(
+    cells: Iterable[Cell],
+    x: np.ndarray,
+    store: RunStore,
+    chunk: int | None = None,
+    progress: bool | None = None,
+) -> SweepReport:
+    """Compute every cell that has no shard yet and is not claimed by another live process.
 
-    progress: show a tqdm bar; None shows it only on an interactive terminal.
+    progress: tqdm bar with ETA; None shows it only on an interactive terminal.
+    KeyboardInterrupt propagates after the current cell's claim is released; shards already
+    written stay.
     """
-    cells = expand(config)
-    results = out_dir / "results.csv"
-    rows: list[dict] = []
+    cells = list(cells)
+    report = SweepReport()
     limits: dict[tuple, jax.Array] = {}
-    bar = tqdm(
-        total=len(cells) * config.seeds, unit="seed", disable=None if progress is None else not progress
-    )
+    total = sum(c.seed_count for c in cells)
+    bar = tqdm(total=total, unit="seed", disable=None if progress is None else not progress, smoothing=0.1)
     with bar:
         for cell in cells:
-            bar.set_postfix_str(f"{cell.activation.name} l={cell.depth} m={cell.width} m_l={cell.out_dim}")
-            limit_key = (cell.activation, cell.depth, cell.out_dim)
-            if limit_key not in limits:
-                limits[limit_key] = limit_ntk(cell.net(config), x, config.limit.backend)
-            rows.extend(cell_rows(config, cell, x, limits[limit_key]))
-            write_atomic(pd.DataFrame(rows, columns=COLUMNS), results)
-            bar.update(config.seeds)
-    return pd.DataFrame(rows, columns=COLUMNS)
+            if store.is_done(cell) or not store.claim(cell):
+                report.skipped.append(cell)
+                bar.update(cell.seed_count)
+                continue
+            bar.set_postfix_str(cell.label(), refresh=False)
+            try:
+                if store.is_done(cell):  # finished by another process between check and claim
+                    report.skipped.append(cell)
+                    continue
+                if cell.limit_key not in limits:
+                    limits[cell.limit_key] = limit_ntk(cell.net(), x, cell.backend)
+                store.write_shard(cell, compute_cell(cell, x, limits[cell.limit_key], chunk))
+                report.computed.append(cell)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as err:  # recorded, and the sweep goes on
+                store.write_failure(
+                    cell, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                )
+                report.failed.append(cell)
+            finally:
+                store.release(cell)
+                bar.update(cell.seed_count)
+    return report

@@ -96,7 +96,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = write_config(root / "tiny.yaml")
     proc = ntksim("run", config, "--out", "out", "--no-progress", cwd=root)
     assert proc.returncode == 0, proc.stderr
-    assert "wrote" in proc.stdout
+    assert "4 cells done, 0 failed, 0 pending" in proc.stdout
     return root / "out"
 
 
@@ -231,7 +231,7 @@ BAD_INPUTS = [
         id="corrupt-npz",
     ),
     pytest.param(TINY, ["--executor", "bogus"], ["--executor", "bogus"], id="unknown-executor"),
-    pytest.param(TINY, ["--executor", "slurm"], ["--executor", "slurm"], id="unavailable-executor"),
+    pytest.param(TINY, ["--executor", "slurm"], ["--executor slurm", "sbatch"], id="slurm-without-sbatch"),
 ]
 
 
@@ -254,8 +254,8 @@ def test_bad_input_exits_2_with_one_line(
     assert proc.stdout == ""
 
 
-def test_existing_results_need_force(tmp_path: Path) -> None:
-    """--out holding results.csv without --force: exit 2, and the directory is left exactly as it was."""
+def test_foreign_results_need_force(tmp_path: Path) -> None:
+    """--out holding a results.csv that no ntksim run wrote: exit 2, directory left exactly as it was."""
     config = write_config(tmp_path / "tiny.yaml")
     out = tmp_path / "out"
     out.mkdir()

@@ -1,0 +1,141 @@
+"""Cells: the units of work of a sweep, each named by a hash of its canonical content.
+
+A cell is one (activation, depth, m, out_dim) with a block of seeds, plus everything else that
+changes its numbers (schedule, σ's, data, method, dtype, limit backend). Equal content gives an
+equal id, so a re-run finds its finished cells, and a changed setting gives new ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ntksim.activations import Activation
+from ntksim.config import Config
+from ntksim.model import MLP
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a network, a data set, and seeds [seed_start, seed_start + seed_count)."""
+
+    activation: Activation
+    depth: int
+    width: int | None
+    out_dim: int
+    seed_start: int
+    seed_count: int
+    schedule: str | tuple[int, ...]
+    sigma_w: float | None
+    sigma_b: float | None
+    method: str
+    dtype: str
+    backend: str
+    data: tuple[tuple[str, Any], ...]
+
+    def net(self) -> MLP:
+        return MLP(
+            activation=self.activation,
+            depth=self.depth,
+            width=self.width,
+            out_dim=self.out_dim,
+            schedule=self.schedule,
+            sigma_w=self.sigma_w,
+            sigma_b=self.sigma_b,
+            dtype=self.dtype,
+        )
+
+    @property
+    def seeds(self) -> range:
+        return range(self.seed_start, self.seed_start + self.seed_count)
+
+    @property
+    def limit_key(self) -> tuple:
+        """Cells with equal keys share K∞ (it depends on neither m nor the seed)."""
+        return (
+            self.activation,
+            self.depth,
+            self.out_dim,
+            self.sigma_w,
+            self.sigma_b,
+            self.backend,
+            self.data,
+        )
+
+    def canonical(self) -> dict[str, Any]:
+        content = asdict(self)
+        content["activation"] = {"a": self.activation.a, "b": self.activation.b, "name": self.activation.name}
+        content["data"] = dict(self.data)
+        return content
+
+    @property
+    def cell_id(self) -> str:
+        text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def label(self) -> str:
+        seeds = f"seeds {self.seed_start}–{self.seed_start + self.seed_count - 1}"
+        return f"{self.activation.name} l={self.depth} m={self.width} m_l={self.out_dim} {seeds}"
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def data_identity(config: Config) -> tuple[tuple[str, Any], ...]:
+    """What identifies the inputs: the generator settings, or the file's content hash."""
+    data = config.data
+    if data.kind == "file":
+        return (("kind", "file"), ("sha256", _file_digest(data.path)), ("key", data.key))
+    return (("kind", data.kind), ("n", data.num_points), ("dim", data.dimension), ("seed", data.seed))
+
+
+def expand(config: Config) -> list[Cell]:
+    """All cells of a config, in a stable order (cells sharing K∞ adjacent)."""
+    schedule = config.schedule if isinstance(config.schedule, str) else tuple(config.schedule)
+    block = config.seeds_per_cell or config.seeds
+    data = data_identity(config)
+    cells = []
+    for act in config.activation_objects():
+        for depth in config.depths:
+            for out_dim in config.out_dims:
+                for width in config.width_values:
+                    for start in range(0, config.seeds, block):
+                        cells.append(
+                            Cell(
+                                activation=act,
+                                depth=depth,
+                                width=width,
+                                out_dim=out_dim,
+                                seed_start=config.seed_offset + start,
+                                seed_count=min(block, config.seeds - start),
+                                schedule=schedule,
+                                sigma_w=config.sigma_w,
+                                sigma_b=config.sigma_b,
+                                method=config.ntk.method,
+                                dtype=config.ntk.dtype,
+                                backend=config.limit.backend,
+                                data=data,
+                            )
+                        )
+    return cells
+
+
+def config_digest(resolved: dict[str, Any]) -> str:
+    """Hash of a resolved config mapping (what run.json records and re-runs compare)."""
+    text = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def relative_to(path: Path, base: Path) -> str:
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)

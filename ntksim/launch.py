@@ -1,0 +1,115 @@
+"""Running cells elsewhere through submitit: local subprocesses, in-process debug, SLURM arrays.
+
+Each array task gets a group of cell ids and the resolved config; it recomputes the data and
+writes one shard per finished cell into the run directory, so a pre-empted or requeued task
+resumes where the shards say.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import submitit
+from submitit.slurm import slurm as submitit_slurm
+
+from ntksim.cells import Cell, expand
+from ntksim.config import Config, LauncherConfig, validate
+from ntksim.store import RunStore
+
+
+class CellTask(submitit.helpers.Checkpointable):
+    """An array task: compute the given cells of a run directory.
+
+    Checkpointable: on pre-emption or timeout submitit requeues the same call, which skips the
+    cells whose shards exist.
+    """
+
+    def __call__(self, out_dir: str, resolved: dict[str, Any], cell_ids: list[str]) -> dict[str, int]:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # entry point of the worker process
+        from ntksim.sweep import load_data, run_cells
+
+        config = validate(resolved)
+        wanted = set(cell_ids)
+        cells = [c for c in expand(config) if c.cell_id in wanted]
+        report = run_cells(
+            cells, load_data(config), RunStore(Path(out_dir)), config.ntk.chunk, progress=False
+        )
+        return {
+            "computed": len(report.computed),
+            "failed": len(report.failed),
+            "skipped": len(report.skipped),
+        }
+
+
+def group_cells(cells: list[Cell], executor: str, launcher: LauncherConfig) -> list[list[str]]:
+    """Cell ids per task: `cells_per_task` each; local/debug merged down to `local_parallelism`
+    tasks, because a local executor starts every task at once."""
+    ids = [c.cell_id for c in cells]
+    size = launcher.cells_per_task
+    if executor in ("local", "debug"):
+        size = max(size, -(-len(ids) // launcher.local_parallelism))
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def slurm_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
+    """submitit SlurmExecutor parameters (sbatch options) from the launcher section."""
+    params: dict[str, Any] = {
+        "job_name": f"ntksim-{name}"[:64].replace(" ", "_"),
+        "time": launcher.time_min,
+        "array_parallelism": launcher.array_parallelism,
+        "setup": list(launcher.setup),
+        "nodes": 1,
+        "ntasks_per_node": 1,
+    }
+    optional = {
+        "partition": launcher.partition,
+        "account": launcher.account,
+        "qos": launcher.qos,
+        "gpus_per_node": launcher.gpus_per_node or None,
+        "cpus_per_task": launcher.cpus_per_task,
+        "mem": f"{launcher.mem_gb:g}GB" if launcher.mem_gb else None,
+        "constraint": launcher.constraint,
+    }
+    params.update({k: v for k, v in optional.items() if v is not None})
+    return params
+
+
+def make_executor(kind: str, store: RunStore, config: Config) -> submitit.Executor:
+    folder = store.logs / "%j"
+    launcher = config.launcher
+    if kind == "slurm":
+        executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launcher.max_requeue)
+        executor.update_parameters(**slurm_parameters(launcher, config.name))
+        return executor
+    if kind == "local":
+        executor = submitit.LocalExecutor(folder=folder, max_num_timeout=launcher.max_requeue)
+        executor.update_parameters(timeout_min=launcher.time_min)
+        return executor
+    if kind == "debug":
+        return submitit.DebugExecutor(folder=folder)
+    raise ValueError(f"unknown executor {kind!r}")
+
+
+def render_sbatch(store: RunStore, config: Config, num_tasks: int) -> str:
+    """The sbatch script a SLURM submission would use (for --dry-run)."""
+    command = f"{sys.executable} -u -m submitit.core._submit {store.logs / '%j'}"
+    params = slurm_parameters(config.launcher, config.name)
+    if num_tasks > 1:
+        params["map_count"] = num_tasks
+    return submitit_slurm._make_sbatch_string(command=command, folder=store.logs / "%j", **params)
+
+
+def submit(kind: str, store: RunStore, config: Config, resolved: dict, cells: list[Cell]) -> list:
+    """Submit the cells as tasks; returns submitit jobs (an array for several tasks)."""
+    executor = make_executor(kind, store, config)
+    groups = group_cells(cells, kind, config.launcher)
+    task = CellTask()
+    if kind == "debug":  # runs each job in this process when its result is asked for
+        return [executor.submit(task, str(store.root), resolved, group) for group in groups]
+    with executor.batch():
+        jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+    return jobs
