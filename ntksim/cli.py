@@ -167,8 +167,10 @@ def _run(args: argparse.Namespace) -> None:
             _fail(f"--out {out}: holds a run of a different config (changed: {changed}); "
                   "pass --force to reuse it or choose another --out")  # fmt: skip
 
-    if args.executor == "slurm" and not args.dry_run and shutil.which("sbatch") is None:
-        _fail("--executor slurm: sbatch not found on PATH (run on a SLURM login node, or use --dry-run)")
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if args.executor == "slurm" and not args.dry_run and missing:
+        _fail(f"--executor slurm: {' and '.join(missing)} not found on PATH "
+              "(run on a SLURM login node, or use --dry-run)")  # fmt: skip
 
     state = store.status(cells) if store.root.exists() else {"done": [], "failed": [], "pending": cells}
     todo = state["pending"] + (state["failed"] if args.retry_failed else [])

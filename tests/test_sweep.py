@@ -1,0 +1,204 @@
+"""Sweeps: crash safety, resume, failures, concurrency and the submitit executors.
+
+Everything goes through the real `ntksim` command in subprocesses, as users and clusters run it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.cli
+
+KEY = ["activation", "depth", "width", "out_dim", "seed"]
+SWEEP = {
+    "name": "sweep test",
+    "activations": ["relu", "abs"],
+    "depths": [2],
+    "widths": [8, 16, 32, 64, 128, 256],
+    "seeds": 4,
+    "seeds_per_cell": 1,
+    "data": {"n": 8, "dim": 4},
+    "limit": {"backend": "closed_form"},
+}
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+
+
+def write(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def ntksim(*args: object, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "ntksim", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env or _env(), timeout=300)
+
+
+def start(*args: object, cwd: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "ntksim", *map(str, args)]
+    return subprocess.Popen(
+        cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def wait_for_shards(out: Path, count: int, proc: subprocess.Popen, limit: float = 120) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if len(list((out / "shards").glob("*.csv"))) >= count:
+            return
+        assert proc.poll() is None, "the run ended before it could be interrupted"
+        time.sleep(0.02)
+    raise AssertionError("no shards appeared")
+
+
+def shard_stamps(out: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.csv")}
+
+
+def check_complete(out: Path, config: dict) -> pd.DataFrame:
+    table = pd.read_csv(out / "results.csv")
+    expected = len(config["activations"]) * len(config["depths"]) * len(config["widths"]) * config["seeds"]
+    assert len(table) == expected
+    assert not table.duplicated(KEY).any()
+    return table
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path, sig: int) -> None:
+    config = write(tmp_path / "sweep.yaml", SWEEP)
+    out = tmp_path / "out"
+    proc = start("run", config, "--out", out, "--no-progress", cwd=tmp_path)
+    wait_for_shards(out, 3, proc)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130, stderr
+        assert "resume" in stderr and "Traceback" not in stderr
+        assert len(pd.read_csv(out / "results.csv")) >= 3  # finished cells are in the table at once
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    before = shard_stamps(out)
+    assert 3 <= len(before) < 48
+
+    rerun = ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(before)} done" in rerun.stdout  # the resumed run saw what was finished
+    after = shard_stamps(out)
+    assert all(after[name] == stamp for name, stamp in before.items())  # not recomputed
+    assert len(after) == 48
+    check_complete(out, SWEEP)
+    assert not list((out / "claims").iterdir())  # the killed run's stale claim was taken over
+
+
+def test_executors_local_and_debug_match_inline(tmp_path: Path) -> None:
+    small = {**SWEEP, "widths": [8, 16], "seeds": 3, "seeds_per_cell": 2}
+    config = write(tmp_path / "sweep.yaml", small)
+    tables = {}
+    for executor in ("inline", "local", "debug"):
+        proc = ntksim("run", config, "--out", tmp_path / executor, "--executor", executor, "--no-progress",
+                      cwd=tmp_path)  # fmt: skip
+        assert proc.returncode == 0, (executor, proc.stderr[-3000:])
+        tables[executor] = check_complete(tmp_path / executor, small).sort_values(KEY).reset_index(drop=True)
+    assert list((tmp_path / "local" / "logs").iterdir())  # submitit wrote its logs under the run
+    for executor in ("local", "debug"):
+        for column in ("err_op", "err_fro", "err_max", "rel_op", "kinf_op"):
+            pd.testing.assert_series_equal(tables[executor][column], tables["inline"][column], rtol=1e-6)
+
+
+def test_two_concurrent_runs_give_one_row_per_cell_and_seed(tmp_path: Path) -> None:
+    config = write(tmp_path / "sweep.yaml", SWEEP)
+    out = tmp_path / "out"
+    procs = [start("run", config, "--out", out, "--no-progress", cwd=tmp_path) for _ in range(2)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr[-3000:]
+    check_complete(out, SWEEP)
+    assert len(shard_stamps(out)) == 48
+
+
+def test_failing_cell_is_recorded_and_the_rest_complete(tmp_path: Path) -> None:
+    """σ_w = 40 far off the EOC: variance grows ×800 per layer, so depth 25 overflows float32."""
+    bad = {**SWEEP, "activations": ["relu"], "depths": [2, 25], "widths": [8, 16], "seeds": 2,
+           "schedule": "constant", "sigma_w": 40.0}  # fmt: skip
+    config = write(tmp_path / "bad.yaml", bad)
+    out = tmp_path / "out"
+    proc = ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert "4 failed" in proc.stdout and "non-finite" in proc.stdout and "l=25" in proc.stdout
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 4 and set(table["depth"]) == {2}
+    status = ntksim("status", out, cwd=tmp_path)
+    assert status.returncode == 1 and "4 cells done, 4 failed, 0 pending" in status.stdout
+
+
+def test_changed_config_is_refused_unless_forced(tmp_path: Path) -> None:
+    small = {**SWEEP, "widths": [8], "seeds": 2}
+    config = write(tmp_path / "sweep.yaml", small)
+    out = tmp_path / "out"
+    assert ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path).returncode == 0
+    before = (out / "results.csv").read_text()
+    refused = ntksim("run", config, "--out", out, "--set", "data.n=9", cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert "data.n" in refused.stderr and "--force" in refused.stderr
+    assert (out / "results.csv").read_text() == before
+    # renaming or moving the run to another launcher is not a change of its numbers
+    same = ntksim("run", config, "--out", out, "--set", "name=renamed", "--no-progress", cwd=tmp_path)
+    assert same.returncode == 0 and "4 done" in same.stdout
+    forced = ntksim("run", config, "--out", out, "--set", "widths=[8,16]", "--force", "--no-progress",
+                    cwd=tmp_path)  # fmt: skip
+    assert forced.returncode == 0 and "4 done" in forced.stdout  # width 8 cells reused
+    assert len(pd.read_csv(out / "results.csv")) == 8
+
+
+FAKE_SBATCH = """#!/bin/sh
+# Records what ntksim/submitit submits, like a SLURM controller that accepts everything.
+cp "$1" "{record}/script.sh"
+echo "$@" > "{record}/args"
+echo "Submitted batch job 4242"
+"""
+
+
+def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir()
+    record.mkdir()
+    sbatch = bin_dir / "sbatch"
+    sbatch.write_text(FAKE_SBATCH.format(record=record))
+    sbatch.chmod(0o755)
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")  # submitit only checks that it exists
+    (bin_dir / "srun").chmod(0o755)
+    launcher = {"partition": "gpu", "account": "theory", "qos": "high", "time_min": 90, "gpus_per_node": 1,
+                "cpus_per_task": 4, "mem_gb": 16, "constraint": "h100", "setup": ["module load cuda/12.4"],
+                "cells_per_task": 5, "array_parallelism": 3}  # fmt: skip
+    config = write(tmp_path / "cluster.yaml", {**SWEEP, "launcher": launcher})  # 48 cells → 10 tasks
+    out = tmp_path / "out"
+    env = _env() | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+    dry = ntksim("run", config, "--out", out, "--executor", "slurm", "--dry-run", cwd=tmp_path, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "would submit 10 task(s)" in dry.stdout and "#SBATCH --array=0-9%3" in dry.stdout
+    assert not out.exists() and not (record / "script.sh").exists()
+
+    proc = ntksim("run", config, "--out", out, "--executor", "slurm", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "job 4242" in proc.stdout and f"ntksim status {out}" in proc.stdout
+    script = (record / "script.sh").read_text()
+    for line in ("#SBATCH --array=0-9%3", "#SBATCH --partition=gpu", "#SBATCH --account=theory",
+                 "#SBATCH --qos=high", "#SBATCH --time=90", "#SBATCH --gpus-per-node=1",
+                 "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16GB", "#SBATCH --constraint=h100",
+                 "module load cuda/12.4", "submitit.core._submit"):  # fmt: skip
+        assert line in script, line
+    assert str(out / "logs") in script
+    status = ntksim("status", out, cwd=tmp_path)
+    assert status.returncode == 0 and "0 cells done, 0 failed, 48 pending" in status.stdout
