@@ -109,7 +109,13 @@ def submit(kind: str, store: RunStore, config: Config, resolved: dict, cells: li
     groups = group_cells(cells, kind, config.launcher)
     task = CellTask()
     if kind == "debug":  # runs each job in this process when its result is asked for
-        return [executor.submit(task, str(store.root), resolved, group) for group in groups]
-    with executor.batch():
         jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+    else:
+        with executor.batch():
+            jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+    # submitit creates the folder template itself ("logs/%j") as an empty directory; jobs log into
+    # logs/<job id>/.
+    template = store.logs / "%j"
+    if template.is_dir() and not any(template.iterdir()):
+        template.rmdir()
     return jobs
