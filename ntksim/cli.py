@@ -111,7 +111,9 @@ def _finish(store, cells, config_name: str) -> tuple[Any, list]:
     return table, state
 
 
-def _report(store, state, table) -> int:
+def _report(store, state, table, final: bool = False) -> int:
+    """Print cell counts and failures. Exit code 1 if any cell failed or, at the end of a run
+    (`final`), if any is still pending (e.g. its task died); `status` reports pending as normal."""
     done, failed, pending = (len(state[k]) for k in ("done", "failed", "pending"))
     print(
         f"{store.root}: {done} cells done, {failed} failed, {pending} pending; "
@@ -119,7 +121,9 @@ def _report(store, state, table) -> int:
     )
     for cell in state["failed"]:
         print(f"  failed: {cell.label()} [{cell.cell_id}]: {store.failure(cell)}")
-    return 1 if failed else 0
+    if final and pending:
+        print(f"  {pending} cells are still pending: run the same command again to compute them")
+    return 1 if failed or (final and pending) else 0
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -181,8 +185,11 @@ def _run(args: argparse.Namespace) -> None:
         _dry_run(args.executor, store, config, todo)
         return
 
-    store.create()
-    store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    try:
+        store.create()
+        store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+    except OSError as err:
+        _fail(f"--out {out}: cannot write there ({err.strerror})")
     info = _run_info(digest, args.executor, _now())
     store.write_run(info)
     if args.retry_failed:
@@ -200,19 +207,26 @@ def _run(args: argparse.Namespace) -> None:
     elif todo:
         from ntksim.launch import submit
 
-        jobs = submit(args.executor, store, config, resolved, todo)
+        try:
+            jobs = submit(args.executor, store, config, resolved, todo)
+        except Exception as err:  # e.g. sbatch rejecting a partition or account
+            _fail(f"--executor {args.executor}: submission failed: {str(err).strip().splitlines()[-1]}")
         if args.executor == "slurm":
             print(f"submitted {len(jobs)} task(s) as SLURM job {jobs[0].job_id.split('_')[0]}; "
                   f"logs in {store.logs}. Follow with: ntksim status {out}")  # fmt: skip
             return
         for job in jobs:
-            job.result()
+            try:
+                job.result()
+            except Exception as err:  # a task that died; its cells show up as pending below
+                last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+                print(f"ntksim: task {job.job_id} failed: {last} (logs in {store.logs})", file=sys.stderr)
 
     table, state = _finish(store, cells, config.name)
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
-    raise SystemExit(_report(store, state, table))
+    raise SystemExit(_report(store, state, table, final=True))
 
 
 def _dry_run(executor: str, store, config, todo) -> None:

@@ -18,6 +18,8 @@ from ntksim.activations import Activation
 from ntksim.widths import hidden_widths
 
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+StrictFloat = Annotated[float, Field(strict=True)]  # accepts YAML ints, rejects true and "1.5"
+MAX_SEED = 2**31 - 1  # PRNGKey seeds must fit in 32 bits
 
 
 class ConfigError(ValueError):
@@ -36,9 +38,9 @@ class ActivationSpec(_Strict):
     """
 
     preset: str | None = None
-    alpha: float | None = None
-    a: float | None = None
-    b: float | None = None
+    alpha: StrictFloat | None = None
+    a: StrictFloat | None = None
+    b: StrictFloat | None = None
     name: str | None = None
 
     @model_validator(mode="before")
@@ -70,7 +72,7 @@ class DataConfig(_Strict):
     kind: Literal["sphere", "gaussian", "file"] = "sphere"
     n: PositiveInt | None = None
     dim: PositiveInt | None = None
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)] = 0
     path: str | None = None
     key: str | None = None
 
@@ -120,7 +122,7 @@ class LauncherConfig(_Strict):
     time_min: PositiveInt = 60
     gpus_per_node: Annotated[int, Field(ge=0, strict=True)] = 0
     cpus_per_task: PositiveInt | None = None
-    mem_gb: Annotated[float, Field(gt=0)] | None = None
+    mem_gb: Annotated[float, Field(gt=0, strict=True)] | None = None
     constraint: str | None = None
     setup: list[str] = Field(default_factory=list, description="shell lines run before each task")
     max_requeue: Annotated[int, Field(ge=0, strict=True)] = 3
@@ -141,11 +143,11 @@ class Config(_Strict):
         "quadratic"
     )
     seeds: PositiveInt = 8
-    seed_offset: Annotated[int, Field(ge=0, strict=True)] = 0
+    seed_offset: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)] = 0
     seeds_per_cell: PositiveInt | None = None
     out_dim: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)] = 1
-    sigma_w: float | None = None
-    sigma_b: float | None = None
+    sigma_w: StrictFloat | None = None
+    sigma_b: StrictFloat | None = None
     data: DataConfig = DataConfig()
     ntk: NTKConfig = NTKConfig()
     limit: LimitConfig = LimitConfig()
@@ -169,6 +171,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Config:
+        if self.seed_offset + self.seeds - 1 > MAX_SEED:
+            raise ValueError(f"seed_offset: seeds must stay below 2^31 (last seed would be "
+                             f"{self.seed_offset + self.seeds - 1})")  # fmt: skip
         if isinstance(self.schedule, list):
             if self.widths is not None:
                 raise ValueError("widths: must be omitted when schedule is an explicit list of widths")

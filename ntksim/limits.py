@@ -29,7 +29,8 @@ def family_expectations(activation: Activation, cov: Array) -> tuple[Array, Arra
     """
     q = jnp.diagonal(cov)
     norm = jnp.sqrt(q[:, None] * q[None, :])
-    rho = jnp.clip(cov / norm, -1.0, 1.0)
+    # A zero-variance point (x = 0 without bias) is constant 0: its correlation is immaterial.
+    rho = jnp.clip(jnp.where(norm > 0, cov / jnp.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
     arcsin = jnp.arcsin(rho)
     a2, b2 = activation.a**2, activation.b**2
     e_phi = norm * (a2 * rho + b2 * (2 / math.pi) * (jnp.sqrt(1 - rho**2) + rho * arcsin))

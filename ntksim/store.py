@@ -17,6 +17,9 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
+import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,10 +35,43 @@ COLUMNS = [
 ]  # fmt: skip
 
 
+# A claim is alive while its owner refreshes it (every CLAIM_REFRESH_S, from a thread, so also
+# during a long XLA call); after CLAIM_LEASE_S without refresh any process may take it over.
+CLAIM_REFRESH_S = 30.0
+CLAIM_LEASE_S = 300.0
+
+
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.tmp")
+
+
+def _write_synced(path: Path, text: str) -> None:
+    with open(path, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    """Write via a synced temp file and rename, so the name only ever points at complete data,
+    also after a power loss."""
+    tmp = _tmp_name(path)
+    _write_synced(tmp, text)
     os.replace(tmp, path)
+    _sync_dir(path.parent)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -53,6 +89,9 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._held: set[Path] = set()
+        self._lock = threading.Lock()
+        self._keeper: threading.Thread | None = None
 
     # --- layout -----------------------------------------------------------------------------
     @property
@@ -116,49 +155,103 @@ class RunStore:
         except (OSError, ValueError, KeyError):
             return None
 
-    def claim(self, cell: Cell) -> bool:
-        """Mark the cell as being computed here; False if a live process on this host holds it."""
+    def claim_is_live(self, cell: Cell) -> bool:
+        """Whether another process holds a claim on the cell that has not gone stale."""
         path = self.claim_path(cell)
-        me = f"{socket.gethostname()}:{os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
+        try:
+            age = time.time() - path.stat().st_mtime
+            owner = path.read_text().strip()
+        except OSError:
+            return False
+        host, _, pid = owner.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit():
+            return _pid_alive(int(pid)) and int(pid) != os.getpid()
+        return age < CLAIM_LEASE_S  # another host, or a claim being written: trust its lease
+
+    def claim(self, cell: Cell) -> bool:
+        """Mark the cell as being computed here; False if another live process holds it.
+
+        The claim file appears atomically with its owner written in it (hard link of a synced
+        temp file); stale claims (dead owner on this host, or no refresh within the lease) are
+        taken over.
+        """
+        path = self.claim_path(cell)
+        tmp = _tmp_name(path)
+        _write_synced(tmp, f"{socket.gethostname()}:{os.getpid()}")
+        try:
+            for _ in range(2):
                 try:
-                    host, pid = path.read_text().strip().rsplit(":", 1)
-                except (OSError, ValueError):
-                    return False  # being written right now by its owner
-                if host == socket.gethostname() and not _pid_alive(int(pid)):
-                    path.unlink(missing_ok=True)  # stale: its owner died (kill -9, pre-emption)
+                    os.link(tmp, path)
+                except FileExistsError:
+                    if self.claim_is_live(cell):
+                        return False
+                    path.unlink(missing_ok=True)
                     continue
-                # A claim from another host cannot be checked; trust it unless it is our own.
-                return f"{host}:{pid}" == me
-            with os.fdopen(fd, "w") as handle:
-                handle.write(me)
-            return True
-        return False
+                with self._lock:
+                    self._held.add(path)
+                self._start_keeper()
+                return True
+            return False
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def release(self, cell: Cell) -> None:
-        self.claim_path(cell).unlink(missing_ok=True)
+        path = self.claim_path(cell)
+        with self._lock:
+            self._held.discard(path)
+        path.unlink(missing_ok=True)
+
+    def _start_keeper(self) -> None:
+        if self._keeper is None or not self._keeper.is_alive():
+            self._keeper = threading.Thread(target=self._refresh_claims, name="ntksim-claims", daemon=True)
+            self._keeper.start()
+
+    def _refresh_claims(self) -> None:
+        while True:
+            time.sleep(CLAIM_REFRESH_S)
+            with self._lock:
+                held = list(self._held)
+            for path in held:
+                try:
+                    os.utime(path)
+                except OSError:
+                    pass
 
     # --- results --------------------------------------------------------------------------------
+    def read_shard(self, cell: Cell) -> pd.DataFrame | None:
+        """The cell's rows, or None. An unreadable or incomplete shard (a crash of the storage
+        itself) is moved aside as <id>.csv.corrupt, so the cell counts as pending again."""
+        path = self.shard_path(cell)
+        if not path.exists():
+            return None
+        try:
+            frame = pd.read_csv(path)
+            if list(frame.columns) != [*COLUMNS, "cell"] or len(frame) != cell.seed_count:
+                raise ValueError(f"{len(frame)} rows, columns {list(frame.columns)[:3]}…")
+            return frame
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            os.replace(path, path.with_name(path.name + ".corrupt"))
+            print(f"ntksim: warning: {path} was unreadable ({str(err).splitlines()[0]}); "
+                  "moved aside, the cell will be recomputed", file=sys.stderr)  # fmt: skip
+            return None
+
     def assemble(self, cells: Iterable[Cell]) -> pd.DataFrame:
         """results.csv from the shards of `cells` (in cell order); written atomically."""
         frames = []
         for cell in cells:
-            path = self.shard_path(cell)
-            if path.exists():
-                frames.append(pd.read_csv(path))
+            frame = self.read_shard(cell)
+            if frame is not None:
+                frames.append(frame)
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "cell"])
         table = table.drop_duplicates(subset=["cell", "seed"]).drop(columns="cell")[COLUMNS]
         _atomic_write(self.results_path, table.to_csv(index=False))
         return table
 
     def status(self, cells: list[Cell]) -> dict[str, list[Cell]]:
-        """Cells by state: done (a shard), failed (a record, no shard), pending (neither)."""
+        """Cells by state: done (a readable shard), failed (a record, no shard), pending (neither)."""
         out: dict[str, list[Cell]] = {"done": [], "failed": [], "pending": []}
         for cell in cells:
-            if self.is_done(cell):
+            if self.read_shard(cell) is not None:
                 out["done"].append(cell)
             elif self.failure_path(cell).exists():
                 out["failed"].append(cell)

@@ -100,41 +100,65 @@ def run_cells(
     store: RunStore,
     chunk: int | None = None,
     progress: bool | None = None,
+    poll_s: float = 1.0,
 ) -> SweepReport:
-    """Compute every cell that has no shard yet and is not claimed by another live process.
+    """Compute every cell that has no shard yet.
 
-    progress: tqdm bar with ETA; None shows it only on an interactive terminal.
-    KeyboardInterrupt propagates after the current cell's claim is released; shards already
-    written stay.
+    Cells claimed by another live process are left to it; once the rest are done, this process
+    waits for them and takes over any whose claim goes stale (its owner died), so it returns
+    only when every cell is done or failed. progress: tqdm bar with ETA; None shows it only on
+    an interactive terminal. KeyboardInterrupt propagates after releasing the current claim;
+    shards already written stay.
     """
     cells = list(cells)
     report = SweepReport()
     limits: dict[tuple, jax.Array] = {}
     total = sum(c.seed_count for c in cells)
     bar = tqdm(total=total, unit="seed", disable=None if progress is None else not progress, smoothing=0.1)
-    with bar:
-        for cell in cells:
-            if store.is_done(cell) or not store.claim(cell):
+
+    def attempt(cell: Cell) -> bool:
+        """Compute the cell unless another process holds it; True when it needs no more work."""
+        if store.is_done(cell):
+            report.skipped.append(cell)
+            return True
+        if not store.claim(cell):
+            return False
+        bar.set_postfix_str(cell.label(), refresh=False)
+        try:
+            if store.is_done(cell):  # finished by another process between check and claim
                 report.skipped.append(cell)
+                return True
+            if cell.limit_key not in limits:
+                limits[cell.limit_key] = limit_ntk(cell.net(), x, cell.backend)
+            store.write_shard(cell, compute_cell(cell, x, limits[cell.limit_key], chunk))
+            report.computed.append(cell)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as err:  # recorded, and the sweep goes on
+            message = str(err).splitlines()[0] if str(err) else ""
+            store.write_failure(cell, f"{type(err).__name__}: {message}")
+            report.failed.append(cell)
+        finally:
+            store.release(cell)
+        return True
+
+    with bar:
+        waiting = []
+        for cell in cells:
+            if attempt(cell):
                 bar.update(cell.seed_count)
-                continue
-            bar.set_postfix_str(cell.label(), refresh=False)
-            try:
-                if store.is_done(cell):  # finished by another process between check and claim
-                    report.skipped.append(cell)
-                    continue
-                if cell.limit_key not in limits:
-                    limits[cell.limit_key] = limit_ntk(cell.net(), x, cell.backend)
-                store.write_shard(cell, compute_cell(cell, x, limits[cell.limit_key], chunk))
-                report.computed.append(cell)
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as err:  # recorded, and the sweep goes on
-                store.write_failure(
-                    cell, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-                )
-                report.failed.append(cell)
-            finally:
-                store.release(cell)
-                bar.update(cell.seed_count)
+            else:
+                waiting.append(cell)
+        while waiting:  # cells other processes are computing
+            time.sleep(poll_s)
+            still = []
+            for cell in waiting:
+                if store.failure_path(cell).exists() and not store.claim_is_live(cell):
+                    report.skipped.append(cell)  # another process recorded its failure
+                    bar.update(cell.seed_count)
+                elif attempt(cell):
+                    bar.update(cell.seed_count)
+                else:
+                    still.append(cell)
+            waiting = still
     return report

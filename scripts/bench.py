@@ -95,7 +95,9 @@ def measure(depth: int, width: int, n: int, out_dim: int, method: str, repeats: 
         init_fn, _, _ = stax_network(net)
         _, nt_params = init_fn(jax.random.PRNGKey(1), x.shape)
         nt_params = jax.tree.map(lambda a: a.astype(jnp.float32), nt_params)
-        fn = jax.jit(nt_empirical_fn(net, NT_IMPL[method]))
+        with jax.default_matmul_precision("highest"):  # the precision ntksim computes at
+            fn = jax.jit(nt_empirical_fn(net, NT_IMPL[method]))
+            jax.block_until_ready(fn(x, None, nt_params))  # trace and compile inside the context
         call = lambda: fn(x, None, nt_params)  # noqa: E731
     elif method == "seed":  # init inside the compiled call + structured eNTK, one seed
         keys = jax.random.PRNGKey(3)[None]

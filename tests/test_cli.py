@@ -264,3 +264,11 @@ def test_foreign_results_need_force(tmp_path: Path) -> None:
     assert_usage_error(proc, "results.csv", "--force")
     assert (out / "results.csv").read_text() == "keep me\n"
     assert [p.name for p in out.iterdir()] == ["results.csv"]
+
+
+def test_unwritable_out_is_one_line_error(tmp_path: Path) -> None:
+    """--out below a regular file cannot be created: exit 2 and one line, not a traceback."""
+    config = write_config(tmp_path / "tiny.yaml")
+    (tmp_path / "afile").write_text("not a directory\n")
+    proc = ntksim("run", config, "--out", tmp_path / "afile" / "sub", "--no-progress", cwd=tmp_path)
+    assert_usage_error(proc, "--out", "cannot write")

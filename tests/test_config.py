@@ -109,6 +109,12 @@ BAD_CONFIGS = [
     pytest.param(with_(sigma_w=-1.0), "sigma_w", id="negative-sigma-w"),
     pytest.param(with_(sigma_w=0.0), "sigma_w", id="zero-sigma-w"),
     pytest.param(with_(sigma_b=-0.5), "sigma_b", id="negative-sigma-b"),
+    pytest.param(with_(sigma_w=True), "sigma_w", id="bool-sigma-w"),
+    pytest.param(with_(sigma_w="1.5"), "sigma_w", id="string-sigma-w"),
+    pytest.param(with_(activations=[{"a": True, "b": 1.0}]), "activations.0.a", id="bool-a"),
+    pytest.param(with_(data={"seed": True}), "data.seed", id="bool-data-seed"),
+    pytest.param(with_(data={"seed": 2**64}), "data.seed", id="huge-data-seed"),
+    pytest.param(with_(seed_offset=2**31 - 2, seeds=4), "seed_offset", id="seeds-past-32-bits"),
     pytest.param(
         {"activations": ["relu"], "depths": [2]},
         "widths",

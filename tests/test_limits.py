@@ -86,3 +86,14 @@ def test_unknown_backend() -> None:
     net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=2, width=4)
     with pytest.raises(ValueError, match="unknown limit backend"):
         ntksim.limit_ntk(net, jnp.ones((2, 3)), backend="magic")
+
+
+def test_zero_input_gives_zero_rows_not_nan(tol) -> None:
+    """x = 0 without bias: every pre-activation is 0, so its NTK row is exactly 0 (both backends)."""
+    x = ntksim.gaussian(jax.random.PRNGKey(3), 4, 3).at[1].set(0.0)
+    net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=3, width=8)
+    closed = ntksim.limit_ntk(net, x, backend="closed_form")
+    assert np.all(np.isfinite(closed))
+    np.testing.assert_allclose(closed[1], 0.0, atol=1e-12)
+    nt = ntksim.limit_ntk(net, x, backend="neural_tangents")
+    np.testing.assert_allclose(closed, nt, rtol=0, atol=tol.rtol * float(jnp.max(jnp.abs(nt))))

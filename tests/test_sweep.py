@@ -202,3 +202,28 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
     assert str(out / "logs") in script
     status = ntksim("status", out, cwd=tmp_path)
     assert status.returncode == 0 and "0 cells done, 0 failed, 48 pending" in status.stdout
+
+
+def test_expired_claim_of_a_dead_host_is_taken_over(tmp_path: Path) -> None:
+    """A task killed on another node leaves its claim; once the lease has passed, a re-run
+    computes the cell instead of leaving it pending forever."""
+    from ntksim.cells import expand
+    from ntksim.config import validate
+    from ntksim.store import CLAIM_LEASE_S, RunStore
+
+    small = {**SWEEP, "widths": [8], "seeds": 2}
+    config = write(tmp_path / "sweep.yaml", small)
+    out = tmp_path / "out"
+    assert ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path).returncode == 0
+    store = RunStore(out)
+    cells = expand(validate(small))
+    for cell, owner in zip(cells[:2], ["node17:4242", ""], strict=True):  # a dead node; a torn write
+        store.shard_path(cell).unlink()  # as if their tasks died mid-cell
+        path = store.claim_path(cell)
+        path.write_text(owner)
+        old = time.time() - CLAIM_LEASE_S - 5
+        os.utime(path, (old, old))
+    proc = ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{len(cells)} cells done, 0 failed, 0 pending" in proc.stdout
+    check_complete(out, small)
