@@ -65,7 +65,7 @@ def test_held_claims_are_refreshed(store: RunStore, monkeypatch: pytest.MonkeyPa
     old = time.time() - 1000
     os.utime(store.claim_path(cell), (old, old))
     time.sleep(0.3)
-    assert time.time() - store.claim_path(cell).stat().st_mtime < 5
+    assert store.claim_path(cell).stat().st_mtime > old + 900  # the keeper touched it again
     store.release(cell)
 
 
