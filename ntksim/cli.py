@@ -103,8 +103,7 @@ def _finish(store, cells, config_name: str) -> tuple[Any, list]:
     from ntksim.fit import summary_markdown
     from ntksim.plots import plot_all
 
-    table = store.assemble(cells)
-    state = store.status(cells)
+    table, state = store.collect(cells)
     if len(table):
         (store.root / "summary.md").write_text(summary_markdown(table, config_name))
         plot_all(table, store.root / "figures")
@@ -265,8 +264,7 @@ def _load_run(directory: Path):
 
 def _status(args: argparse.Namespace) -> None:
     _, cells, store = _load_run(args.dir)
-    table = store.assemble(cells)
-    state = store.status(cells)
+    table, state = store.collect(cells)
     raise SystemExit(_report(store, state, table))
 
 

@@ -237,15 +237,25 @@ class RunStore:
 
     def assemble(self, cells: Iterable[Cell]) -> pd.DataFrame:
         """results.csv from the shards of `cells` (in cell order); written atomically."""
+        return self.collect(cells)[0]
+
+    def collect(self, cells: Iterable[Cell]) -> tuple[pd.DataFrame, dict[str, list[Cell]]]:
+        """Read every shard once: write results.csv and return it with the cells by state."""
         frames = []
+        state: dict[str, list[Cell]] = {"done": [], "failed": [], "pending": []}
         for cell in cells:
             frame = self.read_shard(cell)
             if frame is not None:
                 frames.append(frame)
+                state["done"].append(cell)
+            elif self.failure_path(cell).exists():
+                state["failed"].append(cell)
+            else:
+                state["pending"].append(cell)
         table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "cell"])
         table = table.drop_duplicates(subset=["cell", "seed"]).drop(columns="cell")[COLUMNS]
         _atomic_write(self.results_path, table.to_csv(index=False))
-        return table
+        return table, state
 
     def status(self, cells: list[Cell]) -> dict[str, list[Cell]]:
         """Cells by state: done (a readable shard), failed (a record, no shard), pending (neither)."""
