@@ -1,42 +1,94 @@
-# make demo | make test | make bench | make lint — each installs what it needs into .venv first.
+# make demo | make test | make bench | make lint — each installs what it needs first.
+#
+# Two dependency profiles from one codebase:
+#   current    .venv            newest jax/flax/optax, no tensorflow      (constraints.txt)
+#   reference  .venv-reference  jax 0.5.3 + neural-tangents 0.6.5 (+ tf)  (constraints-reference.txt)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+REF := .venv-reference
+REF_BIN := $(REF)/bin
 
-.PHONY: install demo test test-fast bench lint format clean
+.PHONY: install install-reference install-gpu install-reference-gpu demo test test-current test-reference test-fast bench \
+	bench-reference bench-profiles lint format lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+define make_venv
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ntksim needs Python >= 3.11"'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
-	@touch $(STAMP)
+	rm -rf $(1)
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -c $(2) -e '.[$(3)]'
+	@touch $(1)/.installed
+endef
 
-install: $(STAMP)
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(call make_venv,$(VENV),constraints.txt,dev)
 
-demo: $(STAMP)
+$(REF)/.installed: pyproject.toml constraints-reference.txt
+	$(call make_venv,$(REF),constraints-reference.txt,reference$(comma)dev)
+
+comma := ,
+
+install: $(VENV)/.installed
+
+install-reference: $(REF)/.installed
+
+# CUDA wheels of each profile's jax, on a GPU node (or a cluster's shared environment), after
+# `make install` / `make install-reference`. The current profile takes CUDA 13 (CUDA=12 for
+# drivers older than 580); the reference profile's jax 0.5.3 has CUDA 12 wheels only.
+CUDA ?= 13
+install-gpu: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -c constraints.txt "jax[cuda$(CUDA)]"
+
+install-reference-gpu: $(REF)/.installed
+	$(REF_BIN)/python -m pip install --quiet -c constraints-reference.txt "jax[cuda12]==0.5.3"
+
+demo: $(VENV)/.installed
 	$(BIN)/ntksim run configs/quick.yaml --out runs/quick --force
 
-# The whole suite with float32 (JAX's default), then the numeric tests again with float64,
-# as neural-tangents does.
-test: $(STAMP)
+# Both profiles. current: the whole suite in float32 (JAX's default), then the numeric tests
+# again in float64, as neural-tangents does. reference: the neural-tangents agreement tests in
+# both dtypes, and the numeric tests in float64 on jax 0.5.3.
+test: test-current test-reference
+
+test-current: $(VENV)/.installed
 	JAX_ENABLE_X64=0 $(BIN)/python -m pytest -q
 	JAX_ENABLE_X64=1 $(BIN)/python -m pytest -q -m "not cli"
 
-test-fast: $(STAMP)
+test-reference: $(REF)/.installed
+	JAX_ENABLE_X64=0 $(REF_BIN)/python -m pytest -q -m reference
+	JAX_ENABLE_X64=1 $(REF_BIN)/python -m pytest -q -m "not cli"
+
+test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -x -m "not slow and not cli"
 
-bench: $(STAMP)
+bench: $(VENV)/.installed
 	$(BIN)/python scripts/bench.py
 
-lint: $(STAMP)
+# The same benchmarks with neural-tangents' columns (its empirical NTK needs the reference profile).
+bench-reference: $(REF)/.installed
+	$(REF_BIN)/python scripts/bench.py --tag reference
+
+# Both profiles side by side: install size, import and first-limit latency, structured eNTK.
+bench-profiles: $(VENV)/.installed $(REF)/.installed
+	$(BIN)/python scripts/profile_cost.py $(VENV) $(REF)
+
+lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: $(VENV)/.installed
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Re-resolve the current profile to the newest releases and rewrite its lock.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e '.[dev]'
+	head -n 2 constraints.txt > constraints.new
+	.venv-lock/bin/python -m pip freeze --exclude-editable >> constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-lock
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(REF) runs .pytest_cache .ruff_cache

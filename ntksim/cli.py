@@ -80,6 +80,8 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
 
     import jax
 
+    from ntksim.limits import neural_tangents_available
+
     versions = {}
     for pkg in ("ntksim", "jax", "jaxlib", "flax", "neural-tangents", "numpy", "submitit"):
         try:
@@ -89,6 +91,7 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
     return {
         "config_hash": digest,
         "executor": executor,
+        "profile": "reference" if neural_tangents_available() else "current",
         "versions": versions,
         "python": platform.python_version(),
         "host": platform.node(),
@@ -134,7 +137,7 @@ def _run(args: argparse.Namespace) -> None:
     import yaml
 
     from ntksim.cells import config_digest, expand
-    from ntksim.config import ConfigError, load, validate
+    from ntksim.config import ConfigError, load
     from ntksim.store import RunStore
     from ntksim.sweep import load_data, run_cells
 
@@ -149,31 +152,21 @@ def _run(args: argparse.Namespace) -> None:
         _fail(f"--out {out}: exists and is not a directory")
     store = RunStore(out)
     digest = config_digest(_hashed(resolved))
-    foreign = sorted(p.name for p in out.iterdir()) if out.is_dir() and not store.config_path.exists() else []
-    if foreign and not args.force:
-        _fail(f"--out {out}: holds {', '.join(foreign[:3])} but no ntksim run (no config.yaml); "
-              "choose another --out or pass --force")  # fmt: skip
-    if store.config_path.exists():
-        try:
-            old = validate(yaml.safe_load(store.config_path.read_text())).model_dump(
-                mode="json", exclude_none=True
-            )
-        except (ConfigError, yaml.YAMLError):
-            old = None
-        if old is None and not args.force:
-            _fail(
-                f"--out {out}: holds an unreadable config.yaml; "
-                "pass --force to replace it or choose another --out"
-            )
-        if old is not None and config_digest(_hashed(old)) != digest and not args.force:
-            changed = ", ".join(_changed_keys(_hashed(old), _hashed(resolved))[:5])
-            _fail(f"--out {out}: holds a run of a different config (changed: {changed}); "
-                  "pass --force to reuse it or choose another --out")  # fmt: skip
-
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if args.executor == "slurm" and not args.dry_run and missing:
         _fail(f"--executor slurm: {' and '.join(missing)} not found on PATH "
               "(run on a SLURM login node, or use --dry-run)")  # fmt: skip
+    _check_out(store, resolved, digest, args.force)  # read-only: nothing written on a refusal
+    if not args.dry_run:
+        # Check again and write the config under the directory's lock: a run started at the same
+        # moment may be setting the directory up.
+        try:
+            with store.setup_lock():
+                _check_out(store, resolved, digest, args.force)
+                store.create()
+                store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        except OSError as err:
+            _fail(f"--out {out}: cannot write there ({err.strerror})")
 
     state = store.status(cells) if store.root.exists() else {"done": [], "failed": [], "pending": cells}
     todo = state["pending"] + (state["failed"] if args.retry_failed else [])
@@ -184,11 +177,6 @@ def _run(args: argparse.Namespace) -> None:
         _dry_run(args.executor, store, config, todo)
         return
 
-    try:
-        store.create()
-        store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
-    except OSError as err:
-        _fail(f"--out {out}: cannot write there ({err.strerror})")
     info = _run_info(digest, args.executor, _now())
     store.write_run(info)
     if args.retry_failed:
@@ -226,6 +214,35 @@ def _run(args: argparse.Namespace) -> None:
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
     raise SystemExit(_report(store, state, table, final=True))
+
+
+def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> None:
+    """Exit 2 unless --out is new, ntksim's own, or a run of the same config (or --force)."""
+    import yaml
+
+    from ntksim.cells import config_digest
+    from ntksim.config import ConfigError, validate
+
+    out = store.root
+    foreign = store.foreign_entries()
+    if foreign and not force:
+        _fail(f"--out {out}: holds {', '.join(foreign[:3])} but no ntksim run (no config.yaml); "
+              "choose another --out or pass --force")  # fmt: skip
+    if not store.config_path.exists():
+        return
+    try:
+        old = validate(yaml.safe_load(store.config_path.read_text())).model_dump(
+            mode="json", exclude_none=True
+        )
+    except (ConfigError, yaml.YAMLError):
+        old = None
+    if old is None and not force:
+        _fail(f"--out {out}: holds an unreadable config.yaml; "
+              "pass --force to replace it or choose another --out")  # fmt: skip
+    if old is not None and config_digest(_hashed(old)) != digest and not force:
+        changed = ", ".join(_changed_keys(_hashed(old), _hashed(resolved))[:5])
+        _fail(f"--out {out}: holds a run of a different config (changed: {changed}); "
+              "pass --force to reuse it or choose another --out")  # fmt: skip
 
 
 def _dry_run(executor: str, store, config, todo) -> None:

@@ -104,7 +104,7 @@ class NTKConfig(_Strict):
 class LimitConfig(_Strict):
     """How the infinite-width limit is computed."""
 
-    backend: Literal["neural_tangents", "closed_form"] = "neural_tangents"
+    backend: Literal["neural_tangents", "closed_form"] = "closed_form"
 
 
 class LauncherConfig(_Strict):
@@ -296,6 +296,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Config, dict[str, Any]]:
-    """Validated config and the resolved mapping (with defaults filled in) to write beside results."""
+    """Validated config and the resolved mapping (with defaults filled in) to write beside results.
+
+    Also checks that this installation can compute it (a stored config is not re-checked, so a
+    run made in the reference profile can be inspected from the current one)."""
     config = validate(apply_overrides(read_yaml(path), overrides or []))
+    from ntksim.limits import REFERENCE_HINT, neural_tangents_available
+
+    if config.limit.backend == "neural_tangents" and not neural_tangents_available():
+        raise ConfigError(
+            f"limit.backend: 'neural_tangents' is not installed in this profile; {REFERENCE_HINT}"
+        )
     return config, config.model_dump(mode="json", exclude_none=True)

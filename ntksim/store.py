@@ -6,6 +6,7 @@
     DIR/failed/<cell>.json     why a cell failed
     DIR/claims/<cell>.claim    "being computed by host:pid" (skipped by other live processes)
     DIR/results.csv            assembled from the shards of the config's cells
+    DIR/.lock                  held while a run checks and writes config.yaml
     DIR/logs/                  submitit logs
 
 Every write is a temp file plus `os.replace`, so a reader or a crash never sees half a file, and
@@ -14,13 +15,15 @@ two processes writing the same cell leave exactly one shard.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,11 @@ COLUMNS = [
     "sigma_w", "sigma_b", "seed", "method", "err_op", "err_fro", "err_max", "rel_op", "kinf_op",
     "seconds",
 ]  # fmt: skip
+# Provenance of every row: the eNTK dtype, the limit backend and the version of the code behind
+# it, and the JAX that computed the eNTK, so rows from two runs (or two profiles) can be told
+# apart. Shards written before these columns existed are read with them empty.
+PROVENANCE = ["dtype", "limit_backend", "limit_version", "jax_version"]
+TABLE_COLUMNS = [*COLUMNS, *PROVENANCE]
 
 
 # A claim is alive while its owner refreshes it (every CLAIM_REFRESH_S, from a thread, so also
@@ -41,8 +49,16 @@ CLAIM_REFRESH_S = 30.0
 CLAIM_LEASE_S = 300.0
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{threading.get_ident()}.tmp")
+def _tmp_name(path: Path, suffix: str = "tmp") -> Path:
+    """A name beside `path` that no other process or thread uses: host, pid and thread id."""
+    host, pid, tid = socket.gethostname(), os.getpid(), threading.get_ident()
+    return path.with_name(f".{path.name}.{host}.{pid}.{tid}.{suffix}")
+
+
+def _tmp_owner_is_dead(tmp: Path) -> bool:
+    """Whether a temp name of `_tmp_name` belongs to a process of this host that has exited."""
+    prefix, pid, _tid, _suffix = [*tmp.name.rsplit(".", 3), "", "", ""][:4]
+    return prefix.endswith(f".{socket.gethostname()}") and pid.isdigit() and not _pid_alive(int(pid))
 
 
 def _write_synced(path: Path, text: str) -> None:
@@ -84,8 +100,45 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _claim_is_live(path: Path) -> bool:
+    """A claim file is live while its owner on this host runs (and is not us), or, for another
+    host or an unreadable owner, until its lease runs out without a refresh."""
+    try:
+        age = time.time() - path.stat().st_mtime
+        owner = path.read_text().strip()
+    except OSError:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return _pid_alive(int(pid)) and int(pid) != os.getpid()
+    return age < CLAIM_LEASE_S  # another host, or a claim being written: trust its lease
+
+
+def _remove_stale_claim(path: Path) -> None:
+    """Delete a claim judged stale, unless someone re-claimed the cell since that judgement.
+
+    Renaming is atomic, so of several processes removing the same stale claim exactly one gets
+    it; if what it got is live after all (a fresh claim made in between), it is put back.
+    """
+    tomb = _tmp_name(path, "stale")
+    try:
+        os.rename(path, tomb)
+    except FileNotFoundError:
+        return  # someone else removed it
+    try:
+        if _claim_is_live(tomb):
+            with contextlib.suppress(FileExistsError):
+                os.link(tomb, path)
+    finally:
+        tomb.unlink(missing_ok=True)
+
+
 class RunStore:
     """Reads and writes one run directory."""
+
+    # What ntksim itself puts in a run directory before config.yaml exists (another process
+    # may be setting it up at this moment), so none of it makes the directory "foreign".
+    OWN_ENTRIES = frozenset({"shards", "failed", "claims", "logs", ".lock"})
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -123,6 +176,25 @@ class RunStore:
         for sub in ("shards", "failed", "claims", "logs"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
+    def foreign_entries(self) -> list[str]:
+        """Names in the directory that no ntksim run put there (empty if it has config.yaml)."""
+        if not self.root.is_dir() or self.config_path.exists():
+            return []
+        names = (p.name for p in self.root.iterdir())
+        return sorted(n for n in names if n not in self.OWN_ENTRIES and not n.endswith(".tmp"))
+
+    @contextlib.contextmanager
+    def setup_lock(self) -> Iterator[None]:
+        """Hold an exclusive lock on the directory while checking and writing its config, so two
+        runs started together never see each other's half-made directory. Creates the directory."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     # --- run metadata -------------------------------------------------------------------------
     def read_run(self) -> dict[str, Any] | None:
         try:
@@ -141,7 +213,7 @@ class RunStore:
         return self.shard_path(cell).exists()
 
     def write_shard(self, cell: Cell, rows: list[dict[str, Any]]) -> None:
-        frame = pd.DataFrame(rows, columns=COLUMNS).assign(cell=cell.cell_id)
+        frame = pd.DataFrame(rows, columns=TABLE_COLUMNS).assign(cell=cell.cell_id)
         _atomic_write(self.shard_path(cell), frame.to_csv(index=False))
         self.failure_path(cell).unlink(missing_ok=True)
 
@@ -157,16 +229,7 @@ class RunStore:
 
     def claim_is_live(self, cell: Cell) -> bool:
         """Whether another process holds a claim on the cell that has not gone stale."""
-        path = self.claim_path(cell)
-        try:
-            age = time.time() - path.stat().st_mtime
-            owner = path.read_text().strip()
-        except OSError:
-            return False
-        host, _, pid = owner.rpartition(":")
-        if host == socket.gethostname() and pid.isdigit():
-            return _pid_alive(int(pid)) and int(pid) != os.getpid()
-        return age < CLAIM_LEASE_S  # another host, or a claim being written: trust its lease
+        return _claim_is_live(self.claim_path(cell))
 
     def claim(self, cell: Cell) -> bool:
         """Mark the cell as being computed here; False if another live process holds it.
@@ -185,7 +248,7 @@ class RunStore:
                 except FileExistsError:
                     if self.claim_is_live(cell):
                         return False
-                    path.unlink(missing_ok=True)
+                    _remove_stale_claim(path)
                     continue
                 with self._lock:
                     self._held.add(path)
@@ -200,6 +263,19 @@ class RunStore:
         with self._lock:
             self._held.discard(path)
         path.unlink(missing_ok=True)
+
+    def reap(self) -> None:
+        """Remove what dead processes left: stale claims (e.g. of a cell whose shard was written
+        just before its process was killed, so nobody needs to take it over) and their temp files."""
+        with self._lock:
+            held = set(self._held)
+        for path in (self.root / "claims").glob("*.claim"):
+            if path not in held and not _claim_is_live(path):
+                _remove_stale_claim(path)
+        for sub in ("", "shards", "failed", "claims"):
+            for tmp in (self.root / sub).glob(".*.*"):
+                if tmp.name.endswith((".tmp", ".stale")) and _tmp_owner_is_dead(tmp):
+                    tmp.unlink(missing_ok=True)
 
     def _start_keeper(self) -> None:
         if self._keeper is None or not self._keeper.is_alive():
@@ -226,9 +302,10 @@ class RunStore:
             return None
         try:
             frame = pd.read_csv(path)
-            if list(frame.columns) != [*COLUMNS, "cell"] or len(frame) != cell.seed_count:
-                raise ValueError(f"{len(frame)} rows, columns {list(frame.columns)[:3]}…")
-            return frame
+            columns = list(frame.columns)
+            if columns not in ([*TABLE_COLUMNS, "cell"], [*COLUMNS, "cell"]) or len(frame) != cell.seed_count:
+                raise ValueError(f"{len(frame)} rows, columns {columns[:3]}…")
+            return frame.reindex(columns=[*TABLE_COLUMNS, "cell"])
         except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             os.replace(path, path.with_name(path.name + ".corrupt"))
             print(f"ntksim: warning: {path} was unreadable ({str(err).splitlines()[0]}); "
@@ -252,8 +329,9 @@ class RunStore:
                 state["failed"].append(cell)
             else:
                 state["pending"].append(cell)
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*COLUMNS, "cell"])
-        table = table.drop_duplicates(subset=["cell", "seed"]).drop(columns="cell")[COLUMNS]
+        empty = pd.DataFrame(columns=[*TABLE_COLUMNS, "cell"])
+        table = pd.concat(frames, ignore_index=True) if frames else empty
+        table = table.drop_duplicates(subset=["cell", "seed"]).drop(columns="cell")[TABLE_COLUMNS]
         _atomic_write(self.results_path, table.to_csv(index=False))
         return table, state
 

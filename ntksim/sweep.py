@@ -20,7 +20,7 @@ from ntksim.cells import Cell
 from ntksim.config import Config, ConfigError
 from ntksim.data import gaussian, load_points, sphere
 from ntksim.empirical import empirical_ntk_seeds
-from ntksim.limits import limit_ntk
+from ntksim.limits import backend_version, limit_ntk
 from ntksim.metrics import concentration
 from ntksim.model import sample_widths
 from ntksim.store import COLUMNS, RunStore
@@ -76,6 +76,10 @@ def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None =
         "sigma_w": sigma_w,
         "sigma_b": sigma_b,
         "method": cell.method,
+        "dtype": cell.dtype,
+        "limit_backend": cell.backend,
+        "limit_version": backend_version(cell.backend),
+        "jax_version": jax.__version__,
     }
     rows = []
     for i, seed in enumerate(cell.seeds):
@@ -106,7 +110,8 @@ def run_cells(
 
     Cells claimed by another live process are left to it; once the rest are done, this process
     waits for them and takes over any whose claim goes stale (its owner died), so it returns
-    only when every cell is done or failed. progress: tqdm bar with ETA; None shows it only on
+    only when every cell is done or failed; then it removes the claims and temp files that dead
+    processes left. progress: tqdm bar with ETA; None shows it only on
     an interactive terminal. KeyboardInterrupt propagates after releasing the current claim;
     shards already written stay.
     """
@@ -142,6 +147,7 @@ def run_cells(
             store.release(cell)
         return True
 
+    store.reap()
     with bar:
         waiting = []
         for cell in cells:
@@ -161,4 +167,5 @@ def run_cells(
                 else:
                     still.append(cell)
             waiting = still
+    store.reap()  # claims of processes that died after writing their shard
     return report

@@ -84,13 +84,11 @@ def measure(depth: int, width: int, n: int, out_dim: int, method: str, repeats: 
         fn = jax.jit(floor)
         call = lambda: fn(params)  # noqa: E731
     elif method in NT_IMPL:
-        try:
-            from ntksim.nt_backend import nt_empirical_fn, stax_network
-        except Exception as err:  # neural-tangents 0.6.5 imports only with jax <= 0.5.3
-            return result | {
-                "status": f"unavailable: neural-tangents import failed on jax {jax.__version__}"
-                f" ({type(err).__name__})"
-            }
+        from ntksim.limits import neural_tangents_available
+
+        if not neural_tangents_available():  # neural-tangents 0.6.5 imports only with jax <= 0.5.3
+            return result | {"status": "unavailable: needs the reference profile (make bench-reference)"}
+        from ntksim.nt_backend import nt_empirical_fn, stax_network
 
         init_fn, _, _ = stax_network(net)
         _, nt_params = init_fn(jax.random.PRNGKey(1), x.shape)

@@ -9,10 +9,24 @@ from __future__ import annotations
 import jax
 import pytest
 
+from ntksim.limits import neural_tangents_available
+
 # Implicit rank promotion hides shape bugs; make it an error everywhere (as equinox does).
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 X64 = bool(jax.config.jax_enable_x64)
+REFERENCE = neural_tangents_available()  # the reference profile (jax 0.5.3 + neural-tangents)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `reference` compare against neural-tangents, which only the reference profile
+    has; in the current profile they are skipped with that reason (and run by `make test-reference`)."""
+    if REFERENCE:
+        return
+    skip = pytest.mark.skip(reason="needs the reference profile (neural-tangents): make test-reference")
+    for item in items:
+        if "reference" in item.keywords:
+            item.add_marker(skip)
 
 
 class Tolerance:

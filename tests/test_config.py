@@ -37,7 +37,7 @@ def test_minimal_config_fills_defaults() -> None:
     assert config.depths == [2] and config.widths == [16]
     assert config.schedule == "quadratic" and config.seeds == 8 and config.out_dims == [1]
     assert config.data.kind == "sphere" and config.ntk.method == "structured"
-    assert config.limit.backend == "neural_tangents"
+    assert config.limit.backend == "closed_form"  # ntksim's own: works in both profiles
     assert config.sigma_w is None and config.sigma_b is None
 
 

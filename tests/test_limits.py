@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 import ntksim
-from ntksim.limits import closed_form_theta, expand_outputs, family_expectations
+from ntksim.limits import (
+    BackendUnavailable,
+    closed_form_theta,
+    expand_outputs,
+    family_expectations,
+    neural_tangents_available,
+)
 
 ACTIVATIONS = [
     ntksim.Activation.preset("relu"),
@@ -19,6 +25,7 @@ ACTIVATIONS = [
 ]
 
 
+@pytest.mark.reference
 @pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
 @pytest.mark.parametrize(
     ("depth", "out_dim", "sigma_b"), [(1, 1, None), (3, 2, None), (5, 1, 0.4), (2, 3, 1.0)]
@@ -88,12 +95,29 @@ def test_unknown_backend() -> None:
         ntksim.limit_ntk(net, jnp.ones((2, 3)), backend="magic")
 
 
-def test_zero_input_gives_zero_rows_not_nan(tol) -> None:
-    """x = 0 without bias: every pre-activation is 0, so its NTK row is exactly 0 (both backends)."""
+def _zero_input_case() -> tuple[ntksim.MLP, jax.Array]:
     x = ntksim.gaussian(jax.random.PRNGKey(3), 4, 3).at[1].set(0.0)
-    net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=3, width=8)
+    return ntksim.MLP(ntksim.Activation.preset("relu"), depth=3, width=8), x
+
+
+def test_zero_input_gives_zero_rows_not_nan() -> None:
+    """x = 0 without bias: every pre-activation is 0, so its NTK row is exactly 0."""
+    net, x = _zero_input_case()
     closed = ntksim.limit_ntk(net, x, backend="closed_form")
     assert np.all(np.isfinite(closed))
     np.testing.assert_allclose(closed[1], 0.0, atol=1e-12)
+
+
+@pytest.mark.reference
+def test_zero_input_agrees_with_neural_tangents(tol) -> None:
+    net, x = _zero_input_case()
+    closed = ntksim.limit_ntk(net, x, backend="closed_form")
     nt = ntksim.limit_ntk(net, x, backend="neural_tangents")
     np.testing.assert_allclose(closed, nt, rtol=0, atol=tol.rtol * float(jnp.max(jnp.abs(nt))))
+
+
+@pytest.mark.skipif(neural_tangents_available(), reason="checks the current profile, without neural-tangents")
+def test_neural_tangents_backend_in_the_current_profile_says_how_to_get_it() -> None:
+    net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=2, width=4)
+    with pytest.raises(BackendUnavailable, match=r"reference profile.*make install-reference"):
+        ntksim.limit_ntk(net, jnp.ones((2, 3)), backend="neural_tangents")

@@ -7,13 +7,14 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from ntksim import store as store_module
 from ntksim.cells import expand
 from ntksim.config import validate
-from ntksim.store import COLUMNS, RunStore
+from ntksim.store import COLUMNS, TABLE_COLUMNS, RunStore
 
 CONFIG = validate({"activations": ["relu"], "depths": [2], "widths": [4, 8], "seeds": 2})
 
@@ -89,4 +90,73 @@ def test_assemble_keeps_one_row_per_cell_and_seed(store: RunStore) -> None:
         store.write_shard(cell, _rows(cell))
         store.write_shard(cell, _rows(cell))  # a second writer of the same cell
     table = pd.read_csv(store.results_path) if store.assemble(cells) is not None else None
-    assert len(table) == 4 and list(table.columns) == COLUMNS
+    assert len(table) == 4 and list(table.columns) == TABLE_COLUMNS
+
+
+def _dead_pid() -> int:
+    """A pid of this host that no process has: a child that has exited and been reaped."""
+    child = os.fork()
+    if child == 0:
+        os._exit(0)
+    os.waitpid(child, 0)
+    return child
+
+
+def test_reap_removes_what_dead_processes_left_and_nothing_live(store: RunStore) -> None:
+    """A process killed between writing its shard and releasing its claim leaves a claim nobody
+    needs to take over; the next run removes it (and dead processes' temp files), nothing else."""
+    host, dead = socket.gethostname(), _dead_pid()
+    cells = expand(CONFIG)
+    store.claim_path(cells[0]).write_text(f"{host}:{dead}")  # dead owner: removed
+    store.claim_path(cells[1]).write_text(f"{host}:1")  # live owner: kept
+    foreign = store.root / "claims" / "other.claim"
+    foreign.write_text("node17:4242")  # another host within its lease: kept
+    dead_tmp = store.root / "shards" / f".x.csv.{host}.{dead}.7.tmp"
+    live_tmp = store.root / "shards" / f".y.csv.{host}.1.7.tmp"
+    for path in (dead_tmp, live_tmp):
+        path.write_text("partial")
+    store.reap()
+    assert not store.claim_path(cells[0]).exists() and not dead_tmp.exists()
+    assert store.claim_path(cells[1]).exists() and foreign.exists() and live_tmp.exists()
+
+
+def test_finished_cell_with_a_dead_claim_leaves_no_claim_after_a_run(store: RunStore) -> None:
+    """The kill -9 race: shard written, claim not yet released when the process died."""
+    from ntksim.sweep import run_cells
+
+    cell = expand(CONFIG)[0]
+    store.write_shard(cell, _rows(cell))
+    store.claim_path(cell).write_text(f"{socket.gethostname()}:{_dead_pid()}")
+    report = run_cells([cell], np.ones((2, 3)), store, progress=False)
+    assert report.skipped == [cell] and not report.computed
+    assert not list((store.root / "claims").iterdir())
+
+
+def test_removing_a_claim_that_became_live_puts_it_back(store: RunStore) -> None:
+    """Two processes judging the same claim stale: if one has already re-claimed the cell when
+    the other removes "the stale claim", the fresh claim is restored, not lost."""
+    cell = expand(CONFIG)[0]
+    path = store.claim_path(cell)
+    path.write_text(f"{socket.gethostname()}:1")  # what the other process's fresh claim looks like
+    store_module._remove_stale_claim(path)
+    assert path.read_text() == f"{socket.gethostname()}:1"
+    assert not [p for p in path.parent.iterdir() if p != path]  # no tombstone left
+
+
+def test_directory_set_up_by_another_run_is_not_foreign(store: RunStore) -> None:
+    """Another run may be between creating the directory and renaming config.yaml into place."""
+    (store.root / ".lock").touch()
+    (store.root / f".config.yaml.{socket.gethostname()}.1.2.tmp").write_text("name: x\n")
+    assert store.foreign_entries() == []
+    (store.root / "notes.txt").write_text("mine")
+    assert store.foreign_entries() == ["notes.txt"]
+
+
+def test_legacy_shards_without_provenance_columns_are_read(store: RunStore) -> None:
+    """Shards written before the provenance columns existed count as done, not as corrupt."""
+    cell = expand(CONFIG)[0]
+    legacy = pd.DataFrame(_rows(cell), columns=COLUMNS).assign(cell=cell.cell_id)
+    store.shard_path(cell).write_text(legacy.to_csv(index=False))
+    frame = store.read_shard(cell)
+    assert frame is not None and len(frame) == 2 and frame["limit_backend"].isna().all()
+    assert list(store.assemble([cell]).columns) == TABLE_COLUMNS
