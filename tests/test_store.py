@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -95,11 +97,9 @@ def test_assemble_keeps_one_row_per_cell_and_seed(store: RunStore) -> None:
 
 def _dead_pid() -> int:
     """A pid of this host that no process has: a child that has exited and been reaped."""
-    child = os.fork()
-    if child == 0:
-        os._exit(0)
-    os.waitpid(child, 0)
-    return child
+    code = "import os; print(os.getpid())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(child.stdout)
 
 
 def test_reap_removes_what_dead_processes_left_and_nothing_live(store: RunStore) -> None:
