@@ -105,10 +105,11 @@ def _finish(store, cells, config_name: str) -> tuple[Any, list]:
     """Assemble results, write summary and figures; returns (table, failed cells)."""
     from ntksim.fit import summary_markdown
     from ntksim.plots import plot_all
+    from ntksim.store import atomic_write
 
     table, state = store.collect(cells)
     if len(table):
-        (store.root / "summary.md").write_text(summary_markdown(table, config_name))
+        atomic_write(store.root / "summary.md", summary_markdown(table, config_name))
         plot_all(table, store.root / "figures")
     return table, state
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ntksim.fit import fit_rate
+from ntksim.store import atomic_write
 
 
 def theory_prefactor(delta: float, kappa: float, out_dim: int, depth: int) -> float:
@@ -26,6 +28,14 @@ def _activation_colors(results: pd.DataFrame) -> dict[str, tuple]:
     names = list(dict.fromkeys(results["activation"]))
     cmap = plt.get_cmap("tab10")
     return {name: cmap(i % 10) for i, name in enumerate(names)}
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    """PNG written atomically: two runs finishing together never leave a torn figure."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150)
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
 
 
 def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Path) -> None:
@@ -62,8 +72,7 @@ def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Pa
     ax.set_title(f"depth {depth}, $m_l$={out_dim}, n={n}, {seeds} seeds (median, 10–90%)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_theory(results: pd.DataFrame, path: Path) -> None:
@@ -107,8 +116,7 @@ def plot_theory(results: pd.DataFrame, path: Path) -> None:
     ax.set_title("bound shape vs measured error" + note, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_all(results: pd.DataFrame, figures_dir: Path) -> list[Path]:

@@ -61,9 +61,9 @@ def _tmp_owner_is_dead(tmp: Path) -> bool:
     return prefix.endswith(f".{socket.gethostname()}") and pid.isdigit() and not _pid_alive(int(pid))
 
 
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(text)
+def _write_synced(path: Path, data: str | bytes) -> None:
+    with open(path, "wb" if isinstance(data, bytes) else "w") as handle:
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
 
@@ -81,11 +81,11 @@ def _sync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, data: str | bytes) -> None:
     """Write via a synced temp file and rename, so the name only ever points at complete data,
-    also after a power loss."""
+    also after a power loss or with several writers at once."""
     tmp = _tmp_name(path)
-    _write_synced(tmp, text)
+    _write_synced(tmp, data)
     os.replace(tmp, path)
     _sync_dir(path.parent)
 
@@ -203,10 +203,10 @@ class RunStore:
             return None
 
     def write_run(self, info: dict[str, Any]) -> None:
-        _atomic_write(self.run_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        atomic_write(self.run_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
 
     def write_config(self, text: str) -> None:
-        _atomic_write(self.config_path, text)
+        atomic_write(self.config_path, text)
 
     # --- cells ----------------------------------------------------------------------------------
     def is_done(self, cell: Cell) -> bool:
@@ -214,12 +214,12 @@ class RunStore:
 
     def write_shard(self, cell: Cell, rows: list[dict[str, Any]]) -> None:
         frame = pd.DataFrame(rows, columns=TABLE_COLUMNS).assign(cell=cell.cell_id)
-        _atomic_write(self.shard_path(cell), frame.to_csv(index=False))
+        atomic_write(self.shard_path(cell), frame.to_csv(index=False))
         self.failure_path(cell).unlink(missing_ok=True)
 
     def write_failure(self, cell: Cell, reason: str) -> None:
         record = {"cell": cell.cell_id, "label": cell.label(), "reason": reason}
-        _atomic_write(self.failure_path(cell), json.dumps(record) + "\n")
+        atomic_write(self.failure_path(cell), json.dumps(record) + "\n")
 
     def failure(self, cell: Cell) -> str | None:
         try:
@@ -332,7 +332,7 @@ class RunStore:
         empty = pd.DataFrame(columns=[*TABLE_COLUMNS, "cell"])
         table = pd.concat(frames, ignore_index=True) if frames else empty
         table = table.drop_duplicates(subset=["cell", "seed"]).drop(columns="cell")[TABLE_COLUMNS]
-        _atomic_write(self.results_path, table.to_csv(index=False))
+        atomic_write(self.results_path, table.to_csv(index=False))
         return table, state
 
     def status(self, cells: list[Cell]) -> dict[str, list[Cell]]:

@@ -1,7 +1,8 @@
 """Largest relative difference between the closed-form and neural-tangents limits (float64).
 
 200 settings: 5 activations × depths 1–8 × m_l ∈ {1, 3} × with/without bias × on/off the EOC,
-on Gaussian inputs of unequal norms. Usage: .venv/bin/python scripts/limit_agreement.py
+on Gaussian inputs of unequal norms. Needs the reference profile:
+    .venv-reference/bin/python scripts/limit_agreement.py
 """
 
 import itertools
