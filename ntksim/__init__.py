@@ -1,9 +1,9 @@
 """ntksim: finite- vs infinite-width neural tangent kernels of MLPs at the Edge of Chaos."""
 
 from ntksim.activations import Activation
+from ntksim.activations.eoc import eoc_sigma_w, resolve_sigmas
 from ntksim.data import gaussian, load_points, sphere
 from ntksim.empirical import empirical_ntk, empirical_ntk_seeds
-from ntksim.eoc import eoc_sigma_w, resolve_sigmas
 from ntksim.limits import limit_ntk
 from ntksim.metrics import concentration
 from ntksim.model import MLP
@@ -14,12 +14,23 @@ __version__ = "0.1.0"
 __all__ = [
     "MLP",
     "Activation",
+    "EOCPoint",
+    "Elementwise",
+    "NoEOCPoint",
+    "activation",
+    "chi",
     "concentration",
+    "correlation_depth",
+    "empirical_nngp",
+    "empirical_nngp_seeds",
     "empirical_ntk",
     "empirical_ntk_seeds",
+    "eoc",
+    "eoc_curve",
     "eoc_sigma_w",
     "gaussian",
     "hidden_widths",
+    "limit_nngp",
     "limit_ntk",
     "load_points",
     "resolve_sigmas",

@@ -12,8 +12,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ntksim.activations import Activation
+from ntksim.activations import Activation, AnyActivation
 from ntksim.config import Config
+from ntksim.limits import resolve_backend
 from ntksim.model import MLP
 
 
@@ -21,7 +22,7 @@ from ntksim.model import MLP
 class Cell:
     """One unit of work: a network, a data set, and seeds [seed_start, seed_start + seed_count)."""
 
-    activation: Activation
+    activation: AnyActivation
     depth: int
     width: int | None
     out_dim: int
@@ -34,6 +35,7 @@ class Cell:
     dtype: str
     backend: str
     data: tuple[tuple[str, Any], ...]
+    kernel: str = "ntk"
 
     def net(self) -> MLP:
         return MLP(
@@ -62,12 +64,21 @@ class Cell:
             self.sigma_b,
             self.backend,
             self.data,
+            self.kernel,
         )
 
     def canonical(self) -> dict[str, Any]:
+        """What the id hashes. Settings at their default that older cells did not have (kernel
+        "ntk") are left out, so cells made before they existed keep their ids."""
         content = asdict(self)
-        content["activation"] = {"a": self.activation.a, "b": self.activation.b, "name": self.activation.name}
+        act = self.activation
+        if isinstance(act, Activation):
+            content["activation"] = {"a": act.a, "b": act.b, "name": act.name}
+        else:
+            content["activation"] = {"name": act.name, "params": act.params}
         content["data"] = dict(self.data)
+        if self.kernel == "ntk":
+            del content["kernel"]
         return content
 
     @property
@@ -77,7 +88,8 @@ class Cell:
 
     def label(self) -> str:
         seeds = f"seeds {self.seed_start}–{self.seed_start + self.seed_count - 1}"
-        return f"{self.activation.name} l={self.depth} m={self.width} m_l={self.out_dim} {seeds}"
+        kernel = "" if self.kernel == "ntk" else f" {self.kernel}"
+        return f"{self.activation.name}{kernel} l={self.depth} m={self.width} m_l={self.out_dim} {seeds}"
 
 
 def _file_digest(path: str) -> str:
@@ -120,8 +132,9 @@ def expand(config: Config) -> list[Cell]:
                                 sigma_b=config.sigma_b,
                                 method=config.ntk.method,
                                 dtype=config.ntk.dtype,
-                                backend=config.limit.backend,
+                                backend=resolve_backend(act, config.limit.backend),
                                 data=data,
+                                kernel=config.kernel,
                             )
                         )
     return cells

@@ -14,11 +14,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ntksim.activations import Activation
+from ntksim.activations import Activation, AnyActivation, activation
 from ntksim.widths import hidden_widths
 
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
 StrictFloat = Annotated[float, Field(strict=True)]  # accepts YAML ints, rejects true and "1.5"
+StrictInt = Annotated[int, Field(strict=True)]
 MAX_SEED = 2**31 - 1  # PRNGKey seeds must fit in 32 bits
 
 
@@ -31,14 +32,17 @@ class _Strict(BaseModel):
 
 
 class ActivationSpec(_Strict):
-    """One activation: a preset (`relu`, `abs`, `linear`, `leaky_relu` with `alpha`) or (a, b).
+    """One activation: any preset of `ntksim.activation` with its parameters, or the family's (a, b).
 
-    In YAML: a bare name (`relu`, `leaky_relu(0.1)`), `{preset: leaky_relu, alpha: 0.1}` or
-    `{a: 0.5, b: 0.5, name: relu}`.
+    In YAML: a bare name (`relu`, `tanh`, `leaky_relu(0.1)`, `elu(0.5)`, `monomial(3)`), a mapping
+    with the preset's parameters (`{preset: elu, alpha: 0.5}`, `{preset: polynomial,
+    coefficients: [0, 1, 0.5]}`), or `{a: 0.5, b: 0.5, name: relu}`.
     """
 
     preset: str | None = None
     alpha: StrictFloat | None = None
+    degree: StrictInt | None = None
+    coefficients: list[StrictFloat] | None = None
     a: StrictFloat | None = None
     b: StrictFloat | None = None
     name: str | None = None
@@ -54,15 +58,18 @@ class ActivationSpec(_Strict):
             raise ValueError("give either a preset or a and b, not both")
         if self.preset is None and (self.a is None or self.b is None):
             raise ValueError("give a preset name or both a and b")
-        if self.alpha is not None and self.preset != "leaky_relu":
-            raise ValueError("alpha applies only to preset leaky_relu")
-        self.build()  # raises ValueError on unknown names, a = b = 0, bad alpha
+        if self.preset is None and self.parameters():
+            raise ValueError(f"{next(iter(self.parameters()))} applies only to a preset")
+        self.build()  # raises ValueError on unknown names or parameters, a = b = 0, bad values
         return self
 
-    def build(self) -> Activation:
+    def parameters(self) -> dict[str, Any]:
+        values = {"alpha": self.alpha, "degree": self.degree, "coefficients": self.coefficients}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def build(self) -> AnyActivation:
         if self.preset is not None:
-            act = Activation.preset(self.preset, **({} if self.alpha is None else {"alpha": self.alpha}))
-            return Activation(act.a, act.b, self.name or act.name)
+            return activation(self.preset, name=self.name, **self.parameters())
         return Activation(self.a, self.b, self.name or "")
 
 
@@ -104,7 +111,7 @@ class NTKConfig(_Strict):
 class LimitConfig(_Strict):
     """How the infinite-width limit is computed."""
 
-    backend: Literal["neural_tangents", "closed_form"] = "closed_form"
+    backend: Literal["auto", "closed_form", "quadrature", "neural_tangents"] = "auto"
 
 
 class LauncherConfig(_Strict):
@@ -148,6 +155,7 @@ class Config(_Strict):
     out_dim: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)] = 1
     sigma_w: StrictFloat | None = None
     sigma_b: StrictFloat | None = None
+    kernel: Literal["ntk", "nngp"] = "ntk"
     data: DataConfig = DataConfig()
     ntk: NTKConfig = NTKConfig()
     limit: LimitConfig = LimitConfig()
@@ -184,6 +192,16 @@ class Config(_Strict):
                     raise ValueError(f"schedule: {err}") from None
         elif self.widths is None:
             raise ValueError("widths: required key is missing (the base widths m to sweep)")
+        if self.sigma_w is None:  # σ_w from the EOC at σ_b: it must exist for every activation
+            from ntksim.activations.eoc import NoEOCPoint, resolve_sigmas
+
+            for i, spec in enumerate(self.activations):
+                try:
+                    resolve_sigmas(spec.build(), None, self.sigma_b)
+                except NoEOCPoint as err:
+                    raise ValueError(
+                        f"activations.{i}: {err}; give sigma_b where it has one, or sigma_w"
+                    ) from None
         return self
 
     @property
@@ -195,7 +213,7 @@ class Config(_Strict):
         """The swept m values; [None] for an explicit schedule."""
         return list(self.widths) if self.widths is not None else [None]
 
-    def activation_objects(self) -> list[Activation]:
+    def activation_objects(self) -> list[AnyActivation]:
         return [spec.build() for spec in self.activations]
 
 

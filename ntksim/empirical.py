@@ -23,14 +23,16 @@ import numpy as np
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ntksim.activations import Activation
+from ntksim.activations import AnyActivation
 from ntksim.model import MLP, Params, depth_of, forward, init_params
 
 Method = Literal["structured", "jacobian"]
 METHODS: tuple[str, ...] = ("structured", "jacobian")
 
 
-def structured_ntk(params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float) -> Array:
+def structured_ntk(
+    params: Params, x: Array, activation: AnyActivation, sigma_w: float, sigma_b: float
+) -> Array:
     """Structured eNTK. params: forward's layout; x: (n, m_0) → (n·m_l, n·m_l)."""
     out, pre = forward(params, x, activation, sigma_w, sigma_b)
     n, out_dim = out.shape
@@ -54,7 +56,9 @@ def structured_ntk(params: Params, x: Array, activation: Activation, sigma_w: fl
     return theta / n
 
 
-def jacobian_ntk(params: Params, x: Array, activation: Activation, sigma_w: float, sigma_b: float) -> Array:
+def jacobian_ntk(
+    params: Params, x: Array, activation: AnyActivation, sigma_w: float, sigma_b: float
+) -> Array:
     """Jacobian-contraction eNTK. params: forward's layout; x: (n, m_0) → (n·m_l, n·m_l)."""
 
     def single(p: Params, xi: Array) -> Array:
@@ -66,7 +70,31 @@ def jacobian_ntk(params: Params, x: Array, activation: Activation, sigma_w: floa
     return theta / n
 
 
-_KERNELS: dict[str, Callable[..., Array]] = {"structured": structured_ntk, "jacobian": jacobian_ntk}
+def feature_nngp(
+    params: Params, x: Array, activation: AnyActivation, sigma_w: float, sigma_b: float
+) -> Array:
+    """Empirical NNGP of one draw: the readout layer's kernel [(σ_w²/m_{l−1})⟨z^{l−1}, z^{l−1}'⟩
+    + σ_b²] ⊗ I_{m_l} / n (science.md, "The NNGP"). x: (n, m_0) → (n·m_l, n·m_l)."""
+    depth = depth_of(params)
+    out_dim = params[f"W{depth}"].shape[1]
+    if depth == 1:
+        z = x
+    else:
+        hidden = {k: v for k, v in params.items() if k[1:] != str(depth)}  # all but the readout
+        _, pre = forward(hidden, x, activation, sigma_w, sigma_b)
+        z = activation(pre[-1])
+    gram = (sigma_w**2 / z.shape[1]) * (z @ z.T)
+    if f"b{depth}" in params:
+        gram = gram + sigma_b**2
+    return jnp.kron(gram, jnp.eye(out_dim, dtype=gram.dtype)) / x.shape[0]
+
+
+# "nngp" is not an eNTK method; it shares the seed batching below (see empirical_nngp_seeds).
+_KERNELS: dict[str, Callable[..., Array]] = {
+    "structured": structured_ntk,
+    "jacobian": jacobian_ntk,
+    "nngp": feature_nngp,
+}
 
 
 def kernel_fn(method: str) -> Callable[..., Array]:
@@ -215,3 +243,15 @@ def empirical_ntk_seeds(
             batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
         parts.append(_empirical_seeds(net, method, sharding, batch, x, vectorize)[: chunk - short])
     return jnp.concatenate(parts)
+
+
+def empirical_nngp(net: MLP, variables: Any, x: Array) -> Array:
+    """The empirical NNGP of one draw (the readout layer's kernel ⊗ I / n): (n·m_l, n·m_l)."""
+    return empirical_ntk(net, variables, x, "nngp")
+
+
+def empirical_nngp_seeds(
+    net: MLP, keys: Array, x: Array, chunk_size: int | None = None, devices: list | None = None
+) -> Array:
+    """empirical_nngp for a batch of PRNG keys, batched like `empirical_ntk_seeds`: (S, n·m_l, n·m_l)."""
+    return empirical_ntk_seeds(net, keys, x, "nngp", chunk_size, devices)

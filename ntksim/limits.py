@@ -1,29 +1,36 @@
-"""The infinite-width NTK K∞ = (1/n)[Θ^l(x_i, x_j)] ⊗ I_{m_l}.
+"""The infinite-width NTK K∞ = (1/n)[Θ^l(x_i, x_j)] ⊗ I_{m_l} and NNGP (1/n)[Σ^l] ⊗ I_{m_l}.
 
-Two backends that must agree to float64 round-off:
-- "closed_form" (the default): the arc-cosine recursion of science.md for φ(s) = a·s + b·|s|,
-  written here; works on every JAX;
-- "neural_tangents": `stax.serial(Dense, ABRelu, …)`'s `kernel_fn(x, x, "ntk")`, imported lazily
-  (see `ntksim.nt_backend`). Only the reference profile has it: neural-tangents 0.6.5 imports
-  with jax <= 0.5.3 only.
+Backends that must agree to float64 round-off:
+- "closed_form": the arc-cosine recursion of science.md for φ(s) = a·s + b·|s|;
+- "quadrature": the same recursion for any φ, with the Gaussian expectations computed by the
+  kink-split quadrature of `ntksim.activations.gaussian`;
+- "neural_tangents": neural-tangents' `kernel_fn` of the equivalent `stax.serial` network (its
+  closed forms where it has them, `ElementwiseNumerical` otherwise), imported lazily (see
+  `ntksim.nt_backend`). Only the reference profile has it: neural-tangents 0.6.5 imports with
+  jax <= 0.5.3 only.
+"auto" (the default) is closed_form for the family and quadrature for any other φ.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import math
+from collections.abc import Callable
 from typing import Literal
 
 import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ntksim.activations import Activation
+from ntksim.activations import Activation, AnyActivation
+from ntksim.activations.gaussian import expectations, second_moments
+from ntksim.activations.interpolate import EQUAL_VARIANCE_MIN_N, equal_variance_expectations
 from ntksim.model import MLP
 
-Backend = Literal["neural_tangents", "closed_form"]
-BACKENDS: tuple[str, ...] = ("neural_tangents", "closed_form")
+Backend = Literal["auto", "closed_form", "quadrature", "neural_tangents"]
+BACKENDS: tuple[str, ...] = ("auto", "closed_form", "quadrature", "neural_tangents")
+Kernel = Literal["ntk", "nngp"]
+KERNELS: tuple[str, ...] = ("ntk", "nngp")
 
 # The newest JAX that neural-tangents 0.6.5 imports with.
 NT_MAX_JAX = (0, 5, 3)
@@ -42,7 +49,7 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split(".")[:3] if part.isdigit())
 
 
-def backend_version(backend: Backend) -> str:
+def backend_version(backend: str) -> str:
     """The released version of the code behind a backend: ntksim's own, or neural-tangents'."""
     package = "neural-tangents" if backend == "neural_tangents" else "ntksim"
     try:
@@ -62,53 +69,92 @@ def neural_tangents_available() -> bool:
 def family_expectations(activation: Activation, cov: Array) -> tuple[Array, Array]:
     """E[φ(u)φ(v)] and E[φ'(u)φ'(v)] for (u, v) ~ N(0, cov restricted to each pair).
 
-    cov: (n, n) covariance Σ^k over the data → two (n, n) arrays.
+    cov: (n, n) covariance Σ^k over the data → two (n, n) arrays (the family's closed forms).
     """
     q = jnp.diagonal(cov)
-    norm = jnp.sqrt(q[:, None] * q[None, :])
-    # A zero-variance point (x = 0 without bias) is constant 0: its correlation is immaterial.
-    rho = jnp.clip(jnp.where(norm > 0, cov / jnp.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
-    arcsin = jnp.arcsin(rho)
-    a2, b2 = activation.a**2, activation.b**2
-    e_phi = norm * (a2 * rho + b2 * (2 / math.pi) * (jnp.sqrt(1 - rho**2) + rho * arcsin))
-    e_dphi = a2 + b2 * (2 / math.pi) * arcsin
+    return activation.expectations(q[:, None], q[None, :], cov)
+
+
+def quadrature_expectations(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
+    """The same for any activation by kink-split quadrature: each unordered pair once, and the
+    diagonal by 1-D integrals (ρ = 1 exactly there, not ⟨x,x⟩/‖x‖², whose round-off √(1−ρ²)
+    would amplify to ~1e-8).
+
+    When every diagonal entry is equal (inputs of equal norm), the off-diagonal is a function
+    of ρ alone and is interpolated from exact values (`equal_variance_expectations`)."""
+    n = cov.shape[0]
+    q = jnp.diagonal(cov)
+    rows, cols = jnp.triu_indices(n, k=1)
+    if n > EQUAL_VARIANCE_MIN_N and bool(jnp.all(q == q[0])) and float(q[0]) > 0:
+        e_phi_off, e_dphi_off = equal_variance_expectations(activation, float(q[0]), cov[rows, cols])
+    else:
+        e_phi_off, e_dphi_off = expectations(activation, q[rows], q[cols], cov[rows, cols])
+    e_phi_diag, e_dphi_diag = second_moments(activation, q)
+    e_phi = jnp.zeros_like(cov).at[rows, cols].set(e_phi_off)
+    e_dphi = jnp.zeros_like(cov).at[rows, cols].set(e_dphi_off)
+    e_phi = e_phi + e_phi.T + jnp.diag(e_phi_diag)
+    e_dphi = e_dphi + e_dphi.T + jnp.diag(e_dphi_diag)
     return e_phi, e_dphi
+
+
+def kernel_recursion(
+    x: Array,
+    activation: AnyActivation,
+    depth: int,
+    sigma_w: float,
+    sigma_b: float,
+    pair_expectations: Callable[[AnyActivation, Array], tuple[Array, Array]],
+) -> tuple[Array, Array]:
+    """(Σ^l, Θ^l) on the data by the limit recursion of science.md. x: (n, m_0) → two (n, n)."""
+    sigma = sigma_w**2 * (x @ x.T) / x.shape[1] + sigma_b**2
+    theta = sigma
+    for _ in range(depth - 1):
+        e_phi, e_dphi = pair_expectations(activation, sigma)
+        sigma = sigma_w**2 * e_phi + sigma_b**2
+        theta = sigma + sigma_w**2 * e_dphi * theta
+    return sigma, theta
 
 
 def closed_form_theta(
     x: Array, activation: Activation, depth: int, sigma_w: float, sigma_b: float
 ) -> tuple[Array, Array]:
     """(Σ^l, Θ^l) on the data by the closed-form recursion. x: (n, m_0) → two (n, n)."""
-    sigma = sigma_w**2 * (x @ x.T) / x.shape[1] + sigma_b**2
-    theta = sigma
-    for _ in range(depth - 1):
-        e_phi, e_dphi = family_expectations(activation, sigma)
-        sigma = sigma_w**2 * e_phi + sigma_b**2
-        theta = sigma + sigma_w**2 * e_dphi * theta
-    return sigma, theta
+    return kernel_recursion(x, activation, depth, sigma_w, sigma_b, family_expectations)
 
 
-def _closed_form(net: MLP, x: Array) -> Array:
-    sigma_w, sigma_b = net.sigmas
-    return closed_form_theta(x, net.activation, net.depth, sigma_w, sigma_b)[1]
+def resolve_backend(activation: AnyActivation, backend: Backend) -> str:
+    """The backend that computes a limit: "auto" is the family's closed form, quadrature for any
+    other φ. ValueError for an unknown name or closed_form of a non-family φ."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown limit backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "closed_form" if isinstance(activation, Activation) else "quadrature"
+    if backend == "closed_form" and not isinstance(activation, Activation):
+        raise ValueError(f"limit backend 'closed_form' is the family's arc-cosine recursion; "
+                         f"{activation.name} needs 'quadrature' (or 'auto')")  # fmt: skip
+    return backend
 
 
-def limit_theta(net: MLP, x: Array, backend: Backend = "closed_form") -> Array:
-    """Θ^l(x_i, x_j), shape (n, n), in the default float dtype (float64 with x64 on)."""
+def limit_kernels(net: MLP, x: Array, backend: Backend = "auto") -> tuple[Array, Array]:
+    """(Σ^l, Θ^l)(x_i, x_j), each (n, n), in the default float dtype (float64 with x64 on)."""
     x = jnp.asarray(x, jax.dtypes.canonicalize_dtype(jnp.float64))
     if x.ndim != 2:
         raise ValueError(f"limit_ntk expects inputs of shape (n, in_dim), got {x.shape}")
-    if backend == "closed_form":
-        return _closed_form(net, x)
+    backend = resolve_backend(net.activation, backend)
+    sigma_w, sigma_b = net.sigmas
     if backend == "neural_tangents":
         if not neural_tangents_available():
-            raise BackendUnavailable(
-                f"limit backend 'neural_tangents' is not available here: {REFERENCE_HINT}"
-            )
-        from ntksim.nt_backend import nt_theta  # lazy: imports tensorflow, several seconds
+            raise BackendUnavailable(f"limit backend 'neural_tangents' is not installed: {REFERENCE_HINT}")
+        from ntksim.nt_backend import nt_kernels  # lazy: imports tensorflow, several seconds
 
-        return nt_theta(net, x)
-    raise ValueError(f"unknown limit backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        return nt_kernels(net, x)
+    expect = family_expectations if backend == "closed_form" else quadrature_expectations
+    return kernel_recursion(x, net.activation, net.depth, sigma_w, sigma_b, expect)
+
+
+def limit_theta(net: MLP, x: Array, backend: Backend = "auto") -> Array:
+    """Θ^l(x_i, x_j), shape (n, n)."""
+    return limit_kernels(net, x, backend)[1]
 
 
 def expand_outputs(theta: Array, out_dim: int) -> Array:
@@ -116,6 +162,18 @@ def expand_outputs(theta: Array, out_dim: int) -> Array:
     return jnp.kron(theta, jnp.eye(out_dim, dtype=theta.dtype)) / theta.shape[0]
 
 
-def limit_ntk(net: MLP, x: Array, backend: Backend = "closed_form") -> Array:
+def limit_ntk(net: MLP, x: Array, backend: Backend = "auto") -> Array:
     """K∞ for `net` on x: (n, m_0) → (n·m_l, n·m_l), already divided by n."""
     return expand_outputs(limit_theta(net, x, backend), net.out_dim)
+
+
+def limit_nngp(net: MLP, x: Array, backend: Backend = "auto") -> Array:
+    """The NNGP limit (1/n)·Σ^l ⊗ I_{m_l}: (n, m_0) → (n·m_l, n·m_l), already divided by n."""
+    return expand_outputs(limit_kernels(net, x, backend)[0], net.out_dim)
+
+
+def limit_kernel(net: MLP, x: Array, kernel: Kernel = "ntk", backend: Backend = "auto") -> Array:
+    """limit_ntk or limit_nngp by name."""
+    if kernel not in KERNELS:
+        raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
+    return (limit_ntk if kernel == "ntk" else limit_nngp)(net, x, backend)

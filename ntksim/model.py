@@ -22,8 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ntksim.activations import Activation
-from ntksim.eoc import resolve_sigmas
+from ntksim.activations import AnyActivation
+from ntksim.activations.eoc import resolve_sigmas
 from ntksim.widths import Schedule, hidden_widths
 
 Params = Mapping[str, Array]
@@ -37,7 +37,7 @@ def default_dtype() -> jnp.dtype:
 def forward(
     params: Params,
     x: Array,
-    activation: Activation,
+    activation: AnyActivation,
     sigma_w: float,
     sigma_b: float,
 ) -> tuple[Array, list[Array]]:
@@ -63,7 +63,8 @@ def forward(
 
 
 class MLP(nn.Module):
-    """l-layer MLP with φ(s) = a·s + b·|s| at the Edge of Chaos by default.
+    """l-layer MLP with any activation (the family φ(s) = a·s + b·|s|, a preset, or a user's φ),
+    at the Edge of Chaos by default.
 
     Attributes:
       activation: the φ of every hidden layer.
@@ -71,12 +72,13 @@ class MLP(nn.Module):
       width: base width m of the schedule.
       out_dim: m_l.
       schedule: "quadratic" (m_k = k²m), "constant" (m_k = m) or explicit (m_1, …, m_{l-1}).
-      sigma_w, sigma_b: None means the EOC values (σ_w = 1/√(a²+b²), σ_b = 0). σ_b = 0 means no
-        bias parameters at all.
+      sigma_w, sigma_b: σ_b = None means 0 for every φ, i.e. no bias parameters at all (any other
+        value adds them); σ_w = None means the EOC's σ_w at that σ_b (`ntksim.eoc`): the family's
+        1/√(a²+b²); tanh's 1 at σ_b = 0; GELU has none at σ_b = 0 (NoEOCPoint: give σ_b ≳ 0.03).
       dtype: parameter and compute dtype; None follows JAX's x64 flag.
     """
 
-    activation: Activation
+    activation: AnyActivation
     depth: int
     width: int | None = None
     out_dim: int = 1

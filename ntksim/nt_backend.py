@@ -37,26 +37,60 @@ with _quiet_native_stderr():
     from neural_tangents import stax
 
 
-def stax_network(net: MLP) -> tuple[Any, Any, Any]:
+# Gauss–Hermite nodes per axis for activations neural-tangents has no closed form for.
+NUMERICAL_DEG = 25
+
+
+def stax_activation(activation: Any, deg: int = NUMERICAL_DEG) -> Any:
+    """neural-tangents' layer for φ: its closed form where it has one (ABRelu for the family,
+    Erf, Gelu, Sin, Monomial, RectifiedMonomial, Polynomial for polynomials and Hermite — whose
+    own Hermite layer is normalised and assumes unit variance), else ElementwiseNumerical."""
+    from ntksim.activations import Activation
+
+    if isinstance(activation, Activation):
+        return stax.ABRelu(*activation.slopes)
+    name = activation.name
+    params = activation.params
+    if name == "erf":
+        return stax.Erf(a=1.0, b=1.0, c=0.0)
+    if name == "gelu":
+        return stax.Gelu(approximate=False)
+    if name == "sin":
+        return stax.Sin(a=1.0, b=1.0, c=0.0)
+    if name.startswith("monomial("):
+        return stax.Monomial(params["degree"])
+    if name.startswith("rectified_monomial("):
+        return stax.RectifiedMonomial(params["degree"])
+    if activation.is_polynomial:
+        return stax.Polynomial(dict(activation.param_items)["coefficients"])
+    return stax.ElementwiseNumerical(activation, deg, activation.derivative)
+
+
+def stax_network(net: MLP, deg: int = NUMERICAL_DEG) -> tuple[Any, Any, Any]:
     """(init_fn, apply_fn, kernel_fn) of the equivalent `stax.serial` network.
 
-    Dense layers use NTK parameterization (stax's default), ABRelu(a − b, a + b) is φ, and
-    b_std=None (no bias) when σ_b = 0.
+    Dense layers use NTK parameterization (stax's default) and b_std=None (no bias) when σ_b = 0.
     """
     sigma_w, sigma_b = net.sigmas
     b_std = sigma_b if sigma_b != 0.0 else None
-    left, right = net.activation.slopes
     layers = []
     for width in net.hidden:
-        layers += [stax.Dense(width, W_std=sigma_w, b_std=b_std), stax.ABRelu(left, right)]
+        layers += [stax.Dense(width, W_std=sigma_w, b_std=b_std), stax_activation(net.activation, deg)]
     layers.append(stax.Dense(net.out_dim, W_std=sigma_w, b_std=b_std))
     return stax.serial(*layers)
 
 
+def nt_kernels(net: MLP, x: Array, deg: int = NUMERICAL_DEG) -> tuple[Array, Array]:
+    """(Σ^l, Θ^l)(x_i, x_j) from neural-tangents' kernel_fn, unjitted (see design.md: jitting it
+    can leave its diagonal √(prod − nngp²) 1e-8 off); x: (n, m_0) → two (n, n)."""
+    _, _, kernel_fn = stax_network(net, deg)
+    kernel = kernel_fn(x, x, ("nngp", "ntk"))
+    return kernel.nngp, kernel.ntk
+
+
 def nt_theta(net: MLP, x: Array) -> Array:
     """Θ^l(x_i, x_j) from neural-tangents' analytic kernel_fn; x: (n, m_0) → (n, n)."""
-    _, _, kernel_fn = stax_network(net)
-    return kernel_fn(x, x, "ntk")
+    return nt_kernels(net, x)[1]
 
 
 def nt_empirical_fn(net: MLP, implementation: str) -> Any:

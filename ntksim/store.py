@@ -36,10 +36,10 @@ COLUMNS = [
     "sigma_w", "sigma_b", "seed", "method", "err_op", "err_fro", "err_max", "rel_op", "kinf_op",
     "seconds",
 ]  # fmt: skip
-# Provenance of every row: the eNTK dtype, the limit backend and the version of the code behind
-# it, and the JAX that computed the eNTK, so rows from two runs (or two profiles) can be told
-# apart. Shards written before these columns existed are read with them empty.
-PROVENANCE = ["dtype", "limit_backend", "limit_version", "jax_version"]
+# Provenance of every row: the kernel (ntk or nngp), the eNTK dtype, the limit backend and the
+# version of the code behind it, and the JAX that computed the eNTK, so rows from two runs (or
+# two profiles) can be told apart. Shards written before these columns existed are read with them empty.
+PROVENANCE = ["kernel", "dtype", "limit_backend", "limit_version", "jax_version"]
 TABLE_COLUMNS = [*COLUMNS, *PROVENANCE]
 
 

@@ -20,7 +20,7 @@ from ntksim.cells import Cell
 from ntksim.config import Config, ConfigError
 from ntksim.data import gaussian, load_points, sphere
 from ntksim.empirical import empirical_ntk_seeds
-from ntksim.limits import backend_version, limit_ntk
+from ntksim.limits import backend_version, limit_kernel
 from ntksim.metrics import concentration
 from ntksim.model import sample_widths
 from ntksim.store import COLUMNS, RunStore
@@ -55,7 +55,8 @@ def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None =
     sigma_w, sigma_b = net.sigmas
     keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in cell.seeds])
     start = time.perf_counter()
-    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), cell.method, chunk)
+    how = cell.method if cell.kernel == "ntk" else "nngp"  # the NNGP is one Gram, whatever the method
+    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk)
     metrics = concentration(ks, kinf)
     seconds = (time.perf_counter() - start) / cell.seed_count
     bad = [name for name, values in metrics.items() if not np.all(np.isfinite(values))]
@@ -76,6 +77,7 @@ def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None =
         "sigma_w": sigma_w,
         "sigma_b": sigma_b,
         "method": cell.method,
+        "kernel": cell.kernel,
         "dtype": cell.dtype,
         "limit_backend": cell.backend,
         "limit_version": backend_version(cell.backend),
@@ -134,7 +136,7 @@ def run_cells(
                 report.skipped.append(cell)
                 return True
             if cell.limit_key not in limits:
-                limits[cell.limit_key] = limit_ntk(cell.net(), x, cell.backend)
+                limits[cell.limit_key] = limit_kernel(cell.net(), x, cell.kernel, cell.backend)
             store.write_shard(cell, compute_cell(cell, x, limits[cell.limit_key], chunk))
             report.computed.append(cell)
         except (KeyboardInterrupt, SystemExit):

@@ -114,7 +114,13 @@ def test_run_writes_results_config_summary_and_figures(tiny_run: Path) -> None:
     figures are PNGs."""
     results = pd.read_csv(tiny_run / "results.csv")
     assert list(results.columns)[: len(COLUMNS)] == COLUMNS  # the contract; provenance follows
-    assert list(results.columns)[len(COLUMNS) :] == ["dtype", "limit_backend", "limit_version", "jax_version"]
+    assert list(results.columns)[len(COLUMNS) :] == [
+        "kernel",
+        "dtype",
+        "limit_backend",
+        "limit_version",
+        "jax_version",
+    ]
     assert set(results["limit_backend"]) == {"closed_form"} and set(results["dtype"]) == {"float32"}
     assert set(results["jax_version"]) == {importlib.metadata.version("jax")}
     assert set(results["limit_version"]) == {importlib.metadata.version("ntksim")}

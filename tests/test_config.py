@@ -37,7 +37,7 @@ def test_minimal_config_fills_defaults() -> None:
     assert config.depths == [2] and config.widths == [16]
     assert config.schedule == "quadratic" and config.seeds == 8 and config.out_dims == [1]
     assert config.data.kind == "sphere" and config.ntk.method == "structured"
-    assert config.limit.backend == "closed_form"  # ntksim's own: works in both profiles
+    assert config.limit.backend == "auto"  # closed form for the family, quadrature otherwise
     assert config.sigma_w is None and config.sigma_b is None
 
 
@@ -88,7 +88,10 @@ BAD_CONFIGS = [
     pytest.param(with_(widths=[16, 0]), "widths.1", id="zero-width"),
     pytest.param(with_(widths=[-4]), "widths.0", id="negative-width"),
     pytest.param(with_(seeds=0), "seeds", id="zero-seeds"),
-    pytest.param(with_(activations=["swish"]), "activations.0", id="unknown-activation"),
+    pytest.param(with_(activations=["swoosh"]), "activations.0", id="unknown-activation"),
+    pytest.param(with_(activations=["gelu"]), "activations.0", id="no-eoc-point-at-sigma-b-0"),
+    pytest.param(with_(activations=[{"preset": "elu", "degree": 2}]), "activations.0", id="unknown-parameter"),
+    pytest.param(with_(activations=["monomial(2.5)"]), "activations.0", id="non-integer-degree"),
     pytest.param(with_(activations=["relu", {"a": 0, "b": 0}]), "activations.1", id="a-b-zero"),
     pytest.param(with_(activations=["leaky_relu(1.5)"]), "activations.0", id="leaky-alpha-above-1"),
     pytest.param(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import ntksim
-from ntksim.eoc import chi
+from ntksim.activations.eoc import chi
 from ntksim.model import forward, init_params
 
 

@@ -1,4 +1,5 @@
-"""The activation family φ(s) = a·s + b·|s| and its constants Δ_φ and κ_φ (science.md)."""
+"""The activation family φ(s) = a·s + b·|s|: its constants Δ_φ, κ_φ and its closed-form
+Gaussian expectations (the arc-cosine kernels of science.md)."""
 
 from __future__ import annotations
 
@@ -88,3 +89,41 @@ class Activation:
     def derivative(self, s: Array) -> Array:
         """φ'(s) = a + b·sign(s) elementwise (the value at exactly 0 is a, a null set)."""
         return self.a + self.b * jnp.sign(s)
+
+    # --- the interface every activation has (see ntksim.activations.Elementwise) --------------
+    @property
+    def kinks(self) -> tuple[float, ...]:
+        """Where φ or φ' is not smooth: 0 unless φ is linear."""
+        return (0.0,) if self.b != 0.0 else ()
+
+    @property
+    def degree(self) -> int | None:
+        """1 for the linear member (a polynomial), None otherwise."""
+        return 1 if self.b == 0.0 else None
+
+    @property
+    def is_polynomial(self) -> bool:
+        return self.degree is not None
+
+    @property
+    def parity(self) -> str | None:
+        """'odd' (b = 0), 'even' (a = 0) or None."""
+        return "odd" if self.b == 0.0 else "even" if self.a == 0.0 else None
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"a": self.a, "b": self.b}
+
+    def expectations(self, q1: Array, q2: Array, c: Array) -> tuple[Array, Array]:
+        """Closed forms of E[φ(u)φ(v)] and E[φ'(u)φ'(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]).
+
+        Arrays of one shape (broadcast); a zero variance gives φ(0) = 0 and ρ := 0.
+        """
+        norm = jnp.sqrt(q1 * q2)
+        # A zero-variance point (x = 0 without bias) is constant 0: its correlation is immaterial.
+        rho = jnp.clip(jnp.where(norm > 0, c / jnp.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
+        arcsin = jnp.arcsin(rho)
+        a2, b2 = self.a**2, self.b**2
+        e_phi = norm * (a2 * rho + b2 * (2 / math.pi) * (jnp.sqrt(1 - rho**2) + rho * arcsin))
+        e_dphi = a2 + b2 * (2 / math.pi) * arcsin
+        return e_phi, e_dphi

@@ -1,0 +1,85 @@
+"""Kernels of inputs with equal variances as functions of one variable.
+
+When every point has the same variance q (inputs of equal norm, e.g. on the sphere), E[φ(u)φ(v)]
+and E[φ'(u)φ'(v)] depend on the pair only through ρ, or α = arccos ρ ∈ [0, π]. In the polar form
+of `gaussian.expect_2d` the angle α only moves the sector boundaries and rotates one factor, so
+for kinks at 0 (or none) both expectations are analytic in α on the closed interval [0, π]: a
+Chebyshev interpolant in α converges exponentially, also at ρ = ±1, where functions of ρ have
+square-root singularities.
+
+The interpolant is built from exact quadrature values at Chebyshev points and accepted only
+when it reproduces the quadrature at the points of the next, twice finer set to within
+`TOLERANCE` of the kernel's scale (doubling up to `MAX_NODES`); otherwise every pair is
+integrated directly. So n(n−1)/2 two-dimensional integrals become a few hundred, without giving
+up the quadrature's accuracy.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from ntksim.activations.gaussian import expectations
+
+EQUAL_VARIANCE_MIN_N = 24  # below this many points, integrating each pair is as cheap
+TOLERANCE = 2e-14  # accepted interpolation error, relative to max |kernel| over [0, π]
+FIRST_NODES = 33
+MAX_NODES = 513
+
+
+def _chebyshev_angles(count: int) -> np.ndarray:
+    """Chebyshev points of the second kind mapped to α ∈ [0, π] (endpoints included, nested)."""
+    return (math.pi / 2) * (1 - np.cos(np.pi * np.arange(count) / (count - 1)))
+
+
+def _barycentric(nodes: Array, values: Array, points: Array) -> Array:
+    """Barycentric interpolation through Chebyshev points of the second kind (Berrut–Trefethen)."""
+    count = nodes.shape[0]
+    weights = jnp.asarray((-1.0) ** np.arange(count) * np.r_[0.5, np.ones(count - 2), 0.5], values.dtype)
+    diff = points[:, None] - nodes[None, :]
+    exact = diff == 0
+    safe = jnp.where(exact, 1.0, diff)
+    terms = weights[None, :] / safe
+    approx = (terms @ values) / jnp.sum(terms, axis=1)
+    hit = jnp.any(exact, axis=1)
+    at_node = values[jnp.argmax(exact, axis=1)]
+    return jnp.where(hit, at_node, approx)
+
+
+def _values(activation: Any, q: float, angles: np.ndarray) -> tuple[Array, Array]:
+    rho = jnp.asarray(np.cos(angles))
+    rho = rho.at[0].set(1.0).at[-1].set(-1.0)
+    qs = jnp.full_like(rho, q)
+    return expectations(activation, qs, qs, q * rho)
+
+
+def equal_variance_expectations(activation: Any, q: float, cov: Array) -> tuple[Array, Array]:
+    """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]) for pairs of variance q and covariances `cov` (any shape)."""
+    if any(k != 0.0 for k in activation.kinks):  # a kink off 0 breaks analyticity in α
+        qs = jnp.full_like(cov, q)
+        return expectations(activation, qs, qs, cov)
+    alpha = jnp.arccos(jnp.clip(cov / q, -1.0, 1.0)).reshape(-1)
+    tolerance = max(TOLERANCE, 50 * float(jnp.finfo(cov.dtype).eps))  # float32 without x64
+    count = FIRST_NODES
+    angles = _chebyshev_angles(count)
+    values = _values(activation, q, angles)
+    while count <= MAX_NODES:
+        finer = _chebyshev_angles(2 * count - 1)
+        finer_values = _values(activation, q, finer)
+        nodes = jnp.asarray(angles)
+        error = max(
+            float(jnp.max(jnp.abs(_barycentric(nodes, coarse, jnp.asarray(finer[1::2])) - fine[1::2])))
+            / max(float(jnp.max(jnp.abs(fine))), 1e-300)
+            for coarse, fine in zip(values, finer_values, strict=True)
+        )
+        angles, values, count = finer, finer_values, 2 * count - 1
+        if error < tolerance:
+            nodes = jnp.asarray(angles)
+            e_phi, e_dphi = (_barycentric(nodes, v, alpha).reshape(cov.shape) for v in values)
+            return e_phi, e_dphi
+    qs = jnp.full_like(cov, q)
+    return expectations(activation, qs, qs, cov)
