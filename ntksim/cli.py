@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("dir", type=Path, help="a run's output directory")
     plot = sub.add_parser("plot", help="redraw the figures of a run from its results (partial ones too)")
     plot.add_argument("dir", type=Path, help="a run's output directory")
+    eoc = sub.add_parser("eoc", help="Edge-of-Chaos points of activations: table and phase diagram")
+    eoc.add_argument("activations", nargs="+", metavar="ACTIVATION",
+                     help="preset names, with a parameter as in YAML: tanh elu(0.5) monomial(3)")  # fmt: skip
+    eoc.add_argument("--sigma-b", dest="sigma_b", type=float, nargs="+", default=None, metavar="SB",
+                     help="bias scales for the table (default 0 0.1 0.2 0.5)")  # fmt: skip
+    eoc.add_argument("--out", type=Path, default=Path("runs/eoc"),
+                     help="where eoc.csv and phase_diagram.png go (default runs/eoc)")  # fmt: skip
     return parser
 
 
@@ -311,9 +318,73 @@ def _plot(args: argparse.Namespace) -> None:
     print(f"wrote {len(figures)} figures in {args.dir / 'figures'}")
 
 
+EOC_SIGMA_B = (0.0, 0.1, 0.2, 0.5)
+EOC_CURVE_POINTS = 81  # σ_b grid of the phase diagram, 0 … 1
+
+
+def _eoc(args: argparse.Namespace) -> None:
+    """Table of (σ_w, q*) per activation and σ_b, the curves as CSV, and the phase diagram."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    import pandas as pd
+
+    from ntksim.activations import activation
+    from ntksim.activations.eoc import NoEOCPoint, eoc, eoc_curve
+    from ntksim.plots import plot_phase_diagram
+
+    acts = []
+    for spec in args.activations:
+        try:
+            acts.append(activation(spec))
+        except ValueError as err:
+            _fail(str(err))
+    explicit = args.sigma_b is not None
+    sigma_bs = args.sigma_b if explicit else list(EOC_SIGMA_B)
+    for value in sigma_bs:
+        if not (np.isfinite(value) and value >= 0):
+            _fail(f"--sigma-b {value:g}: must be a non-negative number")
+    rows = []
+    for act in acts:
+        for sigma_b in sigma_bs:
+            try:
+                point = eoc(act, sigma_b)
+            except NoEOCPoint as err:
+                if explicit:
+                    _fail(str(err))
+                point = None
+            rows.append({"activation": act.name, "sigma_b": sigma_b,
+                         "sigma_w": point.sigma_w if point else float("nan"),
+                         "q_star": point.q_star if point else float("nan")})  # fmt: skip
+    table = pd.DataFrame(rows)
+    print("| activation | σ_b | σ_w | q* |\n|---|---|---|---|")
+    for r in table.itertuples():
+        if np.isnan(r.sigma_w):
+            print(f"| {r.activation} | {r.sigma_b:g} | no EOC point | — |")
+        else:
+            q = "any (the family's variance map is the identity)" if np.isnan(r.q_star) else f"{r.q_star:.6g}"
+            print(f"| {r.activation} | {r.sigma_b:g} | {r.sigma_w:.6g} | {q} |")
+    grid = np.linspace(0.0, 1.0, EOC_CURVE_POINTS)
+    curves = {}
+    for act in acts:
+        points = eoc_curve(act, grid)
+        curves[act.name] = (grid, np.array([p.sigma_w if p else np.nan for p in points]))
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(args.out / "eoc.csv", index=False)
+        curve_rows = [{"activation": name, "sigma_b": b, "sigma_w": w}
+                      for name, (bs, ws) in curves.items() for b, w in zip(bs, ws, strict=True)]  # fmt: skip
+        pd.DataFrame(curve_rows).to_csv(args.out / "eoc_curves.csv", index=False)
+        plot_phase_diagram(curves, args.out / "phase_diagram.png")
+    except OSError as err:
+        _fail(f"--out {args.out}: cannot write there ({err.strerror})")
+    print(f"wrote {args.out / 'eoc.csv'}, {args.out / 'eoc_curves.csv'} and {args.out / 'phase_diagram.png'}")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    {"run": _run, "status": _status, "plot": _plot}[args.command](args)
+    {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ CURVE_KEYS = [
     "sigma_w",
     "sigma_b",
     "method",
+    "kernel",
 ]
 
 
@@ -65,6 +66,8 @@ def fit_rate(widths: np.ndarray, errors: list[np.ndarray], num_boot: int = 2000,
 def fit_table(results: pd.DataFrame) -> pd.DataFrame:
     """One row per curve: its keys, fitted slope with CI, and median err_op at the extreme m."""
     rows = []
+    if "kernel" not in results.columns:  # tables from before the NNGP measured the NTK
+        results = results.assign(kernel="ntk")
     for keys, group in results.groupby(CURVE_KEYS, sort=False, dropna=False):
         by_width = sorted(group.groupby("width")["err_op"])
         widths = np.array([w for w, _ in by_width])
@@ -96,13 +99,13 @@ def summary_markdown(results: pd.DataFrame, title: str = "ntksim run") -> str:
         "Fitted log–log slope of the median (over seeds) err_op = ‖K(θ) − K∞‖₂ against the base",
         "width m; 95% interval from a bootstrap over seeds. Theory (m_k = k²m): slope −0.5.",
         "",
-        "| activation | depth | out_dim | slope | 95% CI | m range | seeds "
+        "| activation | kernel | depth | out_dim | slope | 95% CI | m range | seeds "
         "| median err_op at m_min | at m_max |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in fits.itertuples():
         lines.append(
-            f"| {row.activation} | {row.depth} | {row.out_dim} | {row.slope:.3f} | "
+            f"| {row.activation} | {row.kernel} | {row.depth} | {row.out_dim} | {row.slope:.3f} | "
             f"[{row.ci_low:.3f}, {row.ci_high:.3f}] | {row.m_min}–{row.m_max} | {row.seeds} | "
             f"{row.err_op_m_min:.4g} | {row.err_op_m_max:.4g} |"
         )

@@ -66,7 +66,8 @@ def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Pa
         if (subset["schedule"] == "quadratic").all()
         else "base width m"
     )
-    ax.set_ylabel(r"$\|K(\theta) - K_\infty\|_2$")
+    nngp = "kernel" in subset.columns and (subset["kernel"] == "nngp").all()
+    ax.set_ylabel(r"NNGP $\|K(\theta) - K_\infty\|_2$" if nngp else r"NTK $\|K(\theta) - K_\infty\|_2$")
     n = int(subset["n"].iloc[0]) if len(subset) else 0
     seeds = int(subset["seed"].nunique()) if len(subset) else 0
     ax.set_title(f"depth {depth}, $m_l$={out_dim}, n={n}, {seeds} seeds (median, 10–90%)", fontsize=10)
@@ -75,8 +76,11 @@ def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Pa
     _save(fig, path)
 
 
-def plot_theory(results: pd.DataFrame, path: Path) -> None:
-    """Median err_op at each curve's largest m against (Δ^{-2} + √m_l·l)κ²; one point per curve."""
+def plot_theory(results: pd.DataFrame, path: Path) -> bool:
+    """Median err_op at each curve's largest m against (Δ^{-2} + √m_l·l)κ²; one point per curve.
+
+    Only the family has the bound (a, b given, Δ > 0): without such a curve nothing is drawn and
+    False is returned (e.g. a run of linear φ only, or of tanh)."""
     colors = _activation_colors(results)
     markers = "osD^v<>ph*"
     depths = sorted(results["depth"].unique())
@@ -97,6 +101,9 @@ def plot_theory(results: pd.DataFrame, path: Path) -> None:
             prefactor, err, color=colors[name], marker=markers[depths.index(depth) % len(markers)], s=36
         )
         points.append((prefactor, err))
+    if not points:
+        plt.close(fig)
+        return False
     if points:
         # error ∝ prefactor through the points' geometric mean: the bound's shape, constant unknown
         px, py = np.array(points).T
@@ -117,6 +124,7 @@ def plot_theory(results: pd.DataFrame, path: Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+    return True
 
 
 def plot_all(results: pd.DataFrame, figures_dir: Path) -> list[Path]:
@@ -131,6 +139,29 @@ def plot_all(results: pd.DataFrame, figures_dir: Path) -> list[Path]:
             plot_concentration(results, int(depth), int(out_dim), path)
             paths.append(path)
     path = figures_dir / "theory_prefactor.png"
-    plot_theory(results, path)
-    paths.append(path)
+    if plot_theory(results, path):
+        paths.append(path)
     return paths
+
+
+def plot_phase_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """EOC curves σ_w(σ_b) on the (σ_b, σ_w) plane; below a curve χ < 1 (ordered), above χ > 1
+    (chaotic), each for its own activation. curves: name → (σ_b values, σ_w values; NaN where
+    there is no EOC point)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
+    cmap = plt.get_cmap("tab10")
+    top = 0.0
+    for i, (name, (sigma_b, sigma_w)) in enumerate(curves.items()):
+        ax.plot(sigma_b, sigma_w, "-", color=cmap(i % 10), lw=1.8, label=name)
+        if np.isfinite(sigma_w).any():
+            top = max(top, float(np.nanmax(sigma_w)))
+    ax.set_ylim(0, 1.35 * top if top else 1)
+    ax.set_xlim(left=0)
+    ax.text(0.97, 0.05, "ordered  (χ < 1, below its curve)", transform=ax.transAxes, ha="right", fontsize=8)
+    ax.text(0.97, 0.92, "chaotic  (χ > 1, above its curve)", transform=ax.transAxes, ha="right", fontsize=8)
+    ax.set_xlabel(r"$\sigma_b$")
+    ax.set_ylabel(r"$\sigma_w$ on the Edge of Chaos ($\chi = 1$)")
+    ax.set_title("Edge-of-Chaos curves (gaps: no EOC point at that $\\sigma_b$)", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="center right")
+    _save(fig, path)

@@ -7,6 +7,7 @@ finite, is recorded as failed with its reason, and the sweep goes on.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -65,8 +66,9 @@ def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None =
         raise CellFailure(f"non-finite {what} (σ_w={sigma_w:g}, depth {cell.depth}: over- or underflow)")
     base = {
         "activation": cell.activation.name,
-        "a": cell.activation.a,
-        "b": cell.activation.b,
+        # a and b are the family's coefficients; empty (NaN) for any other φ
+        "a": getattr(cell.activation, "a", math.nan),
+        "b": getattr(cell.activation, "b", math.nan),
         "depth": cell.depth,
         "width": cell.width if cell.width is not None else (net.hidden[0] if net.hidden else 0),
         "widths": sample_widths(net.hidden),

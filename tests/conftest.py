@@ -6,6 +6,9 @@ Numeric tests read `tol` to use tolerances that fit the active dtype.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import jax
 import pytest
 
@@ -36,6 +39,14 @@ class Tolerance:
         self.x64 = x64
         self.rtol = 1e-10 if x64 else 2e-4
         self.atol = 1e-12 if x64 else 1e-5
+
+
+@pytest.fixture
+def dead_pid() -> int:
+    """A pid of this host that no process has: a finished (and reaped) child's."""
+    code = "import os; print(os.getpid())"
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(child.stdout)
 
 
 @pytest.fixture

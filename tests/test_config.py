@@ -90,7 +90,9 @@ BAD_CONFIGS = [
     pytest.param(with_(seeds=0), "seeds", id="zero-seeds"),
     pytest.param(with_(activations=["swoosh"]), "activations.0", id="unknown-activation"),
     pytest.param(with_(activations=["gelu"]), "activations.0", id="no-eoc-point-at-sigma-b-0"),
-    pytest.param(with_(activations=[{"preset": "elu", "degree": 2}]), "activations.0", id="unknown-parameter"),
+    pytest.param(
+        with_(activations=[{"preset": "elu", "degree": 2}]), "activations.0", id="unknown-parameter"
+    ),
     pytest.param(with_(activations=["monomial(2.5)"]), "activations.0", id="non-integer-degree"),
     pytest.param(with_(activations=["relu", {"a": 0, "b": 0}]), "activations.1", id="a-b-zero"),
     pytest.param(with_(activations=["leaky_relu(1.5)"]), "activations.0", id="leaky-alpha-above-1"),

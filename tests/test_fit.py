@@ -117,8 +117,8 @@ def test_summary_markdown_has_a_row_per_curve() -> None:
     assert lines[0] == "# my run"
     rows = [line for line in lines if line.startswith("| ") and not line.startswith("| activation")]
     assert len(rows) == 2
-    assert rows[0].startswith("| relu | 3 | 1 | -0.500 | [-0.500, -0.500] | 16–128 | 4 |")
-    assert rows[1].startswith("| abs | 3 | 1 | -1.000 | [-1.000, -1.000] | 16–128 | 4 |")
+    assert rows[0].startswith("| relu | ntk | 3 | 1 | -0.500 | [-0.500, -0.500] | 16–128 | 4 |")
+    assert rows[1].startswith("| abs | ntk | 3 | 1 | -1.000 | [-1.000, -1.000] | 16–128 | 4 |")
     assert text.endswith("\n")
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -95,17 +93,10 @@ def test_assemble_keeps_one_row_per_cell_and_seed(store: RunStore) -> None:
     assert len(table) == 4 and list(table.columns) == TABLE_COLUMNS
 
 
-def _dead_pid() -> int:
-    """A pid of this host that no process has: a child that has exited and been reaped."""
-    code = "import os; print(os.getpid())"
-    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(child.stdout)
-
-
-def test_reap_removes_what_dead_processes_left_and_nothing_live(store: RunStore) -> None:
+def test_reap_removes_what_dead_processes_left_and_nothing_live(store: RunStore, dead_pid: int) -> None:
     """A process killed between writing its shard and releasing its claim leaves a claim nobody
     needs to take over; the next run removes it (and dead processes' temp files), nothing else."""
-    host, dead = socket.gethostname(), _dead_pid()
+    host, dead = socket.gethostname(), dead_pid
     cells = expand(CONFIG)
     store.claim_path(cells[0]).write_text(f"{host}:{dead}")  # dead owner: removed
     store.claim_path(cells[1]).write_text(f"{host}:1")  # live owner: kept
@@ -120,13 +111,13 @@ def test_reap_removes_what_dead_processes_left_and_nothing_live(store: RunStore)
     assert store.claim_path(cells[1]).exists() and foreign.exists() and live_tmp.exists()
 
 
-def test_finished_cell_with_a_dead_claim_leaves_no_claim_after_a_run(store: RunStore) -> None:
+def test_finished_cell_with_a_dead_claim_leaves_no_claim_after_a_run(store: RunStore, dead_pid: int) -> None:
     """The kill -9 race: shard written, claim not yet released when the process died."""
     from ntksim.sweep import run_cells
 
     cell = expand(CONFIG)[0]
     store.write_shard(cell, _rows(cell))
-    store.claim_path(cell).write_text(f"{socket.gethostname()}:{_dead_pid()}")
+    store.claim_path(cell).write_text(f"{socket.gethostname()}:{dead_pid}")
     report = run_cells([cell], np.ones((2, 3)), store, progress=False)
     assert report.skipped == [cell] and not report.computed
     assert not list((store.root / "claims").iterdir())

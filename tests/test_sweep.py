@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from ntksim.cells import expand
+from ntksim.config import validate
 
 pytestmark = pytest.mark.cli
 
@@ -74,10 +78,22 @@ def check_complete(out: Path, config: dict) -> pd.DataFrame:
     return table
 
 
+def hold_last_cell(out: Path, config: dict, owner: str) -> Path:
+    """Claim the sweep's last cell for `owner` ("host:pid"), as a peer computing it would."""
+    last = expand(validate(config))[-1]
+    claim = out / "claims" / f"{last.cell_id}.claim"
+    claim.parent.mkdir(parents=True, exist_ok=True)
+    claim.write_text(owner)
+    return claim
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
-def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path, sig: int) -> None:
+def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path, sig: int, dead_pid: int) -> None:
     config = write(tmp_path / "sweep.yaml", SWEEP)
     out = tmp_path / "out"
+    # A live peer (this test's process) holds the last cell, so the run cannot finish before the
+    # signal arrives however slowly this test is scheduled: it computes the rest, then waits.
+    claim = hold_last_cell(out, SWEEP, f"{socket.gethostname()}:{os.getpid()}")
     proc = start("run", config, "--out", out, "--no-progress", cwd=tmp_path)
     wait_for_shards(out, 3, proc)
     proc.send_signal(sig)
@@ -90,6 +106,7 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path: Path, sig: int)
         assert proc.returncode == -signal.SIGKILL
     before = shard_stamps(out)
     assert 3 <= len(before) < 48
+    claim.write_text(f"{socket.gethostname()}:{dead_pid}")  # the peer died: its claim is stale
 
     rerun = ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr

@@ -11,8 +11,9 @@ For any other φ, χ = 1 at a fixed point q means σ_w² = 1/E[φ'(√q Z)²] an
 so each σ_b gives q* as a root of F − σ_b² (bracketed on a logarithmic grid, then Brent's
 method) and σ_w from q*. Where F − σ_b² has no root there is no EOC point (GELU at small σ_b),
 and `eoc` says so instead of returning one. Where it has several, the smallest q* is taken (the
-fixed point that iterating V from small variances reaches first). At σ_b = 0 an odd φ with
-φ(0) = 0 (tanh, erf, sin) has its EOC at q* = 0, σ_w = 1/|φ'(0)|.
+fixed point that iterating V from small variances reaches first). At σ_b = 0 a φ with φ(0) = 0
+whose variance map decays into 0 (tanh, erf, sin, ELU) has its EOC at q* = 0, σ_w = 1/|φ'(0)|
+(for a kink at 0, φ'(0)² is the mean of the squared one-sided slopes).
 
 Expectations follow JAX's default dtype: float64 with x64 on (the CLI sets it), else float32.
 """
@@ -88,10 +89,10 @@ def _eoc(activation: Any, sigma_b: float, x64: bool) -> EOCPoint:
         return EOCPoint(1.0 / math.sqrt(activation.second_moment), 0.0, math.nan)
 
     if sigma_b == 0.0 and _vanishes_at_zero(activation):
-        slope0 = _at_zero(activation.derivative)
-        # q* = 0 is an EOC point when the variance decays into it: V(q) ≤ q near 0 at σ_w = 1/|φ'(0)|.
-        if slope0 != 0.0 and _moments(activation, Q_TEST)[0][0] / slope0**2 <= Q_TEST[0]:
-            return EOCPoint(1.0 / abs(slope0), 0.0, 0.0)
+        slope2 = _slope2_at_zero(activation)
+        # q* = 0 is an EOC point when the variance decays into it: V(q) ≤ q near 0 at σ_w² = 1/slope2.
+        if slope2 != 0.0 and _moments(activation, Q_TEST)[0][0] / slope2 <= Q_TEST[0]:
+            return EOCPoint(1.0 / math.sqrt(slope2), 0.0, 0.0)
 
     grid = Q_GRID[Q_GRID >= Q_TEST[0]] if sigma_b == 0.0 else Q_GRID  # q → 0 is the case above
     roots = [q for q in _roots(lambda q: _f(activation, q) - sigma_b**2, grid) if q > 0]
@@ -122,6 +123,14 @@ def eoc_curve(activation: Any, sigma_bs: Any) -> list[EOCPoint | None]:
 
 def _at_zero(fn: Any) -> float:
     return float(np.asarray(fn(np.zeros(1)))[0])
+
+
+def _slope2_at_zero(activation: Any) -> float:
+    """lim_{q→0} E[φ'(√q Z)²] = the mean of the squared one-sided slopes at 0 (φ'(0)² where φ is
+    smooth; (λ² + λ²α²)/2 for SELU, whose φ' jumps there)."""
+    side = np.array([1e-30, -1e-30])
+    slopes = np.asarray(activation.derivative(side), np.float64)
+    return float(np.mean(slopes**2))
 
 
 def _vanishes_at_zero(activation: Any) -> bool:
@@ -161,7 +170,7 @@ def chi(activation: Any, sigma_w: float, sigma_b: float = 0.0, q: float | None =
         return sigma_w**2 * activation.second_moment
     q = fixed_point(activation, sigma_w, sigma_b) if q is None else float(q)
     if q == 0.0:
-        return sigma_w**2 * _at_zero(activation.derivative) ** 2
+        return sigma_w**2 * _slope2_at_zero(activation)
     return float(sigma_w**2 * _moments(activation, np.array([q]))[1][0])
 
 
