@@ -1,10 +1,19 @@
 """ntksim: finite- vs infinite-width neural tangent kernels of MLPs at the Edge of Chaos."""
 
-from ntksim.activations import Activation
-from ntksim.activations.eoc import eoc_sigma_w, resolve_sigmas
+from ntksim.activations import Activation, Elementwise, activation
+from ntksim.activations.eoc import (
+    EOCPoint,
+    NoEOCPoint,
+    chi,
+    correlation_depth,
+    eoc,
+    eoc_curve,
+    eoc_sigma_w,
+    resolve_sigmas,
+)
 from ntksim.data import gaussian, load_points, sphere
-from ntksim.empirical import empirical_ntk, empirical_ntk_seeds
-from ntksim.limits import limit_ntk
+from ntksim.empirical import empirical_nngp, empirical_nngp_seeds, empirical_ntk, empirical_ntk_seeds
+from ntksim.limits import limit_nngp, limit_ntk
 from ntksim.metrics import concentration
 from ntksim.model import MLP
 from ntksim.widths import hidden_widths

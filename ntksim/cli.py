@@ -365,7 +365,7 @@ def _eoc(args: argparse.Namespace) -> None:
         else:
             q = "any (the family's variance map is the identity)" if np.isnan(r.q_star) else f"{r.q_star:.6g}"
             print(f"| {r.activation} | {r.sigma_b:g} | {r.sigma_w:.6g} | {q} |")
-    grid = np.linspace(0.0, 1.0, EOC_CURVE_POINTS)
+    grid = np.linspace(0.0, 1.0, EOC_CURVE_POINTS) ** 2  # dense near σ_b = 0, where curves bend
     curves = {}
     for act in acts:
         points = eoc_curve(act, grid)

@@ -7,9 +7,12 @@ finite, is recorded as failed with its reason, and the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import jax
@@ -93,6 +96,39 @@ def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None =
     return rows
 
 
+class Interrupts:
+    """Ctrl-C that cannot be lost.
+
+    Python raises KeyboardInterrupt in whatever Python code runs when SIGINT arrives; if that is
+    a garbage-collector callback (JAX registers one), the exception is printed as "ignored" and
+    the run would go on (seen under load: the sweep then finished with exit 0, or waited forever
+    for a peer). The handler also records the request, and the sweep checks it between cells.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def _handler(self, signum: int, frame: object) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Interrupts]:
+        """Install the handler for the duration (main thread only; elsewhere a no-op)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.signal(signal.SIGINT, self._handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 @dataclass
 class SweepReport:
     """What one process did: cells computed, failed, skipped (done before or claimed elsewhere)."""
@@ -152,15 +188,17 @@ def run_cells(
         return True
 
     store.reap()
-    with bar:
+    with Interrupts().installed() as interrupts, bar:
         waiting = []
         for cell in cells:
+            interrupts.check()
             if attempt(cell):
                 bar.update(cell.seed_count)
             else:
                 waiting.append(cell)
         while waiting:  # cells other processes are computing
             time.sleep(poll_s)
+            interrupts.check()
             still = []
             for cell in waiting:
                 if store.failure_path(cell).exists() and not store.claim_is_live(cell):

@@ -244,3 +244,19 @@ def test_expired_claim_of_a_dead_host_is_taken_over(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"{len(cells)} cells done, 0 failed, 0 pending" in proc.stdout
     check_complete(out, small)
+
+
+def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
+    """Python raises KeyboardInterrupt wherever SIGINT finds it, e.g. in JAX's garbage-collector
+    callback, which prints it as "ignored" (seen under load: the run went on). The sweep's
+    handler records the request, so its next check between cells stops it anyway."""
+    from ntksim.sweep import Interrupts
+
+    with Interrupts().installed() as interrupts:
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            pass  # what the gc callback does with it
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
