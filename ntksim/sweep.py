@@ -118,8 +118,11 @@ class Interrupts:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[Interrupts]:
-        """Install the handler for the duration (main thread only; elsewhere a no-op)."""
-        if threading.current_thread() is not threading.main_thread():
+        """Install the handler for the duration: in the main thread, unless SIGINT is ignored (a
+        process started in the background by a shell script, which must stay deaf to it)."""
+        if threading.current_thread() is not threading.main_thread() or (
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        ):
             yield self
             return
         previous = signal.signal(signal.SIGINT, self._handler)

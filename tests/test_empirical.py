@@ -152,3 +152,84 @@ def test_memory_model_matches_xla_buffer_assignment(depth, width, n, out_dim, me
         xla = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
         model = seeds * bytes_per_seed(net, n, 8, method)
         assert 0.7 <= model / xla <= 3.0, (seeds, model / 2**20, xla / 2**20)
+
+
+# --- any activation ---------------------------------------------------------------------------
+ANY_PHI = [
+    ntksim.activation("tanh"),
+    ntksim.activation("elu"),
+    ntksim.activation("selu"),
+    ntksim.activation("gelu"),
+    ntksim.activation(lambda s: jnp.where(s > 0, s, 0.2 * jnp.sin(s)), name="mine", kinks=(0.0,)),
+]
+
+
+@pytest.mark.parametrize("act", ANY_PHI, ids=lambda a: a.name)
+def test_methods_agree_with_brute_force_for_any_phi(act, tol) -> None:
+    """Structured == Jacobian == jacrev of net.apply for presets and a user's φ (σ_w at the EOC
+    for σ_b = 0.2), with bias and m_l = 2."""
+    net = ntksim.MLP(act, depth=3, width=5, out_dim=2, sigma_b=0.2)
+    x = ntksim.gaussian(jax.random.PRNGKey(0), 5, 3)
+    variables = net.init(jax.random.PRNGKey(1), x)
+    ref = brute_force_ntk(net, variables, x)
+    scale = float(jnp.max(jnp.abs(ref)))
+    for method in ("structured", "jacobian"):
+        k = ntksim.empirical_ntk(net, variables, x, method=method)
+        np.testing.assert_allclose(k, ref, rtol=0, atol=tol.rtol * scale, err_msg=method)
+
+
+def brute_force_nngp(net: ntksim.MLP, variables: dict, x: jax.Array) -> jax.Array:
+    """The readout layer's share of the NTK: the Jacobian contraction over W_l and b_l only."""
+    depth = net.depth
+    with jax.default_matmul_precision("highest"):
+        jac = jax.jacrev(lambda p: net.apply({"params": p}, x).reshape(-1))(variables["params"])
+    leaves = [jac[k] for k in (f"W{depth}", f"b{depth}") if k in jac]
+    flat = [j.reshape(j.shape[0], -1) for j in leaves]
+    return sum(jnp.matmul(j, j.T, precision="highest") for j in flat) / x.shape[0]
+
+
+@pytest.mark.parametrize("act", [ntksim.activation("relu"), ntksim.activation("tanh")], ids=lambda a: a.name)
+@pytest.mark.parametrize("sigma_b", [None, 0.3])
+def test_empirical_nngp_is_the_readout_layers_kernel(act, sigma_b, tol) -> None:
+    net = ntksim.MLP(act, depth=3, width=6, out_dim=2, sigma_b=sigma_b, sigma_w=1.3)
+    x = ntksim.gaussian(jax.random.PRNGKey(0), 4, 3)
+    variables = net.init(jax.random.PRNGKey(1), x)
+    ref = brute_force_nngp(net, variables, x)
+    got = ntksim.empirical_nngp(net, variables, x)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=tol.rtol * float(jnp.max(jnp.abs(ref))))
+    keys = jax.random.split(jax.random.PRNGKey(5), 3)
+    batch = ntksim.empirical_nngp_seeds(net, keys, x)
+    np.testing.assert_allclose(
+        batch[0], ntksim.empirical_nngp(net, net.init(keys[0], x), x), rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tanh", "elu"])
+def test_seed_mean_approaches_the_limit_as_widths_grow(name: str) -> None:
+    """‖mean_s K(θ_s) − K∞‖ shrinks with m for the NTK and the NNGP (σ_b = 0.2 at the EOC)."""
+    act = ntksim.activation(name)
+    x = ntksim.sphere(jax.random.PRNGKey(0), 6, 4)
+    keys = jax.random.split(jax.random.PRNGKey(1), 24)
+    errors = {"ntk": [], "nngp": []}
+    pairs = {"ntk": (ntksim.empirical_ntk_seeds, ntksim.limit_ntk),
+             "nngp": (ntksim.empirical_nngp_seeds, ntksim.limit_nngp)}  # fmt: skip
+    for width in (16, 1024):  # the seed mean's own noise, O(1/√(24 m)), is ~0.02 at m = 1024
+        net = ntksim.MLP(act, depth=3, width=width, sigma_b=0.2, schedule="constant")
+        for kernel, (empirical, limit) in pairs.items():
+            mean = np.asarray(empirical(net, keys, x), np.float64).mean(0)
+            kinf = np.asarray(limit(net, x), np.float64)
+            errors[kernel].append(np.linalg.norm(mean - kinf, 2) / np.linalg.norm(kinf, 2))
+    for kernel, (narrow, wide) in errors.items():
+        assert wide < 0.5 * narrow and wide < 0.04, (kernel, narrow, wide)
+
+
+def test_eoc_sigma_w_first_needed_inside_a_compiled_call() -> None:
+    """A fresh φ's EOC σ_w, first asked for while tracing the seed batch, is computed eagerly
+    (it once leaked tracers into NumPy)."""
+    act = ntksim.activation(lambda s: jnp.tanh(1.1 * s), name="fresh_tanh")
+    net = ntksim.MLP(act, depth=2, width=4, sigma_b=0.3)
+    x = ntksim.sphere(jax.random.PRNGKey(0), 3, 4)
+    ks = ntksim.empirical_ntk_seeds(net, jax.random.split(jax.random.PRNGKey(1), 2), x)
+    assert ks.shape == (2, 3, 3) and bool(jnp.all(jnp.isfinite(ks)))
+    assert net.sigmas[0] == pytest.approx(ntksim.eoc(act, 0.3).sigma_w)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import integrate
 
 import ntksim
 from ntksim.activations.eoc import chi
@@ -65,3 +66,89 @@ def test_variance_grows_off_eoc() -> None:
     expected = sigma_w**2 * chi(act, sigma_w) ** np.arange(6)
     assert np.all(np.abs(variances - expected) < 4 * stderr + 1e-3 * expected), variances / expected
     assert variances[-1] > 5 * variances[0]
+
+
+# --- the EOC of any activation ----------------------------------------------------------------
+def _scipy_moment(f, q: float) -> float:
+    """E[f(√q Z)] by scipy's adaptive quadrature on each half-line (independent of ntksim)."""
+    pdf = lambda z: math.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)  # noqa: E731
+    g = lambda z: f(math.sqrt(q) * z) * pdf(z)  # noqa: E731
+    opts = {"epsabs": 1e-15, "epsrel": 1e-13, "limit": 400}
+    return integrate.quad(g, -np.inf, 0, **opts)[0] + integrate.quad(g, 0, np.inf, **opts)[0]
+
+
+SCIPY_PHI = {
+    "tanh": (math.tanh, lambda s: 1 - math.tanh(s) ** 2),
+    "erf": (math.erf, lambda s: 2 / math.sqrt(math.pi) * math.exp(-s * s)),
+    "elu": (lambda s: s if s > 0 else math.expm1(s), lambda s: 1.0 if s > 0 else math.exp(s)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCIPY_PHI))
+@pytest.mark.parametrize("sigma_b", [0.1, 0.2, 0.5])
+def test_eoc_point_has_chi_one_at_its_fixed_point(name: str, sigma_b: float, x64: bool) -> None:
+    """With E[φ²], E[φ'²] from scipy: χ = σ_w² E[φ'(√q* Z)²] = 1 and q* = σ_b² + σ_w² E[φ(√q* Z)²]."""
+    f, df = SCIPY_PHI[name]
+    point = ntksim.eoc(ntksim.activation(name), sigma_b)
+    assert point.sigma_b == sigma_b and point.q_star > 0
+    tol = 1e-10 if x64 else 2e-5
+    chi_value = point.sigma_w**2 * _scipy_moment(lambda s: df(s) ** 2, point.q_star)
+    assert chi_value == pytest.approx(1.0, abs=tol)
+    fixed = sigma_b**2 + point.sigma_w**2 * _scipy_moment(lambda s: f(s) ** 2, point.q_star)
+    assert fixed == pytest.approx(point.q_star, rel=tol)
+    assert ntksim.chi(ntksim.activation(name), point.sigma_w, sigma_b, q=point.q_star) == pytest.approx(
+        1.0, abs=tol
+    )
+
+
+def test_family_eoc_is_its_single_point() -> None:
+    point = ntksim.eoc(ntksim.activation("relu"))
+    assert point.sigma_w == pytest.approx(math.sqrt(2)) and point.sigma_b == 0.0 and math.isnan(point.q_star)
+    with pytest.raises(ntksim.NoEOCPoint, match=r"relu.*sigma_b=0\.2"):
+        ntksim.eoc(ntksim.activation("relu"), 0.2)
+
+
+@pytest.mark.parametrize(("name", "sigma_w"), [("tanh", 1.0), ("erf", math.sqrt(math.pi) / 2), ("sin", 1.0)])
+def test_odd_activations_start_at_q_zero(name: str, sigma_w: float) -> None:
+    """σ_b = 0: q* = 0 and σ_w = 1/|φ'(0)| (science.md)."""
+    point = ntksim.eoc(ntksim.activation(name), 0.0)
+    assert point.q_star == 0.0 and point.sigma_w == pytest.approx(sigma_w, rel=1e-6)
+
+
+def test_selu_at_sigma_b_zero_uses_both_slopes_of_its_kink() -> None:
+    """SELU's φ' jumps at 0 (λ and λα): lim E[φ'(√q Z)²] = λ²(1 + α²)/2, not one side's square."""
+    lam, alpha = 1.0507009873554805, 1.6732632423543772
+    point = ntksim.eoc(ntksim.activation("selu"), 0.0)
+    assert point.sigma_w == pytest.approx(1 / math.sqrt(lam**2 * (1 + alpha**2) / 2), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu", "softplus"])
+def test_no_eoc_point_is_an_error_naming_activation_and_sigma_b(name: str) -> None:
+    """GELU and SiLU have none at σ_b = 0 (the variance escapes q = 0); softplus has none at all."""
+    with pytest.raises(ntksim.NoEOCPoint, match=rf"{name}.*sigma_b=0\b"):
+        ntksim.eoc(ntksim.activation(name), 0.0)
+    assert ntksim.eoc_curve(ntksim.activation(name), [0.0])[0] is None
+
+
+def test_chi_is_below_one_when_ordered_and_above_when_chaotic() -> None:
+    act = ntksim.activation("tanh")
+    point = ntksim.eoc(act, 0.2)
+    assert ntksim.chi(act, 0.8 * point.sigma_w, 0.2) < 1 < ntksim.chi(act, 1.25 * point.sigma_w, 0.2)
+    xi = ntksim.correlation_depth(act, 0.8 * point.sigma_w, 0.2)
+    assert xi == pytest.approx(-1 / math.log(ntksim.chi(act, 0.8 * point.sigma_w, 0.2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tanh", "elu"])
+def test_variance_stays_at_q_star_along_depth_for_any_phi(name: str) -> None:
+    """Monte Carlo network check at the EOC point for σ_b = 0.2: inputs scaled so that q¹ = q*;
+    E[(h^k)²] stays q* at every layer (within 4 standard errors and the O(1/m) finite-width bias)."""
+    act = ntksim.activation(name)
+    point = ntksim.eoc(act, 0.2)
+    net = ntksim.MLP(act, depth=6, width=512, out_dim=512, schedule="constant", sigma_b=0.2)
+    radius2 = (point.q_star - 0.2**2) / point.sigma_w**2  # ‖x‖²/m_0 giving Σ¹(x, x) = q*
+    x = ntksim.sphere(jax.random.PRNGKey(0), 4, 16) * math.sqrt(radius2)
+    variances, stderr = _layer_variances(net, x, seeds=64)
+    q = point.q_star
+    assert np.all(np.abs(variances - q) < 4 * stderr + 0.01 * q), (variances / q, stderr / q)
+    assert np.all(stderr < 0.02 * q)

@@ -121,3 +121,105 @@ def test_neural_tangents_backend_in_the_current_profile_says_how_to_get_it() -> 
     net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=2, width=4)
     with pytest.raises(BackendUnavailable, match=r"reference profile.*make install-reference"):
         ntksim.limit_ntk(net, jnp.ones((2, 3)), backend="neural_tangents")
+
+
+# --- any activation: quadrature, NNGP and neural-tangents' other layers ------------------------
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
+@pytest.mark.parametrize(("depth", "sigma_b"), [(2, None), (4, 0.3), (8, None)])
+def test_quadrature_equals_closed_form_for_the_family(act, depth, sigma_b, tol) -> None:
+    """Θ and Σ by quadrature reproduce the arc-cosine recursion (unequal norms: every pair is
+    integrated) to 1e-10 relative in float64."""
+    x = ntksim.gaussian(jax.random.PRNGKey(depth), 6, 4)
+    net = ntksim.MLP(act, depth=depth, width=8, out_dim=2, sigma_b=sigma_b)
+    for limit in (ntksim.limit_ntk, ntksim.limit_nngp):
+        closed = limit(net, x, backend="closed_form")
+        quad = limit(net, x, backend="quadrature")
+        scale = float(jnp.max(jnp.abs(closed)))
+        np.testing.assert_allclose(quad, closed, rtol=0, atol=tol.rtol * scale)
+
+
+def test_equal_norm_inputs_take_the_one_variable_path_with_the_same_numbers(tol) -> None:
+    """On the sphere (equal norms, n above the threshold) the interpolated kernel equals the
+    closed form as closely as pairwise integration does."""
+    x = ntksim.sphere(jax.random.PRNGKey(0), 40, 5)
+    net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=5, width=8)
+    closed = ntksim.limit_ntk(net, x, backend="closed_form")
+    quad = ntksim.limit_ntk(net, x, backend="quadrature")
+    np.testing.assert_allclose(quad, closed, rtol=0, atol=tol.rtol * float(jnp.max(closed)))
+
+
+def test_nngp_limit_is_sigma_and_ntk_diagonal_grows_like_depth_at_the_eoc(tol) -> None:
+    """For the family on the sphere at the EOC: Σ^l(x, x) = q = σ_w² and Θ^l(x, x) = l·q."""
+    x = ntksim.sphere(jax.random.PRNGKey(1), 5, 4)
+    for depth in (1, 3, 6):
+        net = ntksim.MLP(ntksim.activation("abs"), depth=depth, width=8)
+        nngp = 5 * jnp.diagonal(ntksim.limit_nngp(net, x, backend="quadrature"))
+        ntk = 5 * jnp.diagonal(ntksim.limit_ntk(net, x, backend="quadrature"))
+        np.testing.assert_allclose(nngp, 1.0, rtol=tol.rtol)
+        np.testing.assert_allclose(ntk, depth * 1.0, rtol=tol.rtol)
+
+
+def test_auto_backend_and_closed_form_of_a_non_family_phi() -> None:
+    tanh = ntksim.MLP(ntksim.activation("tanh"), depth=2, width=4, sigma_b=0.2)
+    x = ntksim.sphere(jax.random.PRNGKey(0), 3, 4)
+    np.testing.assert_array_equal(ntksim.limit_ntk(tanh, x), ntksim.limit_ntk(tanh, x, backend="quadrature"))
+    with pytest.raises(ValueError, match=r"closed_form.*tanh needs 'quadrature'"):
+        ntksim.limit_ntk(tanh, x, backend="closed_form")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tanh", "elu"])
+def test_nngp_limit_matches_wide_networks_monte_carlo(name: str) -> None:
+    """Σ^l is the output covariance at initialization: E over draws of N(x)N(x')ᵀ ≈ Σ^l(x, x')."""
+    act = ntksim.activation(name)
+    net = ntksim.MLP(act, depth=3, width=256, out_dim=64, schedule="constant", sigma_b=0.2)
+    x = ntksim.sphere(jax.random.PRNGKey(2), 3, 6)
+    sigma = 3 * np.asarray(ntksim.limit_nngp(net, x))[::64, ::64]  # (3, 3)
+    keys = jax.random.split(jax.random.PRNGKey(3), 32)
+    outs = np.stack([np.asarray(net.apply(net.init(k, x), x), np.float64) for k in keys])  # (32, 3, 64)
+    samples = np.einsum("sia,sja->saij", outs, outs).reshape(-1, 3, 3)  # one per draw and output
+    mean = samples.mean(0)
+    stderr = samples.std(0) / np.sqrt(samples.shape[0])
+    assert np.all(np.abs(mean - sigma) < 4 * stderr + 0.02 * np.abs(sigma).max()), (mean, sigma, stderr)
+
+
+NT_CLOSED_FORMS = ["erf", "gelu", "sin", "monomial(2)", "monomial(3)", "hermite(3)", "polynomial", "relu",
+                   "leaky_relu(0.2)"]  # fmt: skip
+NT_SETTINGS = [(1, 0.3), (2, None), (3, 0.4), (5, None), (8, 0.2)]  # (depth, σ_b)
+NT_CASES = [(name, depth, sigma_b) for name in NT_CLOSED_FORMS for depth, sigma_b in NT_SETTINGS]
+
+
+def _nt_case(name: str, depth: int, sigma_b: float | None) -> tuple[ntksim.MLP, jax.Array]:
+    act = (ntksim.activation("polynomial", coefficients=[0.3, 1.0, -0.5, 0.2]) if name == "polynomial"
+           else ntksim.activation(name))  # fmt: skip
+    x = 0.5 * ntksim.gaussian(jax.random.PRNGKey(depth), 5, 4)  # small norms keep polynomials tame
+    # No EOC needed for a comparison; polynomials get a σ_w under which their variance stays small
+    # (s^p iterated over l layers grows like q^(p^l)), so float32 does not overflow either.
+    sigma_w = None if isinstance(act, ntksim.Activation) else 0.6 if act.is_polynomial else 1.2
+    return ntksim.MLP(act, depth=depth, width=8, out_dim=1, sigma_b=sigma_b, sigma_w=sigma_w), x
+
+
+@pytest.mark.reference
+@pytest.mark.parametrize(("name", "depth", "sigma_b"), NT_CASES)
+def test_quadrature_equals_neural_tangents_closed_forms(name, depth, sigma_b, tol) -> None:
+    """Our quadrature against neural-tangents' own closed forms, unequal norms, with and without
+    bias, NTK and NNGP: 1e-10 relative in float64 (compared unjitted, see design.md)."""
+    net, x = _nt_case(name, depth, sigma_b)
+    for limit in (ntksim.limit_ntk, ntksim.limit_nngp):
+        ours = limit(net, x, backend="quadrature")
+        nt = limit(net, x, backend="neural_tangents")
+        np.testing.assert_allclose(ours, nt, rtol=0, atol=tol.rtol * float(jnp.max(jnp.abs(nt))))
+
+
+@pytest.mark.reference
+def test_rectified_monomial_agrees_where_neural_tangents_is_finite(tol) -> None:
+    """neural-tangents' RectifiedMonomial returns NaN at ρ = 1 (its diagonal), which then spreads
+    to every entry from depth 3 on; at depth 2 its off-diagonal is finite and must agree."""
+    net, x = _nt_case("rectified_monomial(2)", 2, None)
+    ours = ntksim.limit_ntk(net, x, backend="quadrature")
+    nt = ntksim.limit_ntk(net, x, backend="neural_tangents")
+    assert bool(jnp.all(jnp.isfinite(ours)))
+    off = ~np.eye(5, dtype=bool)
+    assert np.all(np.isfinite(np.asarray(nt)[off]))
+    scale = float(jnp.max(jnp.abs(ours)))
+    np.testing.assert_allclose(np.asarray(ours)[off], np.asarray(nt)[off], rtol=0, atol=tol.rtol * scale)

@@ -49,8 +49,16 @@ def ntksim(*args: object, cwd: Path, env: dict | None = None) -> subprocess.Comp
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env or _env(), timeout=300)
 
 
+# `python -m ntksim` with Ctrl-C raising KeyboardInterrupt, as in a terminal's foreground process,
+# even when these tests run in a background job (which ignores SIGINT; children inherit that).
+FOREGROUND = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('ntksim', run_name='__main__')"
+)
+
+
 def start(*args: object, cwd: Path) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "ntksim", *map(str, args)]
+    cmd = [sys.executable, "-c", FOREGROUND, *map(str, args)]
     return subprocess.Popen(
         cmd, cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -252,6 +260,7 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
     handler records the request, so its next check between cells stops it anyway."""
     from ntksim.sweep import Interrupts
 
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive shell
     with Interrupts().installed() as interrupts:
         try:
             signal.raise_signal(signal.SIGINT)
@@ -260,3 +269,4 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
         with pytest.raises(KeyboardInterrupt):
             interrupts.check()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    signal.signal(signal.SIGINT, before)

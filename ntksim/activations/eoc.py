@@ -73,8 +73,10 @@ def eoc(activation: Any, sigma_b: float = 0.0) -> EOCPoint:
     """The EOC point (σ_w, σ_b, q*) of `activation` at bias scale `sigma_b` ≥ 0.
 
     NoEOCPoint (one line, naming the activation and σ_b) where none exists."""
-    # Cached per activation, σ_b and precision (the integrals follow JAX's x64 flag).
-    return _eoc(activation, float(sigma_b), bool(jax.config.jax_enable_x64))
+    # Cached per activation, σ_b and precision (the integrals follow JAX's x64 flag). Computed
+    # eagerly even when asked from inside a jit trace (an MLP's default σ_w is read there).
+    with jax.ensure_compile_time_eval():
+        return _eoc(activation, float(sigma_b), bool(jax.config.jax_enable_x64))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -168,6 +170,11 @@ def chi(activation: Any, sigma_w: float, sigma_b: float = 0.0, q: float | None =
     < 1 ordered, 1 EOC, > 1 chaotic. For the family χ = σ_w²(a²+b²) at every q."""
     if isinstance(activation, Activation):
         return sigma_w**2 * activation.second_moment
+    with jax.ensure_compile_time_eval():
+        return _chi(activation, sigma_w, sigma_b, q)
+
+
+def _chi(activation: Any, sigma_w: float, sigma_b: float, q: float | None) -> float:
     q = fixed_point(activation, sigma_w, sigma_b) if q is None else float(q)
     if q == 0.0:
         return sigma_w**2 * _slope2_at_zero(activation)
