@@ -19,3 +19,17 @@ def test_readme_python_block_runs() -> None:
     assert namespace["K"].shape == namespace["Kinf"].shape == (n, n)
     assert namespace["Ks"].shape == (32, n, n)
     assert np.all(np.isfinite(jax.device_get(namespace["K"])))
+
+
+@pytest.mark.cli
+def test_readme_any_activation_block_runs_and_its_numbers_hold() -> None:
+    """The second block (it turns on x64) runs in a subprocess; its quoted EOC point holds."""
+    import subprocess
+    import sys
+
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[1]
+    check = "\nprint(round(p.sigma_w, 5), round(p.q_star, 5), Kinf.shape, Ninf.shape, N.shape, mine.name)\n"
+    proc = subprocess.run([sys.executable, "-c", block + check], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[:2] == ["1.30415", "0.51208"]
+    assert "(64, 64) (64, 64) (64, 64) mine" in proc.stdout

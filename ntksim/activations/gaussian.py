@@ -110,7 +110,10 @@ def _expect_2d_flat(
     b = jnp.sqrt(q2)[:, None] * cos2  # v = b·r
     # Fixed panels resolve a sharp peak near r = 0 (φ' of tanh at q = 20) and the Gaussian tail.
     ends = [jnp.full_like(a, r) for r in RADIAL_PANELS]
-    breaks = jnp.sort(jnp.stack([*ends, *_radial_breaks(a, kinks_f), *_radial_breaks(b, kinks_g)], -1), -1)
+    radial = [*_radial_breaks(a, kinks_f), *_radial_breaks(b, kinks_g)]
+    breaks = jnp.stack([*ends, *radial], -1)
+    if radial:  # kinks off 0 move the pieces' ends; without them the panels are already in order
+        breaks = jnp.sort(breaks, -1)
     r, w_r = _pieces(breaks, NODES_RADIUS)  # (pairs, 4·Nθ, pieces·Nr)
     integrand = f(a[..., None] * r) * g(b[..., None] * r) * r * jnp.exp(-0.5 * r**2)
     radial = jnp.sum(w_r * integrand, axis=-1)
@@ -144,9 +147,10 @@ def expect_2d(
     shape = q1.shape
     flat = [v.reshape(-1) for v in (q1, q2, rho)]
     size = flat[0].shape[0]
-    chunk = min(PAIR_CHUNK, max(size, 1))
+    chunk = PAIR_CHUNK
     pad = -size % chunk
-    # Pad with a harmless pair (q = 1, ρ = 0) so every call has the same shape: one compilation.
+    # Pad with a harmless pair (q = 1, ρ = 0) so every call has one shape, whatever the number of
+    # pairs: one compilation per activation.
     padded = [
         jnp.concatenate([v, jnp.full((pad,), fill, dtype)])
         for v, fill in zip(flat, (1.0, 1.0, 0.0), strict=True)
