@@ -85,8 +85,12 @@ def quadrature_expectations(activation: AnyActivation, cov: Array) -> tuple[Arra
     n = cov.shape[0]
     q = jnp.diagonal(cov)
     rows, cols = jnp.triu_indices(n, k=1)
-    if n > EQUAL_VARIANCE_MIN_N and bool(jnp.all(q == q[0])) and float(q[0]) > 0:
-        e_phi_off, e_dphi_off = equal_variance_expectations(activation, float(q[0]), cov[rows, cols])
+    # "Equal" up to round-off: points on a sphere differ in ‖x‖² by an ulp or two, which moves
+    # the kernel by as little (the interpolant is evaluated at each pair's own ρ).
+    spread = float(jnp.max(jnp.abs(q - q[0])))
+    if n > EQUAL_VARIANCE_MIN_N and float(q[0]) > 0 and spread <= 64 * jnp.finfo(q.dtype).eps * float(q[0]):
+        rho = cov[rows, cols] / jnp.sqrt(q[rows] * q[cols])
+        e_phi_off, e_dphi_off = equal_variance_expectations(activation, float(q[0]), float(q[0]) * rho)
     else:
         e_phi_off, e_dphi_off = expectations(activation, q[rows], q[cols], cov[rows, cols])
     e_phi_diag, e_dphi_diag = second_moments(activation, q)

@@ -38,6 +38,7 @@ NODES_ANGLE = 48  # per sector of the circle
 NODES_RADIUS = 24  # per piece of [0, Z_MAX]
 RADIAL_PANELS = (0.0, 1.0, 2.5, 5.0, Z_MAX)
 PAIR_CHUNK = 256  # pairs per compiled call (bounds memory: chunk × 4·48·96 points)
+SMALL_CHUNK = 64  # for few pairs (interpolation nodes, tests)
 
 
 @functools.cache
@@ -147,7 +148,7 @@ def expect_2d(
     shape = q1.shape
     flat = [v.reshape(-1) for v in (q1, q2, rho)]
     size = flat[0].shape[0]
-    chunk = PAIR_CHUNK
+    chunk = SMALL_CHUNK if size <= SMALL_CHUNK else PAIR_CHUNK  # two compiled shapes at most
     pad = -size % chunk
     # Pad with a harmless pair (q = 1, ρ = 0) so every call has one shape, whatever the number of
     # pairs: one compilation per activation.

@@ -51,10 +51,18 @@ def _barycentric(nodes: Array, values: Array, points: Array) -> Array:
 
 
 def _values(activation: Any, q: float, angles: np.ndarray) -> tuple[Array, Array]:
-    rho = jnp.asarray(np.cos(angles))
-    rho = rho.at[0].set(1.0).at[-1].set(-1.0)
-    qs = jnp.full_like(rho, q)
-    return expectations(activation, qs, qs, q * rho)
+    """Both expectations at the angles; cos is exact (±1) at α = 0 and π."""
+    rho = np.cos(angles)
+    rho[angles == 0.0] = 1.0
+    rho[angles == math.pi] = -1.0
+    qs = jnp.full(rho.shape, q)
+    return expectations(activation, qs, qs, q * jnp.asarray(rho))
+
+
+def _interleave(coarse: Array, new: Array) -> Array:
+    """[c0, n0, c1, n1, …, c_last]: values at nested Chebyshev points."""
+    out = jnp.zeros(coarse.shape[0] + new.shape[0], coarse.dtype)
+    return out.at[0::2].set(coarse).at[1::2].set(new)
 
 
 def equal_variance_expectations(activation: Any, q: float, cov: Array) -> tuple[Array, Array]:
@@ -69,7 +77,9 @@ def equal_variance_expectations(activation: Any, q: float, cov: Array) -> tuple[
     values = _values(activation, q, angles)
     while count <= MAX_NODES:
         finer = _chebyshev_angles(2 * count - 1)
-        finer_values = _values(activation, q, finer)
+        # The points are nested: the finer set is the coarse one with a new point in each gap.
+        new = _values(activation, q, finer[1::2])
+        finer_values = tuple(_interleave(old, add) for old, add in zip(values, new, strict=True))
         nodes = jnp.asarray(angles)
         error = max(
             float(jnp.max(jnp.abs(_barycentric(nodes, coarse, jnp.asarray(finer[1::2])) - fine[1::2])))
