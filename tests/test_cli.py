@@ -342,3 +342,42 @@ def test_ntksim_never_imports_tensorflow_or_neural_tangents_unless_asked(tmp_pat
     if not REFERENCE:
         assert importlib.util.find_spec("tensorflow") is None
         assert importlib.util.find_spec("neural_tangents") is None
+
+
+def test_eoc_command_prints_the_table_and_draws_the_phase_diagram(tmp_path: Path) -> None:
+    proc = ntksim("eoc", "tanh", "elu(0.5)", "--sigma-b", "0.2", "--out", "eoc", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "| tanh | 0.2 | 1.30415 | 0.512079 |" in proc.stdout
+    table = pd.read_csv(tmp_path / "eoc" / "eoc.csv")
+    assert list(table["activation"]) == ["tanh", "elu(0.5)"]
+    curves = pd.read_csv(tmp_path / "eoc" / "eoc_curves.csv")
+    assert set(curves["activation"]) == {"tanh", "elu(0.5)"} and len(curves) == 2 * 81
+    assert_png(tmp_path / "eoc" / "phase_diagram.png")
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(["gelu", "--sigma-b", "0"], ["gelu", "sigma_b=0", "Edge-of-Chaos"]),
+     (["swoosh"], ["unknown activation", "swoosh"]),
+     (["elu(x)"], ["elu(x)", "alpha"]),
+     (["tanh", "--sigma-b", "-1"], ["--sigma-b", "non-negative"])],
+)  # fmt: skip
+def test_eoc_command_bad_input_is_one_line(tmp_path: Path, args: list[str], words: list[str]) -> None:
+    assert_usage_error(ntksim("eoc", *args, "--out", "eoc", cwd=tmp_path), *words)
+    assert not (tmp_path / "eoc").exists()
+
+
+def test_any_activation_and_the_nngp_run_from_yaml(tmp_path: Path) -> None:
+    """tanh and ELU(0.5) at their EOC for σ_b = 0.2, limits by quadrature, the NNGP: a full run."""
+    raw = {**TINY, "activations": ["tanh", {"preset": "elu", "alpha": 0.5}], "sigma_b": 0.2,
+           "kernel": "nngp", "limit": {"backend": "auto"}}  # fmt: skip
+    config = write_config(tmp_path / "any.yaml", raw)
+    proc = ntksim("run", config, "--out", "out", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    results = pd.read_csv(tmp_path / "out" / "results.csv")
+    assert set(results["activation"]) == {"tanh", "elu(0.5)"} and set(results["kernel"]) == {"nngp"}
+    assert set(results["limit_backend"]) == {"quadrature"} and results[["a", "b"]].isna().all().all()
+    assert (results[results["activation"] == "tanh"]["sigma_w"].round(5) == 1.30415).all()
+    assert results[results["activation"] == "elu(0.5)"]["sigma_w"].nunique() == 1
+    assert (results["err_op"] > 0).all()
+    assert "| tanh | nngp |" in (tmp_path / "out" / "summary.md").read_text()

@@ -330,3 +330,22 @@ def test_load_reports_validation_and_override_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         load(tmp_path / "nope.yaml")
     assert_one_line_error(err, str(tmp_path / "nope.yaml"))
+
+
+@pytest.mark.parametrize(
+    ("spec", "name"),
+    [("tanh", "tanh"), ("elu(0.5)", "elu(0.5)"), ({"preset": "elu", "alpha": 0.5}, "elu(0.5)"),
+     ({"preset": "monomial", "degree": 3}, "monomial(3)"), ("hermite(2)", "hermite(2)"),
+     ({"preset": "polynomial", "coefficients": [0, 1, 0.5]}, "polynomial(0,1,0.5)"),
+     ({"preset": "tanh", "name": "T"}, "T")],
+)  # fmt: skip
+def test_any_preset_with_its_parameters(spec, name: str) -> None:
+    config = validate(with_(activations=[spec], sigma_b=0.2))
+    assert config.activation_objects()[0].name == name
+
+
+def test_kernel_and_backends_validate() -> None:
+    assert validate(with_(kernel="nngp")).kernel == "nngp"
+    assert validate(with_(limit={"backend": "quadrature"})).limit.backend == "quadrature"
+    with pytest.raises(ConfigError, match=r"^kernel:"):
+        validate(with_(kernel="cntk"))
