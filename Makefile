@@ -10,7 +10,7 @@ REF := .venv-reference
 REF_BIN := $(REF)/bin
 
 .PHONY: install install-reference install-gpu install-reference-gpu demo test test-current test-reference test-fast bench \
-	bench-reference bench-profiles lint format lock clean
+	bench-reference bench-limits bench-profiles lint format lock clean
 
 define make_venv
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "ntksim needs Python >= 3.11"'
@@ -68,6 +68,11 @@ bench: $(VENV)/.installed
 # The same benchmarks with neural-tangents' columns (its empirical NTK needs the reference profile).
 bench-reference: $(REF)/.installed
 	$(REF_BIN)/python scripts/bench.py --tag reference
+
+# Limits of activations without a closed form: ntksim's quadrature against neural-tangents'
+# ElementwiseNumerical (deg 25/50/100), time and accuracy (about 25 minutes).
+bench-limits: $(REF)/.installed
+	$(REF_BIN)/python scripts/bench_limits.py
 
 # Both profiles side by side: install size, import and first-limit latency, structured eNTK.
 bench-profiles: $(VENV)/.installed $(REF)/.installed
