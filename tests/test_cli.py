@@ -140,8 +140,8 @@ def test_run_writes_results_config_summary_and_figures(tiny_run: Path) -> None:
     summary = (tiny_run / "summary.md").read_text()
     assert summary.startswith("# tiny")
     for name in ("relu", "abs"):
-        (row,) = [line for line in summary.splitlines() if line.startswith(f"| {name} | 2 | 1 | ")]
-        float(row.split("|")[4])  # the slope is a number
+        (row,) = [line for line in summary.splitlines() if line.startswith(f"| {name} | ntk | 2 | 1 | ")]
+        float(row.split("|")[5])  # the slope is a number
 
     assert sorted(p.name for p in (tiny_run / "figures").iterdir()) == [
         "err_op_depth2.png",
@@ -227,7 +227,7 @@ BAD_INPUTS = [
     pytest.param({**TINY, "depths": [2.5]}, [], ["depths.0"], id="wrong-type"),
     pytest.param({**TINY, "widths": [16, 0]}, [], ["widths.1"], id="non-positive-width"),
     pytest.param(
-        {**TINY, "activations": ["relu", "swish"]}, [], ["activations.1", "swish"], id="unknown-act"
+        {**TINY, "activations": ["relu", "swoosh"]}, [], ["activations.1", "swoosh"], id="unknown-act"
     ),
     pytest.param(TINY, ["--set", "data.nn=3"], ["data.nn"], id="set-unknown-key"),
     pytest.param(TINY, ["--set", "widths=[4,-8]"], ["widths.1"], id="set-bad-value"),
