@@ -75,7 +75,14 @@ class Cell:
         if isinstance(act, Activation):
             content["activation"] = {"a": act.a, "b": act.b, "name": act.name}
         else:
-            content["activation"] = {"name": act.name, "params": act.params}
+            # The function too: two presets renamed alike must not share cells.
+            fn = getattr(act.fn, "__name__", None) or getattr(getattr(act.fn, "fn", None), "__name__", "user")
+            content["activation"] = {
+                "name": act.name,
+                "params": act.params,
+                "fn": fn,
+                "kinks": list(act.kinks),
+            }
         content["data"] = dict(self.data)
         if self.kernel == "ntk":
             del content["kernel"]

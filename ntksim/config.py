@@ -192,6 +192,12 @@ class Config(_Strict):
                     raise ValueError(f"schedule: {err}") from None
         elif self.widths is None:
             raise ValueError("widths: required key is missing (the base widths m to sweep)")
+        if self.limit.backend == "closed_form":
+            for i, spec in enumerate(self.activations):
+                act = spec.build()
+                if not isinstance(act, Activation):
+                    raise ValueError(f"limit.backend: closed_form is the family's arc-cosine recursion; "
+                                     f"activations.{i} ({act.name}) needs quadrature or auto")  # fmt: skip
         if self.sigma_w is None:  # σ_w from the EOC at σ_b: it must exist for every activation
             from ntksim.activations.eoc import NoEOCPoint, resolve_sigmas
 

@@ -45,24 +45,25 @@ def stax_activation(activation: Any, deg: int = NUMERICAL_DEG) -> Any:
     """neural-tangents' layer for φ: its closed form where it has one (ABRelu for the family,
     Erf, Gelu, Sin, Monomial, RectifiedMonomial, Polynomial for polynomials and Hermite — whose
     own Hermite layer is normalised and assumes unit variance), else ElementwiseNumerical."""
-    from ntksim.activations import Activation
+    from ntksim.activations import Activation, presets
 
     if isinstance(activation, Activation):
         return stax.ABRelu(*activation.slopes)
-    name = activation.name
-    params = activation.params
-    if name == "erf":
+    # By the preset's function, not its (user-settable) name.
+    fn, params = activation.fn, activation.params
+    if fn is presets._erf:
         return stax.Erf(a=1.0, b=1.0, c=0.0)
-    if name == "gelu":
+    if fn is presets._gelu:
         return stax.Gelu(approximate=False)
-    if name == "sin":
+    if fn is presets._sin:
         return stax.Sin(a=1.0, b=1.0, c=0.0)
-    if name.startswith("monomial("):
-        return stax.Monomial(params["degree"])
-    if name.startswith("rectified_monomial("):
+    if fn is presets._rectified_monomial:
         return stax.RectifiedMonomial(params["degree"])
-    if activation.is_polynomial:
-        return stax.Polynomial(dict(activation.param_items)["coefficients"])
+    if fn is presets._polynomial:
+        coefficients = dict(activation.param_items)["coefficients"]
+        if "degree" in params and all(c == 0 for c in coefficients[:-1]) and coefficients[-1] == 1:
+            return stax.Monomial(params["degree"])
+        return stax.Polynomial(coefficients)
     return stax.ElementwiseNumerical(activation, deg, activation.derivative)
 
 

@@ -129,7 +129,8 @@ class Interrupts:
         try:
             yield self
         finally:
-            signal.signal(signal.SIGINT, previous)
+            if previous is not None:  # None: a handler installed from C, which cannot be restored
+                signal.signal(signal.SIGINT, previous)
 
 
 @dataclass

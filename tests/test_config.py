@@ -349,3 +349,22 @@ def test_kernel_and_backends_validate() -> None:
     assert validate(with_(limit={"backend": "quadrature"})).limit.backend == "quadrature"
     with pytest.raises(ConfigError, match=r"^kernel:"):
         validate(with_(kernel="cntk"))
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefix"),
+    [(with_(activations=["tanh"], sigma_b=0.2, limit={"backend": "closed_form"}), "limit.backend"),
+     (with_(activations=["polynomial"]), "activations.0")],
+)  # fmt: skip
+def test_any_activation_mistakes_are_one_line_errors(raw: dict, prefix: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        validate(raw)
+    assert_one_line_error(err, prefix)
+
+
+def test_renamed_presets_do_not_share_cells() -> None:
+    from ntksim.cells import expand
+
+    a = expand(validate(with_(activations=[{"preset": "tanh", "name": "mine"}], sigma_b=0.2)))
+    b = expand(validate(with_(activations=[{"preset": "sin", "name": "mine"}], sigma_b=0.2)))
+    assert a[0].cell_id != b[0].cell_id

@@ -177,3 +177,19 @@ def test_expectations_vectorise_over_a_grid() -> None:
     out = expectations(act, q, 2 * q, 0.5 * q)
     assert out[0].shape == out[1].shape == (3, 4)
     assert jax.numpy.allclose(out[0], out[0][0, 0])
+
+
+@pytest.mark.parametrize(("q1", "q2", "rho"), [(1.0, 1.0, 0.5), (0.7, 2.0, -0.3), (1.5, 0.4, 0.95)])
+def test_kinks_off_zero_meet_the_exact_rectangle_probability(
+    q1: float, q2: float, rho: float, x64: bool
+) -> None:
+    """hardtanh (kinks at ±1): E[φ'(u)φ'(v)] = P(|u| < 1, |v| < 1), a bivariate normal rectangle
+    (scipy's cdf). Kink lines off 0 cross away from the origin, where the angle must be split."""
+    from scipy.stats import multivariate_normal
+
+    hardtanh = ntksim.activation(lambda s: jnp.clip(s, -1.0, 1.0), name="hardtanh", kinks=(-1.0, 1.0))
+    c = rho * math.sqrt(q1 * q2)
+    _, e_dphi = expectations(hardtanh, jnp.asarray(q1), jnp.asarray(q2), jnp.asarray(c))
+    mvn = multivariate_normal(mean=[0.0, 0.0], cov=[[q1, c], [c, q2]])
+    rectangle = mvn.cdf([1, 1]) - mvn.cdf([-1, 1]) - mvn.cdf([1, -1]) + mvn.cdf([-1, -1])
+    assert float(e_dphi) == pytest.approx(rectangle, rel=1e-9 if x64 else 1e-5)

@@ -70,6 +70,8 @@ def activation(spec: str | Callable, /, name: str | None = None, **params: Any) 
     if unknown:
         takes = ", ".join(PARAMETERS[text]) or "no parameters"
         raise ValueError(f"activation {text!r}: unknown parameter {unknown[0]!r} (takes {takes})")
+    if text == "polynomial" and "coefficients" not in params:
+        raise ValueError("activation 'polynomial': give its coefficients (c_0, c_1, …)")
     if text in FAMILY_PRESETS:
         act = Activation.preset(text, **params)
         return Activation(act.a, act.b, name) if name else act

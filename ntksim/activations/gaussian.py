@@ -63,7 +63,9 @@ def expect_1d(f: Callable[[Array], Array], q: Array, kinks: tuple[float, ...] = 
     """E[f(√q Z)] for every entry of q (any shape, q ≥ 0)."""
     q = jnp.asarray(q, jax.dtypes.canonicalize_dtype(jnp.float64))
     sq = jnp.sqrt(q)[..., None]
-    cuts = [jnp.zeros_like(sq)] + [
+    # Cuts at 0, at ±1/√q and ±4/√q (where a smooth φ(√q z) bends when q is large), and at kinks.
+    scaled = [jnp.clip(k / jnp.where(sq > 0, sq, 1.0), -Z_MAX, Z_MAX) for k in (-4.0, -1.0, 1.0, 4.0)]
+    cuts = [jnp.zeros_like(sq), *scaled] + [
         jnp.clip(jnp.where(sq > 0, c / jnp.where(sq > 0, sq, 1.0), jnp.sign(c) * Z_MAX), -Z_MAX, Z_MAX)
         for c in kinks
         if c != 0.0
@@ -102,8 +104,19 @@ def _expect_2d_flat(
     s = jnp.sqrt((1 - rho) * (1 + rho))
     half = math.pi / 2
     # Sector boundaries from θ = π/2 over one turn: where cos θ and cos(θ − α) change sign.
-    bounds = jnp.stack([jnp.full_like(alpha, half), half + alpha, jnp.full_like(alpha, 3 * half),
-                        3 * half + alpha, jnp.full_like(alpha, 5 * half)], axis=-1)  # fmt: skip
+    bounds = [jnp.full_like(alpha, half), half + alpha, jnp.full_like(alpha, 3 * half),
+              3 * half + alpha, jnp.full_like(alpha, 5 * half)]  # fmt: skip
+    # Two kink lines off 0 (u = c_f, v = c_g) cross away from the origin; the ray through that
+    # point is where the radial pieces swap order, so the angle is split there too.
+    for c_f in (c for c in kinks_f if c != 0.0):
+        for c_g in (c for c in kinks_g if c != 0.0):
+            z1 = c_f / jnp.sqrt(q1)
+            z2 = (c_g / jnp.sqrt(q2) - rho * z1) / jnp.where(s > 0, s, 1.0)
+            angle = jnp.mod(jnp.arctan2(z2, z1) - half, 2 * math.pi) + half  # into [π/2, 5π/2)
+            bounds.append(jnp.where(s > 0, angle, half))  # parallel lines (ρ = ±1): no crossing
+    bounds = jnp.stack(bounds, axis=-1)
+    if len(kinks_f) * len(kinks_g) and any(kinks_f) and any(kinks_g):
+        bounds = jnp.sort(bounds, axis=-1)
     theta, w_theta = _pieces(bounds, NODES_ANGLE)  # (pairs, 4·Nθ)
     cos1 = jnp.cos(theta)
     cos2 = rho[:, None] * cos1 + s[:, None] * jnp.sin(theta)  # cos(θ − α), without α's round-off
