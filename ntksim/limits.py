@@ -139,8 +139,11 @@ def resolve_backend(activation: AnyActivation, backend: Backend) -> str:
     return backend
 
 
-def limit_kernels(net: MLP, x: Array, backend: Backend = "auto") -> tuple[Array, Array]:
-    """(Σ^l, Θ^l)(x_i, x_j), each (n, n), in the default float dtype (float64 with x64 on)."""
+def limit_kernels(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> tuple[Array, Array]:
+    """(Σ^l, Θ^l)(x_i, x_j), each (n, n), in the default float dtype (float64 with x64 on).
+
+    deg: Gauss–Hermite nodes per axis of neural-tangents' ElementwiseNumerical (its backend only,
+    for φ it has no closed form for)."""
     x = jnp.asarray(x, jax.dtypes.canonicalize_dtype(jnp.float64))
     if x.ndim != 2:
         raise ValueError(f"limit_ntk expects inputs of shape (n, in_dim), got {x.shape}")
@@ -151,14 +154,14 @@ def limit_kernels(net: MLP, x: Array, backend: Backend = "auto") -> tuple[Array,
             raise BackendUnavailable(f"limit backend 'neural_tangents' is not installed: {REFERENCE_HINT}")
         from ntksim.nt_backend import nt_kernels  # lazy: imports tensorflow, several seconds
 
-        return nt_kernels(net, x)
+        return nt_kernels(net, x, deg)
     expect = family_expectations if backend == "closed_form" else quadrature_expectations
     return kernel_recursion(x, net.activation, net.depth, sigma_w, sigma_b, expect)
 
 
-def limit_theta(net: MLP, x: Array, backend: Backend = "auto") -> Array:
+def limit_theta(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> Array:
     """Θ^l(x_i, x_j), shape (n, n)."""
-    return limit_kernels(net, x, backend)[1]
+    return limit_kernels(net, x, backend, deg)[1]
 
 
 def expand_outputs(theta: Array, out_dim: int) -> Array:
@@ -166,14 +169,14 @@ def expand_outputs(theta: Array, out_dim: int) -> Array:
     return jnp.kron(theta, jnp.eye(out_dim, dtype=theta.dtype)) / theta.shape[0]
 
 
-def limit_ntk(net: MLP, x: Array, backend: Backend = "auto") -> Array:
-    """K∞ for `net` on x: (n, m_0) → (n·m_l, n·m_l), already divided by n."""
-    return expand_outputs(limit_theta(net, x, backend), net.out_dim)
+def limit_ntk(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> Array:
+    """K∞ for `net` on x: (n, m_0) → (n·m_l, n·m_l), already divided by n (deg: see limit_kernels)."""
+    return expand_outputs(limit_theta(net, x, backend, deg), net.out_dim)
 
 
-def limit_nngp(net: MLP, x: Array, backend: Backend = "auto") -> Array:
+def limit_nngp(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> Array:
     """The NNGP limit (1/n)·Σ^l ⊗ I_{m_l}: (n, m_0) → (n·m_l, n·m_l), already divided by n."""
-    return expand_outputs(limit_kernels(net, x, backend)[0], net.out_dim)
+    return expand_outputs(limit_kernels(net, x, backend, deg)[0], net.out_dim)
 
 
 def limit_kernel(net: MLP, x: Array, kernel: Kernel = "ntk", backend: Backend = "auto") -> Array:

@@ -82,3 +82,15 @@ def test_rejects_bad_input() -> None:
         ntksim.MLP(ntksim.Activation.preset("relu"), depth=2, width=4, out_dim=0).init(
             jax.random.PRNGKey(0), jnp.ones((1, 3))
         )
+
+
+def test_sigma_b_none_means_no_bias_for_any_phi_and_sigma_w_its_eoc() -> None:
+    """sigma_b=None is σ_b = 0 (no bias parameters) for every φ; sigma_w=None the EOC there:
+    tanh's 1 (q* = 0); GELU has no EOC point at σ_b = 0, which is an error, not a guess."""
+
+    net = ntksim.MLP(ntksim.activation("tanh"), depth=2, width=4)
+    assert net.sigmas == (pytest.approx(1.0), 0.0)
+    params = net.init(jax.random.PRNGKey(0), jnp.ones((2, 3)))["params"]
+    assert not any(name.startswith("b") for name in params)
+    with pytest.raises(ntksim.NoEOCPoint, match="gelu"):
+        ntksim.MLP(ntksim.activation("gelu"), depth=2, width=4).sigmas  # noqa: B018

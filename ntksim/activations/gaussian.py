@@ -17,6 +17,10 @@ these integrals reach 1e-12 where plain Gauss–Hermite (neural-tangents' Elemen
 stalls at a kink.
 
 All functions work in JAX's default float dtype (float64 with x64 on, which the CLI sets).
+Range: tested to 1e-10 against adaptive quadrature for variances 0.05 ≤ q ≤ 20. The 1-D rule
+cuts at ±1/√q and ±4/√q and stays accurate for large q; the 2-D radial panels are fixed, so a
+smooth φ with a large variance (q ≳ 100, φ(√q r cos θ) bending at r ~ 1/√q) loses accuracy
+(about 1e-6 relative at q = 1000 for tanh).
 """
 
 from __future__ import annotations
