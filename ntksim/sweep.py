@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -116,6 +118,18 @@ class Interrupts:
         if self.requested:
             raise KeyboardInterrupt
 
+    def _unraisable(self, previous: Callable[[Any], None]) -> Callable[[Any], None]:
+        """An unraisable-exception hook that takes a swallowed KeyboardInterrupt as the request it
+        is (instead of printing "Exception ignored in …" with a traceback) and passes the rest on."""
+
+        def hook(unraisable: Any) -> None:
+            if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+                self.requested = True
+                return
+            previous(unraisable)
+
+        return hook
+
     @contextlib.contextmanager
     def installed(self) -> Iterator[Interrupts]:
         """Install the handler for the duration: in the main thread, unless SIGINT is ignored (a
@@ -126,9 +140,12 @@ class Interrupts:
             yield self
             return
         previous = signal.signal(signal.SIGINT, self._handler)
+        previous_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable(previous_hook)
         try:
             yield self
         finally:
+            sys.unraisablehook = previous_hook
             if previous is not None:  # None: a handler installed from C, which cannot be restored
                 signal.signal(signal.SIGINT, previous)
 

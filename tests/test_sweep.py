@@ -260,13 +260,21 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
     handler records the request, so its next check between cells stops it anyway."""
     from ntksim.sweep import Interrupts
 
+    class RaisesInDel:
+        def __del__(self) -> None:
+            raise KeyboardInterrupt  # what SIGINT does when it arrives in a finalizer or gc callback
+
     before = signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive shell
     with Interrupts().installed() as interrupts:
         try:
             signal.raise_signal(signal.SIGINT)
         except KeyboardInterrupt:
-            pass  # what the gc callback does with it
+            pass  # swallowed, as a gc callback does
         with pytest.raises(KeyboardInterrupt):
             interrupts.check()
+    with Interrupts().installed() as interrupts:
+        RaisesInDel()  # Python cannot raise from __del__: it reports it as "unraisable"
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()  # taken as the request, and nothing printed
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     signal.signal(signal.SIGINT, before)
