@@ -1,4 +1,6 @@
-"""`ntksim run CONFIG.yaml`, `ntksim status DIR`, `ntksim plot DIR`.
+"""`ntksim run CONFIG.yaml`, `ntksim status DIR`, `ntksim plot DIR`, `ntksim eoc ACT...`.
+
+A thin layer over `ntksim.engine`: it parses arguments, prints, and maps errors to exit codes.
 
 User mistakes end with exit code 2 and one line on stderr, before anything is written. A run
 whose cells partly failed ends with exit code 1 and lists them; Ctrl-C ends with 130 and keeps
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 EXECUTORS = ("inline", "local", "debug", "slurm")
-UNHASHED_KEYS = ("name", "launcher")  # change how or where a run goes, not its numbers
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,10 +68,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
-def _hashed(resolved: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in resolved.items() if k not in UNHASHED_KEYS}
-
-
 def _changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
     keys = []
     for key in sorted(set(old) | set(new)):
@@ -108,19 +105,6 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
     }
 
 
-def _finish(store, cells, config_name: str) -> tuple[Any, list]:
-    """Assemble results, write summary and figures; returns (table, failed cells)."""
-    from ntksim.fit import summary_markdown
-    from ntksim.plots import plot_all
-    from ntksim.store import atomic_write
-
-    table, state = store.collect(cells)
-    if len(table):
-        atomic_write(store.root / "summary.md", summary_markdown(table, config_name))
-        plot_all(table, store.root / "figures")
-    return table, state
-
-
 def _report(store, state, table, final: bool = False) -> int:
     """Print cell counts and failures. Exit code 1 if any cell failed or, at the end of a run
     (`final`), if any is still pending (e.g. its task died); `status` reports pending as normal."""
@@ -144,22 +128,21 @@ def _run(args: argparse.Namespace) -> None:
 
     import yaml
 
-    from ntksim.cells import config_digest, expand
-    from ntksim.config import ConfigError, load
-    from ntksim.store import RunStore
-    from ntksim.sweep import load_data, run_cells
+    from ntksim.engine.cells import config_digest
+    from ntksim.engine.config import ConfigError, hashed, load
+    from ntksim.engine.run import compute_cells, finish, store_for, study_of
 
     try:
         config, resolved = load(args.config, args.overrides)
-        x = load_data(config)
-        cells = expand(config)
+        study = study_of(config)
+        cells = study.expand(config)
     except ConfigError as err:
         _fail(str(err))
     out = args.out if args.out is not None else Path("runs") / args.config.stem
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a directory")
-    store = RunStore(out)
-    digest = config_digest(_hashed(resolved))
+    store = store_for(out, study)
+    digest = config_digest(hashed(resolved))
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if args.executor == "slurm" and not args.dry_run and missing:
         _fail(f"--executor slurm: {' and '.join(missing)} not found on PATH "
@@ -178,9 +161,8 @@ def _run(args: argparse.Namespace) -> None:
 
     state = store.status(cells) if store.root.exists() else {"done": [], "failed": [], "pending": cells}
     todo = state["pending"] + (state["failed"] if args.retry_failed else [])
-    block = config.seeds_per_cell or config.seeds
-    print(f"{len(cells)} cells ({config.seeds} seeds each in blocks of {block}): "
-          f"{len(state['done'])} done, {len(state['failed'])} failed before, {len(todo)} to run")  # fmt: skip
+    print(f"{study.name}: {len(cells)} cells: {len(state['done'])} done, "
+          f"{len(state['failed'])} failed before, {len(todo)} to run")  # fmt: skip
     if args.dry_run:
         _dry_run(args.executor, store, config, todo)
         return
@@ -193,14 +175,14 @@ def _run(args: argparse.Namespace) -> None:
 
     if args.executor == "inline":
         try:
-            run_cells(todo, x, store, config.ntk.chunk, progress=False if args.no_progress else None)
+            compute_cells(config, todo, store, progress=False if args.no_progress else None)
         except KeyboardInterrupt:
             table = store.assemble(cells)
             print(f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
                   "run the same command again to resume", file=sys.stderr)  # fmt: skip
             raise SystemExit(130) from None
     elif todo:
-        from ntksim.launch import submit
+        from ntksim.engine.launch import submit
 
         try:
             jobs = submit(args.executor, store, config, resolved, todo)
@@ -217,7 +199,7 @@ def _run(args: argparse.Namespace) -> None:
                 last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
                 print(f"ntksim: task {job.job_id} failed: {last} (logs in {store.logs})", file=sys.stderr)
 
-    table, state = _finish(store, cells, config.name)
+    table, state = finish(config, cells, store)
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
@@ -228,8 +210,8 @@ def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> Non
     """Exit 2 unless --out is new, ntksim's own, or a run of the same config (or --force)."""
     import yaml
 
-    from ntksim.cells import config_digest
-    from ntksim.config import ConfigError, validate
+    from ntksim.engine.cells import config_digest
+    from ntksim.engine.config import ConfigError, hashed, validate
 
     out = store.root
     foreign = store.foreign_entries()
@@ -247,14 +229,14 @@ def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> Non
     if old is None and not force:
         _fail(f"--out {out}: holds an unreadable config.yaml; "
               "pass --force to replace it or choose another --out")  # fmt: skip
-    if old is not None and config_digest(_hashed(old)) != digest and not force:
-        changed = ", ".join(_changed_keys(_hashed(old), _hashed(resolved))[:5])
+    if old is not None and config_digest(hashed(old)) != digest and not force:
+        changed = ", ".join(_changed_keys(hashed(old), hashed(resolved))[:5])
         _fail(f"--out {out}: holds a run of a different config (changed: {changed}); "
               "pass --force to reuse it or choose another --out")  # fmt: skip
 
 
 def _dry_run(executor: str, store, config, todo) -> None:
-    from ntksim.launch import group_cells, render_sbatch
+    from ntksim.engine.launch import group_cells, render_sbatch
 
     for cell in todo[:20]:
         print(f"  would run: {cell.label()} [{cell.cell_id}]")
@@ -269,22 +251,15 @@ def _dry_run(executor: str, store, config, todo) -> None:
         print(render_sbatch(store, config, len(groups)))
 
 
-def _load_run(directory: Path):
+def _load_run(directory: Path) -> tuple[Any, list, Any]:
     """(config, cells, store) of an existing run directory, or exit 2."""
-    import yaml
+    from ntksim.engine.config import ConfigError
+    from ntksim.engine.run import load_run
 
-    from ntksim.cells import expand
-    from ntksim.config import ConfigError, validate
-    from ntksim.store import RunStore
-
-    store = RunStore(directory)
-    if not store.config_path.is_file():
-        _fail(f"{directory}: no config.yaml (is it a run directory?)")
     try:
-        config = validate(yaml.safe_load(store.config_path.read_text()))
-        return config, expand(config), store
-    except (ConfigError, yaml.YAMLError, OSError) as err:
-        _fail(f"{store.config_path}: {str(err).splitlines()[0]}")
+        return load_run(directory)
+    except ConfigError as err:
+        _fail(str(err))
 
 
 def _status(args: argparse.Namespace) -> None:
@@ -294,14 +269,19 @@ def _status(args: argparse.Namespace) -> None:
 
 
 def _plot(args: argparse.Namespace) -> None:
+    """Redraw from results.csv; of a run directory, after assembling the shards finished since.
+    A results.csv on its own (copied from elsewhere) is read as the concentration study's."""
     import pandas as pd
 
-    from ntksim.plots import plot_all
-    from ntksim.store import COLUMNS
+    from ntksim.engine.config import DEFAULT_STUDY
+    from ntksim.engine.run import study_of, write_outputs
+    from ntksim.engine.study import load_study
 
-    if (args.dir / "shards").is_dir() and (args.dir / "config.yaml").is_file():
-        _, cells, store = _load_run(args.dir)
-        store.assemble(cells)  # include cells finished since the last assembly
+    config = None
+    if (args.dir / "config.yaml").is_file():
+        config, cells, store = _load_run(args.dir)
+        if (args.dir / "shards").is_dir():
+            store.assemble(cells)  # include cells finished since the last assembly
     path = args.dir / "results.csv"
     if not path.is_file():
         _fail(f"{path}: no such file (is {args.dir} a run directory?)")
@@ -309,12 +289,17 @@ def _plot(args: argparse.Namespace) -> None:
         results = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         _fail(f"{path}: cannot parse as CSV ({str(err).splitlines()[0]})")
-    missing = [c for c in COLUMNS if c not in results.columns]
+    study = study_of(config) if config is not None else load_study(DEFAULT_STUDY)
+    legacy = study.legacy_columns[-1] if study.legacy_columns else study.columns
+    missing = [c for c in legacy if c not in results.columns]
     if missing:
         _fail(f"{path}: missing columns {', '.join(missing)}")
     if results.empty:
         _fail(f"{path}: has no rows to plot")
-    figures = plot_all(results, args.dir / "figures")
+    if config is not None:
+        figures = write_outputs(config, results, args.dir)
+    else:
+        figures = study.figures(results, None, args.dir / "figures")
     print(f"wrote {len(figures)} figures in {args.dir / 'figures'}")
 
 
@@ -384,6 +369,11 @@ def _eoc(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    import jax
+
+    # Limits, EOC points and metrics are float64 in every command, so that `status` and `plot`
+    # expand a config into the same cells as the `run` that wrote it; the eNTK dtype is per config.
+    jax.config.update("jax_enable_x64", True)
     {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command](args)
 
 

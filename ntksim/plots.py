@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ntksim.fit import fit_rate
-from ntksim.store import atomic_write
+from ntksim.engine.store import atomic_write
 
 
 def theory_prefactor(delta: float, kappa: float, out_dim: int, depth: int) -> float:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The run store's concurrency under load: tests/test_sweep.py and tests/test_store.py, repeated.
+# The run store's concurrency under load: tests/engine/test_sweep.py and tests/engine/test_store.py, repeated.
 # Odd repetitions run beside a busy loop on every core; even ones are pinned to one core with
 # taskset, a busy loop sharing it. Races that hide on an idle machine show up here.
 #
@@ -26,7 +26,7 @@ for i in $(seq 1 "$reps"); do
     runner=(taskset -c 0)
   fi
   start=$(date +%s)
-  if "${runner[@]}" "$python" -m pytest -q -p no:cacheprovider tests/test_sweep.py tests/test_store.py >>"$log" 2>&1; then
+  if "${runner[@]}" "$python" -m pytest -q -p no:cacheprovider tests/engine/test_sweep.py tests/engine/test_store.py >>"$log" 2>&1; then
     result=passed
   else
     result=FAILED

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ntksim.config import validate
+from ntksim.engine.config import validate
 from ntksim.limits import neural_tangents_available
 
 pytestmark = pytest.mark.cli

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from ntksim.cells import expand
-from ntksim.config import validate
+from ntksim.engine.config import validate
+from ntksim.studies.concentration import expand
 
 pytestmark = pytest.mark.cli
 
@@ -232,9 +232,9 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
 def test_expired_claim_of_a_dead_host_is_taken_over(tmp_path: Path) -> None:
     """A task killed on another node leaves its claim; once the lease has passed, a re-run
     computes the cell instead of leaving it pending forever."""
-    from ntksim.cells import expand
-    from ntksim.config import validate
-    from ntksim.store import CLAIM_LEASE_S, RunStore
+    from ntksim.engine.config import validate
+    from ntksim.engine.store import CLAIM_LEASE_S, RunStore
+    from ntksim.studies.concentration import expand
 
     small = {**SWEEP, "widths": [8], "seeds": 2}
     config = write(tmp_path / "sweep.yaml", small)
@@ -258,7 +258,7 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
     """Python raises KeyboardInterrupt wherever SIGINT finds it, e.g. in JAX's garbage-collector
     callback, which prints it as "ignored" (seen under load: the run went on). The sweep's
     handler records the request, so its next check between cells stops it anyway."""
-    from ntksim.sweep import Interrupts
+    from ntksim.engine.sweep import Interrupts
 
     class RaisesInDel:
         def __del__(self) -> None:

@@ -5,7 +5,7 @@
     DIR/shards/<cell>.csv      rows of one finished cell (written to a temp file, then renamed)
     DIR/failed/<cell>.json     why a cell failed
     DIR/claims/<cell>.claim    "being computed by host:pid" (skipped by other live processes)
-    DIR/results.csv            assembled from the shards of the config's cells
+    DIR/results.csv            assembled from the shards of the config's cells (the study's table)
     DIR/.lock                  held while a run checks and writes config.yaml
     DIR/logs/                  submitit logs
 
@@ -23,25 +23,13 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ntksim.cells import Cell
-
-COLUMNS = [
-    "activation", "a", "b", "depth", "width", "widths", "schedule", "n", "in_dim", "out_dim",
-    "sigma_w", "sigma_b", "seed", "method", "err_op", "err_fro", "err_max", "rel_op", "kinf_op",
-    "seconds",
-]  # fmt: skip
-# Provenance of every row: the kernel (ntk or nngp), the eNTK dtype, the limit backend and the
-# version of the code behind it, and the JAX that computed the eNTK, so rows from two runs (or
-# two profiles) can be told apart. Shards written before these columns existed are read with them empty.
-PROVENANCE = ["kernel", "dtype", "limit_backend", "limit_version", "jax_version"]
-TABLE_COLUMNS = [*COLUMNS, *PROVENANCE]
-
+from ntksim.engine.study import CellLike as Cell
 
 # A claim is alive while its owner refreshes it (every CLAIM_REFRESH_S, from a thread, so also
 # during a long XLA call); after CLAIM_LEASE_S without refresh any process may take it over.
@@ -134,14 +122,26 @@ def _remove_stale_claim(path: Path) -> None:
 
 
 class RunStore:
-    """Reads and writes one run directory."""
+    """Reads and writes one run directory.
+
+    columns: the study's table columns; shards are written with them and read only if their
+    header is these (or one of `legacy_columns`, read with the newer columns empty). None: any
+    header (tools that only manage claims).
+    """
 
     # What ntksim itself puts in a run directory before config.yaml exists (another process
     # may be setting it up at this moment), so none of it makes the directory "foreign".
     OWN_ENTRIES = frozenset({"shards", "failed", "claims", "logs", ".lock"})
 
-    def __init__(self, root: Path) -> None:
+    def __init__(
+        self,
+        root: Path,
+        columns: Sequence[str] | None = None,
+        legacy_columns: Sequence[Sequence[str]] = (),
+    ) -> None:
         self.root = Path(root)
+        self.columns = list(columns) if columns is not None else None
+        self.legacy_columns = [list(c) for c in legacy_columns]
         self._held: set[Path] = set()
         self._lock = threading.Lock()
         self._keeper: threading.Thread | None = None
@@ -213,7 +213,9 @@ class RunStore:
         return self.shard_path(cell).exists()
 
     def write_shard(self, cell: Cell, rows: list[dict[str, Any]]) -> None:
-        frame = pd.DataFrame(rows, columns=TABLE_COLUMNS).assign(cell=cell.cell_id)
+        if not rows:
+            raise ValueError(f"cell {cell.cell_id} produced no rows")
+        frame = pd.DataFrame(rows, columns=self.columns).assign(cell=cell.cell_id)
         atomic_write(self.shard_path(cell), frame.to_csv(index=False))
         self.failure_path(cell).unlink(missing_ok=True)
 
@@ -302,10 +304,14 @@ class RunStore:
             return None
         try:
             frame = pd.read_csv(path)
-            columns = list(frame.columns)
-            if columns not in ([*TABLE_COLUMNS, "cell"], [*COLUMNS, "cell"]) or len(frame) != cell.seed_count:
-                raise ValueError(f"{len(frame)} rows, columns {columns[:3]}…")
-            return frame.reindex(columns=[*TABLE_COLUMNS, "cell"])
+            header = list(frame.columns)[:-1] if list(frame.columns)[-1:] == ["cell"] else None
+            rows = getattr(cell, "rows", None)
+            accepted = header is not None and (
+                self.columns is None or header == self.columns or header in self.legacy_columns
+            )
+            if not accepted or frame.empty or (rows is not None and len(frame) != rows):
+                raise ValueError(f"{len(frame)} rows, columns {list(frame.columns)[:3]}…")
+            return frame if self.columns is None else frame.reindex(columns=[*self.columns, "cell"])
         except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             os.replace(path, path.with_name(path.name + ".corrupt"))
             print(f"ntksim: warning: {path} was unreadable ({str(err).splitlines()[0]}); "
@@ -320,7 +326,7 @@ class RunStore:
         """Read every shard once: write results.csv and return it with the cells by state."""
         frames = []
         state: dict[str, list[Cell]] = {"done": [], "failed": [], "pending": []}
-        for cell in cells:
+        for cell in _unique(cells):
             frame = self.read_shard(cell)
             if frame is not None:
                 frames.append(frame)
@@ -329,16 +335,16 @@ class RunStore:
                 state["failed"].append(cell)
             else:
                 state["pending"].append(cell)
-        empty = pd.DataFrame(columns=[*TABLE_COLUMNS, "cell"])
-        table = pd.concat(frames, ignore_index=True) if frames else empty
-        table = table.drop_duplicates(subset=["cell", "seed"]).drop(columns="cell")[TABLE_COLUMNS]
+        columns = self.columns if self.columns is not None else []
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[*columns, "cell"])
+        table = table.drop(columns="cell")
         atomic_write(self.results_path, table.to_csv(index=False))
         return table, state
 
-    def status(self, cells: list[Cell]) -> dict[str, list[Cell]]:
+    def status(self, cells: Iterable[Cell]) -> dict[str, list[Cell]]:
         """Cells by state: done (a readable shard), failed (a record, no shard), pending (neither)."""
         out: dict[str, list[Cell]] = {"done": [], "failed": [], "pending": []}
-        for cell in cells:
+        for cell in _unique(cells):
             if self.read_shard(cell) is not None:
                 out["done"].append(cell)
             elif self.failure_path(cell).exists():
@@ -346,3 +352,14 @@ class RunStore:
             else:
                 out["pending"].append(cell)
         return out
+
+
+def _unique(cells: Iterable[Cell]) -> list[Cell]:
+    """Cells in order, each id once (a config listing a setting twice makes the same cell twice)."""
+    seen: set[str] = set()
+    out = []
+    for cell in cells:
+        if cell.cell_id not in seen:
+            seen.add(cell.cell_id)
+            out.append(cell)
+    return out

@@ -7,21 +7,20 @@ import socket
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from ntksim import store as store_module
-from ntksim.cells import expand
-from ntksim.config import validate
-from ntksim.store import COLUMNS, TABLE_COLUMNS, RunStore
+from ntksim.engine import store as store_module
+from ntksim.engine.config import validate
+from ntksim.engine.store import RunStore
+from ntksim.studies.concentration import COLUMNS, TABLE_COLUMNS, expand
 
 CONFIG = validate({"activations": ["relu"], "depths": [2], "widths": [4, 8], "seeds": 2})
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> RunStore:
-    s = RunStore(tmp_path / "run")
+    s = RunStore(tmp_path / "run", TABLE_COLUMNS, [COLUMNS])
     s.create()
     return s
 
@@ -90,7 +89,7 @@ def test_assemble_keeps_one_row_per_cell_and_seed(store: RunStore) -> None:
         store.write_shard(cell, _rows(cell))
         store.write_shard(cell, _rows(cell))  # a second writer of the same cell
     table = pd.read_csv(store.results_path) if store.assemble(cells) is not None else None
-    assert len(table) == 4 and list(table.columns) == TABLE_COLUMNS
+    assert len(table) == 4 and list(table.columns) == list(TABLE_COLUMNS)
 
 
 def test_reap_removes_what_dead_processes_left_and_nothing_live(store: RunStore, dead_pid: int) -> None:
@@ -113,12 +112,12 @@ def test_reap_removes_what_dead_processes_left_and_nothing_live(store: RunStore,
 
 def test_finished_cell_with_a_dead_claim_leaves_no_claim_after_a_run(store: RunStore, dead_pid: int) -> None:
     """The kill -9 race: shard written, claim not yet released when the process died."""
-    from ntksim.sweep import run_cells
+    from ntksim.engine.sweep import run_cells
 
     cell = expand(CONFIG)[0]
     store.write_shard(cell, _rows(cell))
     store.claim_path(cell).write_text(f"{socket.gethostname()}:{dead_pid}")
-    report = run_cells([cell], np.ones((2, 3)), store, progress=False)
+    report = run_cells([cell], lambda c: [], store, progress=False)
     assert report.skipped == [cell] and not report.computed
     assert not list((store.root / "claims").iterdir())
 
@@ -150,4 +149,4 @@ def test_legacy_shards_without_provenance_columns_are_read(store: RunStore) -> N
     store.shard_path(cell).write_text(legacy.to_csv(index=False))
     frame = store.read_shard(cell)
     assert frame is not None and len(frame) == 2 and frame["limit_backend"].isna().all()
-    assert list(store.assemble([cell]).columns) == TABLE_COLUMNS
+    assert list(store.assemble([cell]).columns) == list(TABLE_COLUMNS)

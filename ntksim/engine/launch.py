@@ -1,8 +1,8 @@
 """Running cells elsewhere through submitit: local subprocesses, in-process debug, SLURM arrays.
 
-Each array task gets a group of cell ids and the resolved config; it recomputes the data and
-writes one shard per finished cell into the run directory, so a pre-empted or requeued task
-resumes where the shards say.
+Each array task gets a group of cell ids and the resolved config (which names its study); it
+expands the cells again and writes one shard per finished cell into the run directory, so a
+pre-empted or requeued task resumes where the shards say.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Any
 import submitit
 from submitit.slurm import slurm as submitit_slurm
 
-from ntksim.cells import Cell, expand
-from ntksim.config import Config, LauncherConfig, validate
-from ntksim.store import RunStore
+from ntksim.engine.config import LauncherConfig, RunConfig, validate
+from ntksim.engine.store import RunStore
+from ntksim.engine.study import CellLike as Cell
 
 
 class CellTask(submitit.helpers.Checkpointable):
@@ -30,14 +30,13 @@ class CellTask(submitit.helpers.Checkpointable):
         import jax
 
         jax.config.update("jax_enable_x64", True)  # entry point of the worker process
-        from ntksim.sweep import load_data, run_cells
+        from ntksim.engine.run import compute_cells, store_for, study_of
 
         config = validate(resolved)
+        study = study_of(config)
         wanted = set(cell_ids)
-        cells = [c for c in expand(config) if c.cell_id in wanted]
-        report = run_cells(
-            cells, load_data(config), RunStore(Path(out_dir)), config.ntk.chunk, progress=False
-        )
+        cells = [c for c in study.expand(config) if c.cell_id in wanted]
+        report = compute_cells(config, cells, store_for(Path(out_dir), study), progress=False)
         return {
             "computed": len(report.computed),
             "failed": len(report.failed),
@@ -78,7 +77,7 @@ def slurm_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
     return params
 
 
-def make_executor(kind: str, store: RunStore, config: Config) -> submitit.Executor:
+def make_executor(kind: str, store: RunStore, config: RunConfig) -> submitit.Executor:
     folder = store.logs / "%j"
     launcher = config.launcher
     if kind == "slurm":
@@ -94,7 +93,7 @@ def make_executor(kind: str, store: RunStore, config: Config) -> submitit.Execut
     raise ValueError(f"unknown executor {kind!r}")
 
 
-def render_sbatch(store: RunStore, config: Config, num_tasks: int) -> str:
+def render_sbatch(store: RunStore, config: RunConfig, num_tasks: int) -> str:
     """The sbatch script a SLURM submission would use (for --dry-run)."""
     command = f"{sys.executable} -u -m submitit.core._submit {store.logs / '%j'}"
     params = slurm_parameters(config.launcher, config.name)
@@ -103,7 +102,7 @@ def render_sbatch(store: RunStore, config: Config, num_tasks: int) -> str:
     return submitit_slurm._make_sbatch_string(command=command, folder=store.logs / "%j", **params)
 
 
-def submit(kind: str, store: RunStore, config: Config, resolved: dict, cells: list[Cell]) -> list:
+def submit(kind: str, store: RunStore, config: RunConfig, resolved: dict, cells: list[Cell]) -> list:
     """Submit the cells as tasks; returns submitit jobs (an array for several tasks)."""
     executor = make_executor(kind, store, config)
     groups = group_cells(cells, kind, config.launcher)

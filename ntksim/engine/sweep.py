@@ -1,14 +1,13 @@
-"""Sweep engine: compute cells, write each as a shard the moment it finishes, assemble the table.
+"""Sweep engine: compute cells, write each as a shard the moment it finishes.
 
-K∞ does not depend on m or on the seed, so each process computes it once per
-(activation, depth, out_dim, …) and reuses it. A cell that raises, or whose numbers are not
-finite, is recorded as failed with its reason, and the sweep goes on.
+Knows no study: it is handed the cells and a function from a cell to its rows. A cell that
+raises is recorded as failed with its reason, and the sweep goes on; Ctrl-C stops it with every
+finished shard kept.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
 import signal
 import sys
 import threading
@@ -17,85 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import jax
-import jax.numpy as jnp
-import numpy as np
 from tqdm.auto import tqdm
 
-from ntksim.cells import Cell
-from ntksim.config import Config, ConfigError
-from ntksim.data import gaussian, load_points, sphere
-from ntksim.empirical import empirical_ntk_seeds
-from ntksim.limits import backend_version, limit_kernel
-from ntksim.metrics import concentration
-from ntksim.model import sample_widths
-from ntksim.store import COLUMNS, RunStore
+from ntksim.engine.store import RunStore
+from ntksim.engine.study import CellLike as Cell
 
-__all__ = ["COLUMNS", "CellFailure", "SweepReport", "compute_cell", "load_data", "run_cells"]
-
-
-class CellFailure(RuntimeError):
-    """A cell produced unusable numbers (NaN or Inf)."""
-
-
-def load_data(config: Config) -> np.ndarray:
-    """The inputs x, float64 (n, dim); ConfigError on a bad data file."""
-    data = config.data
-    if data.kind == "file":
-        try:
-            x = load_points(data.path, data.key)
-        except ValueError as err:
-            raise ConfigError(f"data.path: {err}") from None
-        for name, want, got in (("n", data.n, x.shape[0]), ("dim", data.dim, x.shape[1])):
-            if want is not None and want != got:
-                raise ConfigError(f"data.{name}: is {want} but the file has {got}")
-        return x
-    key = jax.random.PRNGKey(data.seed)
-    make = sphere if data.kind == "sphere" else gaussian
-    return np.asarray(make(key, data.num_points, data.dimension), dtype=np.float64)
-
-
-def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None = None) -> list[dict]:
-    """One results row per seed of the cell; CellFailure if any number is not finite."""
-    net = cell.net()
-    sigma_w, sigma_b = net.sigmas
-    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in cell.seeds])
-    start = time.perf_counter()
-    how = cell.method if cell.kernel == "ntk" else "nngp"  # the NNGP is one Gram, whatever the method
-    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk)
-    metrics = concentration(ks, kinf)
-    seconds = (time.perf_counter() - start) / cell.seed_count
-    bad = [name for name, values in metrics.items() if not np.all(np.isfinite(values))]
-    if bad or not np.all(np.isfinite(np.asarray(kinf))):
-        what = ", ".join(bad) if bad else "K∞"
-        raise CellFailure(f"non-finite {what} (σ_w={sigma_w:g}, depth {cell.depth}: over- or underflow)")
-    base = {
-        "activation": cell.activation.name,
-        # a and b are the family's coefficients; empty (NaN) for any other φ
-        "a": getattr(cell.activation, "a", math.nan),
-        "b": getattr(cell.activation, "b", math.nan),
-        "depth": cell.depth,
-        "width": cell.width if cell.width is not None else (net.hidden[0] if net.hidden else 0),
-        "widths": sample_widths(net.hidden),
-        "schedule": cell.schedule if isinstance(cell.schedule, str) else "explicit",
-        "n": x.shape[0],
-        "in_dim": x.shape[1],
-        "out_dim": cell.out_dim,
-        "sigma_w": sigma_w,
-        "sigma_b": sigma_b,
-        "method": cell.method,
-        "kernel": cell.kernel,
-        "dtype": cell.dtype,
-        "limit_backend": cell.backend,
-        "limit_version": backend_version(cell.backend),
-        "jax_version": jax.__version__,
-    }
-    rows = []
-    for i, seed in enumerate(cell.seeds):
-        row = dict(base, seed=int(seed), seconds=seconds)
-        row.update({name: float(values[i]) for name, values in metrics.items()})
-        rows.append(row)
-    return rows
+__all__ = ["Interrupts", "SweepReport", "run_cells"]
 
 
 class Interrupts:
@@ -161,9 +87,8 @@ class SweepReport:
 
 def run_cells(
     cells: Iterable[Cell],
-    x: np.ndarray,
+    compute: Callable[[Cell], list[dict[str, Any]]],
     store: RunStore,
-    chunk: int | None = None,
     progress: bool | None = None,
     poll_s: float = 1.0,
 ) -> SweepReport:
@@ -178,9 +103,9 @@ def run_cells(
     """
     cells = list(cells)
     report = SweepReport()
-    limits: dict[tuple, jax.Array] = {}
-    total = sum(c.seed_count for c in cells)
-    bar = tqdm(total=total, unit="seed", disable=None if progress is None else not progress, smoothing=0.1)
+    bar = tqdm(
+        total=len(cells), unit="cell", disable=None if progress is None else not progress, smoothing=0.1
+    )
 
     def attempt(cell: Cell) -> bool:
         """Compute the cell unless another process holds it; True when it needs no more work."""
@@ -194,9 +119,7 @@ def run_cells(
             if store.is_done(cell):  # finished by another process between check and claim
                 report.skipped.append(cell)
                 return True
-            if cell.limit_key not in limits:
-                limits[cell.limit_key] = limit_kernel(cell.net(), x, cell.kernel, cell.backend)
-            store.write_shard(cell, compute_cell(cell, x, limits[cell.limit_key], chunk))
+            store.write_shard(cell, compute(cell))
             report.computed.append(cell)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -214,7 +137,7 @@ def run_cells(
         for cell in cells:
             interrupts.check()
             if attempt(cell):
-                bar.update(cell.seed_count)
+                bar.update(1)
             else:
                 waiting.append(cell)
         while waiting:  # cells other processes are computing
@@ -224,9 +147,9 @@ def run_cells(
             for cell in waiting:
                 if store.failure_path(cell).exists() and not store.claim_is_live(cell):
                     report.skipped.append(cell)  # another process recorded its failure
-                    bar.update(cell.seed_count)
+                    bar.update(1)
                 elif attempt(cell):
-                    bar.update(cell.seed_count)
+                    bar.update(1)
                 else:
                     still.append(cell)
             waiting = still

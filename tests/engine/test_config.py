@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ntksim.activations import Activation
-from ntksim.config import Config, ConfigError, apply_overrides, load, read_yaml, validate
+from ntksim.engine.config import ConfigError, apply_overrides, load, read_yaml, validate
+from ntksim.studies.concentration import Config
 
 BASE: dict[str, Any] = {"activations": ["relu"], "depths": [2], "widths": [16]}
 
@@ -363,7 +364,7 @@ def test_any_activation_mistakes_are_one_line_errors(raw: dict, prefix: str) -> 
 
 
 def test_renamed_presets_do_not_share_cells() -> None:
-    from ntksim.cells import expand
+    from ntksim.studies.concentration import expand
 
     a = expand(validate(with_(activations=[{"preset": "tanh", "name": "mine"}], sigma_b=0.2)))
     b = expand(validate(with_(activations=[{"preset": "sin", "name": "mine"}], sigma_b=0.2)))

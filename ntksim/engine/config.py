@@ -1,0 +1,209 @@
+"""Run configuration: YAML → validated, typed, plain data, for any study.
+
+Every mistake surfaces as a `ConfigError` whose message is one line naming the key path, e.g.
+`widths.1: must be greater than 0`. Unknown keys are errors. The engine's keys (`name`, `study`,
+`launcher`) live in `RunConfig`; each study's model extends it with its own section and is
+chosen by the `study:` key (default `concentration`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+if TYPE_CHECKING:
+    from ntksim.engine.study import Study
+
+PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+StrictFloat = Annotated[float, Field(strict=True)]  # accepts YAML ints, rejects true and "1.5"
+StrictInt = Annotated[int, Field(strict=True)]
+MAX_SEED = 2**31 - 1  # PRNGKey seeds must fit in 32 bits
+DEFAULT_STUDY = "concentration"
+# Keys that change how or where a run goes, not its numbers: left out of the run's hash.
+UNHASHED_KEYS = ("name", "launcher")
+
+
+class ConfigError(ValueError):
+    """A user mistake in a config file or a --set override; the message is one line."""
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors, values are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LauncherConfig(Strict):
+    """Where cells run when `--executor` is local, debug or slurm (submitit).
+
+    Cells are grouped `cells_per_task` to an array task. SLURM keys map to sbatch options.
+    """
+
+    cells_per_task: PositiveInt = 1
+    array_parallelism: PositiveInt = 64
+    local_parallelism: PositiveInt = 2
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: PositiveInt = 60
+    gpus_per_node: Annotated[int, Field(ge=0, strict=True)] = 0
+    cpus_per_task: PositiveInt | None = None
+    mem_gb: Annotated[float, Field(gt=0, strict=True)] | None = None
+    constraint: str | None = None
+    setup: list[str] = Field(default_factory=list, description="shell lines run before each task")
+    max_requeue: Annotated[int, Field(ge=0, strict=True)] = 3
+
+
+class RunConfig(Strict):
+    """The keys every study has; a study's config extends it (and narrows `study` to its name)."""
+
+    name: str = "ntksim"
+    study: str = DEFAULT_STUDY
+    launcher: LauncherConfig = LauncherConfig()
+
+
+def as_list(value: Any) -> Any:
+    """A before-validator: a scalar where a list is expected becomes a one-element list."""
+    return [value] if isinstance(value, int | float | str | dict) else value
+
+
+def hashed(resolved: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that decides the numbers: without name and launcher, and
+    without `study` at its default, so configs written before studies existed hash alike."""
+    out = {k: v for k, v in resolved.items() if k not in UNHASHED_KEYS}
+    if out.get("study") == DEFAULT_STUDY:
+        del out["study"]
+    return out
+
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_LEADING_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$")
+
+
+def _key_path(loc: tuple) -> list[str]:
+    """Config key path of a pydantic error location, without pydantic's union-member tags
+    (such as 'constrained-int' or "literal['quadratic','constant']")."""
+    return [str(p) for p in loc if isinstance(p, int) or _KEY.match(str(p))]
+
+
+def _format_error(err: ValidationError) -> str:
+    errors = err.errors()
+    first = errors[0]
+    path = _key_path(first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    # Cross-field checks raise "key: message" from a model validator, whose loc is the model.
+    leading = _LEADING_KEY.match(message)
+    if leading:
+        path, message = [*path, *leading.group(1).split(".")], leading.group(2)
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    # Each member of a union reports separately; count distinct key paths only.
+    more = len({tuple(_key_path(e["loc"])) for e in errors}) - 1
+    suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""
+    return f"{'.'.join(path) or 'config'}: {message}{suffix}"
+
+
+def study_of(raw: Any) -> Study:
+    """The study a raw config mapping asks for (its `study:` key); ConfigError if unknown."""
+    from ntksim.engine.study import UnknownStudy, load_study
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config: expected a mapping of keys at the top level, got {type(raw).__name__}")
+    name = raw.get("study", DEFAULT_STUDY)
+    if not isinstance(name, str):
+        raise ConfigError(f"study: must be a study name, got {name!r}")
+    try:
+        return load_study(name)
+    except UnknownStudy as err:
+        raise ConfigError(f"study: {err}") from None
+
+
+def validate(raw: Any) -> Any:
+    """Typed config of the study `raw` names, from a mapping; ConfigError (one line) on any mistake."""
+    study = study_of(raw)
+    try:
+        return study.config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The raw mapping in a YAML file; ConfigError if unreadable or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config ({err.strerror})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (invalid UTF-8)") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{path}: config file is empty")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return raw
+
+
+def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
+    field = model.model_fields.get(parts[0])
+    if field is None:
+        return False
+    if len(parts) == 1:
+        return True
+    inner = field.annotation
+    return isinstance(inner, type) and issubclass(inner, BaseModel) and _field_exists(inner, parts[1:])
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `KEY=VALUE` overrides (dotted keys, YAML values) to a copy of `raw`; the keys are
+    those of the study the config (after a `--set study=…`, if any) names."""
+    out = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for item in overrides:  # the study first: it decides which keys exist
+        key, _, text = item.partition("=")
+        if key.strip() == "study":
+            out["study"] = yaml.safe_load(text) if text else text
+    model = study_of(out).config
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        parts = key.split(".")
+        if not _field_exists(model, parts):
+            raise ConfigError(f"--set {key}: no such config key")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML") from None
+        node = out
+        for part in parts[:-1]:
+            if not isinstance(node.get(part), dict):
+                node[part] = {}
+            node = node[part]
+        node[parts[-1]] = value
+    return out
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Validated config and the resolved mapping (every default filled in) to write beside results.
+
+    Also runs the study's installation check (a stored config is not re-checked, so a run made in
+    the reference profile can be inspected from the current one)."""
+    raw = apply_overrides(read_yaml(path), overrides or [])
+    config = validate(raw)
+    check = getattr(config, "check_installation", None)
+    if check is not None:
+        check()
+    return config, config.model_dump(mode="json", exclude_none=True)

@@ -1,0 +1,100 @@
+"""The study extension point: what the engine needs from an experiment, and how it finds one.
+
+A study is one module that ends with `STUDY = Study(...)`. The engine (config dispatch, cells,
+shards, claims, resume, failures, executors, status, plot) calls only these fields and never
+names a study. Studies are found by import path, not registered in memory, because a submitit
+worker (local subprocess or SLURM node) is a fresh process: `load_study("depth")` imports
+`ntksim.studies.depth`, and `load_study("package.module")` a module anywhere on the path.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, TypeVar
+
+import pandas as pd
+
+from ntksim.engine.config import RunConfig
+
+BUILTIN_PACKAGE = "ntksim.studies"
+
+T = TypeVar("T")
+
+
+class UnknownStudy(LookupError):
+    """A study name that names no importable study module."""
+
+
+class CellLike(Protocol):
+    """What the engine needs of a cell: a content hash, a label for humans, and optionally how
+    many rows its shard must have (`rows`, None or absent: any non-empty number)."""
+
+    @property
+    def cell_id(self) -> str: ...
+
+    def label(self) -> str: ...
+
+
+class Memo:
+    """Per-process cache handed to `Study.compute`: the run's config and values that several
+    cells share (data, limit kernels), computed once per process."""
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self._values: dict[Hashable, Any] = {}
+
+    def get(self, key: Hashable, make: Callable[[], T]) -> T:
+        if key not in self._values:
+            self._values[key] = make()
+        return self._values[key]
+
+
+class Study(NamedTuple):
+    """An experiment, as pure functions the engine calls.
+
+    config: its pydantic model (extends RunConfig; `study: Literal[name]`).
+    columns: its tidy table's columns; every shard is checked against them.
+    expand: config → cells (stable order; raises ConfigError for bad input it can only see late,
+        e.g. an unreadable data file).
+    compute: (cell, memo) → rows (dicts over `columns`); raises to record the cell as failed.
+    summarize: (table, config) → summary.md text.
+    figures: (table, config, directory) → paths of the figures written.
+    legacy_columns: older headers still accepted for shards written before columns were added
+        (read with the new columns empty).
+    """
+
+    name: str
+    config: type[RunConfig]
+    columns: tuple[str, ...]
+    expand: Callable[[Any], list[Any]]
+    compute: Callable[[Any, Memo], list[dict[str, Any]]]
+    summarize: Callable[[pd.DataFrame, Any], str]
+    figures: Callable[[pd.DataFrame, Any, Path], list[Path]]
+    legacy_columns: tuple[tuple[str, ...], ...] = ()
+
+
+def builtin_studies() -> list[str]:
+    """Short names of the studies that ship with ntksim (the modules of ntksim.studies)."""
+    package = importlib.import_module(BUILTIN_PACKAGE)
+    return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
+
+
+def load_study(name: str) -> Study:
+    """The study a config names: a built-in short name, or a dotted module path with a STUDY."""
+    module_name = f"{BUILTIN_PACKAGE}.{name}" if "." not in name else name
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name is not None and module_name.startswith(err.name):
+            raise UnknownStudy(
+                f"unknown study {name!r}; choose one of {', '.join(builtin_studies())} or give a module path "
+                "(package.module) that defines STUDY"
+            ) from None
+        raise  # the study module exists but one of its imports is missing: a real error
+    study = getattr(module, "STUDY", None)
+    if not isinstance(study, Study):
+        raise UnknownStudy(f"module {module_name!r} defines no STUDY = Study(...)")
+    return study

@@ -1,0 +1,195 @@
+"""Config sections and helpers that several studies share: activations, data, the eNTK, the limit.
+
+Also what identifies an activation and a data set in a cell's hash, and loading the data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Annotated, Any, Literal
+
+import jax
+import numpy as np
+from pydantic import Field, model_validator
+
+from ntksim.activations import Activation, AnyActivation, activation
+from ntksim.data import gaussian, load_points, sphere
+from ntksim.engine.config import MAX_SEED, ConfigError, PositiveInt, Strict, StrictFloat, StrictInt
+
+
+class ActivationSpec(Strict):
+    """One activation: any preset of `ntksim.activation` with its parameters, or the family's (a, b).
+
+    In YAML: a bare name (`relu`, `tanh`, `leaky_relu(0.1)`, `elu(0.5)`, `monomial(3)`), a mapping
+    with the preset's parameters (`{preset: elu, alpha: 0.5}`, `{preset: polynomial,
+    coefficients: [0, 1, 0.5]}`), or `{a: 0.5, b: 0.5, name: relu}`.
+    """
+
+    preset: str | None = None
+    alpha: StrictFloat | None = None
+    degree: StrictInt | None = None
+    coefficients: list[StrictFloat] | None = None
+    a: StrictFloat | None = None
+    b: StrictFloat | None = None
+    name: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"preset": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _check(self) -> ActivationSpec:
+        if self.preset is not None and (self.a is not None or self.b is not None):
+            raise ValueError("give either a preset or a and b, not both")
+        if self.preset is None and (self.a is None or self.b is None):
+            raise ValueError("give a preset name or both a and b")
+        if self.preset is None and self.parameters():
+            raise ValueError(f"{next(iter(self.parameters()))} applies only to a preset")
+        self.build()  # raises ValueError on unknown names or parameters, a = b = 0, bad values
+        return self
+
+    def parameters(self) -> dict[str, Any]:
+        values = {"alpha": self.alpha, "degree": self.degree, "coefficients": self.coefficients}
+        return {k: v for k, v in values.items() if v is not None}
+
+    def build(self) -> AnyActivation:
+        if self.preset is not None:
+            return activation(self.preset, name=self.name, **self.parameters())
+        return Activation(self.a, self.b, self.name or "")
+
+
+class DataConfig(Strict):
+    """Inputs: `sphere` (radius √dim), `gaussian` (N(0, I)), or `file` (.npy/.npz, no pickle)."""
+
+    kind: Literal["sphere", "gaussian", "file"] = "sphere"
+    n: PositiveInt | None = None
+    dim: PositiveInt | None = None
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)] = 0
+    path: str | None = None
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> DataConfig:
+        if self.kind == "file" and not self.path:
+            raise ValueError("path: required when kind is 'file'")
+        if self.kind != "file" and (self.path is not None or self.key is not None):
+            raise ValueError(f"path: applies only to kind 'file', not {self.kind!r}")
+        return self
+
+    @property
+    def num_points(self) -> int:
+        return self.n if self.n is not None else 32
+
+    @property
+    def dimension(self) -> int:
+        return self.dim if self.dim is not None else 8
+
+
+class NTKConfig(Strict):
+    """How the empirical NTK is computed."""
+
+    method: Literal["structured", "jacobian"] = "structured"
+    dtype: Literal["float32", "float64"] = "float32"
+    chunk: PositiveInt | None = Field(default=None, description="seeds per vmapped batch; auto if null")
+
+
+class LimitConfig(Strict):
+    """How the infinite-width limit is computed."""
+
+    backend: Literal["auto", "closed_form", "quadrature", "neural_tangents"] = "auto"
+
+
+def check_sigma_w(value: float | None) -> float | None:
+    """σ_w: a positive number, or None for the Edge of Chaos."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError("must be a positive number (or null for the Edge of Chaos)")
+    return value
+
+
+def check_sigma_b(value: float | None) -> float | None:
+    """σ_b: a non-negative number; 0 or None means no bias parameters."""
+    if value is not None and not (math.isfinite(value) and value >= 0):
+        raise ValueError("must be a non-negative number (0 or null: no bias parameters)")
+    return value
+
+
+def check_eoc_exists(activations: list[ActivationSpec], sigma_bs: list[float | None]) -> None:
+    """With σ_w from the EOC, every activation needs an EOC point at every σ_b; ValueError
+    naming the activation otherwise."""
+    from ntksim.activations.eoc import NoEOCPoint, resolve_sigmas
+
+    for i, spec in enumerate(activations):
+        for sigma_b in sigma_bs:
+            try:
+                resolve_sigmas(spec.build(), None, sigma_b)
+            except NoEOCPoint as err:
+                raise ValueError(
+                    f"activations.{i}: {err}; give sigma_b where it has one, or sigma_w"
+                ) from None
+
+
+def check_backend(activations: list[ActivationSpec], backend: str) -> None:
+    """closed_form is the family's recursion only."""
+    if backend != "closed_form":
+        return
+    for i, spec in enumerate(activations):
+        act = spec.build()
+        if not isinstance(act, Activation):
+            raise ValueError(f"limit.backend: closed_form is the family's arc-cosine recursion; "
+                             f"activations.{i} ({act.name}) needs quadrature or auto")  # fmt: skip
+
+
+def check_limit_installed(limit: LimitConfig) -> None:
+    """ConfigError when the config asks for neural-tangents and this profile lacks it."""
+    from ntksim.limits import REFERENCE_HINT, neural_tangents_available
+
+    if limit.backend == "neural_tangents" and not neural_tangents_available():
+        raise ConfigError(
+            f"limit.backend: 'neural_tangents' is not installed in this profile; {REFERENCE_HINT}"
+        )
+
+
+def activation_identity(act: AnyActivation) -> dict[str, Any]:
+    """What identifies an activation in a cell's hash: the family's (a, b), or a preset's name,
+    parameters, function and kinks (two presets renamed alike must not share cells)."""
+    if isinstance(act, Activation):
+        return {"a": act.a, "b": act.b, "name": act.name}
+    fn = getattr(act.fn, "__name__", None) or getattr(getattr(act.fn, "fn", None), "__name__", "user")
+    return {"name": act.name, "params": act.params, "fn": fn, "kinks": list(act.kinks)}
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def data_identity(data: DataConfig) -> tuple[tuple[str, Any], ...]:
+    """What identifies the inputs: the generator settings, or the file's content hash."""
+    if data.kind == "file":
+        try:
+            return (("kind", "file"), ("sha256", _file_digest(data.path)), ("key", data.key))
+        except OSError as err:
+            raise ConfigError(f"data.path: cannot read {data.path} ({err.strerror})") from None
+    return (("kind", data.kind), ("n", data.num_points), ("dim", data.dimension), ("seed", data.seed))
+
+
+def load_data(data: DataConfig, n: int | None = None) -> np.ndarray:
+    """The inputs x, float64 (n, dim); ConfigError on a bad data file. n: points of a generator
+    (default data.n); the first n of a larger draw are not the same points."""
+    if data.kind == "file":
+        try:
+            x = load_points(data.path, data.key)
+        except ValueError as err:
+            raise ConfigError(f"data.path: {err}") from None
+        for name, want, got in (("n", data.n, x.shape[0]), ("dim", data.dim, x.shape[1])):
+            if want is not None and want != got:
+                raise ConfigError(f"data.{name}: is {want} but the file has {got}")
+        return x
+    key = jax.random.PRNGKey(data.seed)
+    make = sphere if data.kind == "sphere" else gaussian
+    return np.asarray(make(key, n or data.num_points, data.dimension), dtype=np.float64)

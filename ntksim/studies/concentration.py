@@ -1,0 +1,308 @@
+"""Concentration: how fast the empirical NTK (or NNGP) approaches its infinite-width limit.
+
+A cell is one (activation, depth, m, out_dim) with a block of seeds; its rows are err_op,
+err_fro, err_max, rel_op, kinf_op per seed (science.md, "Concentration metrics"). K∞ does not
+depend on m or the seed, so each process computes it once per (activation, depth, out_dim, …).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from pydantic import Field, field_validator, model_validator
+
+from ntksim.activations import AnyActivation
+from ntksim.empirical import empirical_ntk_seeds
+from ntksim.engine.cells import content_id
+from ntksim.engine.config import MAX_SEED, PositiveInt, RunConfig, StrictFloat, as_list
+from ntksim.engine.study import Memo, Study
+from ntksim.limits import backend_version, limit_kernel, resolve_backend
+from ntksim.metrics import concentration
+from ntksim.model import MLP, sample_widths
+from ntksim.studies._sections import (
+    ActivationSpec,
+    DataConfig,
+    LimitConfig,
+    NTKConfig,
+    activation_identity,
+    check_backend,
+    check_eoc_exists,
+    check_limit_installed,
+    check_sigma_b,
+    check_sigma_w,
+    data_identity,
+    load_data,
+)
+from ntksim.widths import hidden_widths
+
+# The results.csv contract of design.md (columns may be added, none removed).
+COLUMNS = (
+    "activation", "a", "b", "depth", "width", "widths", "schedule", "n", "in_dim", "out_dim",
+    "sigma_w", "sigma_b", "seed", "method", "err_op", "err_fro", "err_max", "rel_op", "kinf_op",
+    "seconds",
+)  # fmt: skip
+# Provenance of every row: the kernel (ntk or nngp), the eNTK dtype, the limit backend and the
+# version of the code behind it, and the JAX that computed the eNTK, so rows from two runs (or
+# two profiles) can be told apart. Shards written before these columns existed are read with them empty.
+PROVENANCE = ("kernel", "dtype", "limit_backend", "limit_version", "jax_version")
+TABLE_COLUMNS = (*COLUMNS, *PROVENANCE)
+
+
+class CellFailure(RuntimeError):
+    """A cell produced unusable numbers (NaN or Inf)."""
+
+
+class Config(RunConfig):
+    """A sweep over activations × depths × widths × out_dims, each with `seeds` parameter draws."""
+
+    study: Literal["concentration"] = "concentration"
+    activations: Annotated[list[ActivationSpec], Field(min_length=1)]
+    depths: Annotated[list[PositiveInt], Field(min_length=1)]
+    widths: Annotated[list[PositiveInt], Field(min_length=1)] | None = None
+    schedule: Literal["quadratic", "constant"] | Annotated[list[PositiveInt], Field(min_length=1)] = (
+        "quadratic"
+    )
+    seeds: PositiveInt = 8
+    seed_offset: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)] = 0
+    seeds_per_cell: PositiveInt | None = None
+    out_dim: PositiveInt | Annotated[list[PositiveInt], Field(min_length=1)] = 1
+    sigma_w: StrictFloat | None = None
+    sigma_b: StrictFloat | None = None
+    kernel: Literal["ntk", "nngp"] = "ntk"
+    data: DataConfig = DataConfig()
+    ntk: NTKConfig = NTKConfig()
+    limit: LimitConfig = LimitConfig()
+
+    _listify = field_validator("activations", "depths", "widths", mode="before")(as_list)
+    _sigma_w = field_validator("sigma_w")(check_sigma_w)
+    _sigma_b = field_validator("sigma_b")(check_sigma_b)
+
+    @model_validator(mode="after")
+    def _check(self) -> Config:
+        if self.seed_offset + self.seeds - 1 > MAX_SEED:
+            raise ValueError(f"seed_offset: seeds must stay below 2^31 (last seed would be "
+                             f"{self.seed_offset + self.seeds - 1})")  # fmt: skip
+        if isinstance(self.schedule, list):
+            if self.widths is not None:
+                raise ValueError("widths: must be omitted when schedule is an explicit list of widths")
+            for depth in self.depths:
+                try:
+                    hidden_widths(depth, None, self.schedule)
+                except ValueError as err:
+                    raise ValueError(f"schedule: {err}") from None
+        elif self.widths is None:
+            raise ValueError("widths: required key is missing (the base widths m to sweep)")
+        check_backend(self.activations, self.limit.backend)
+        if self.sigma_w is None:  # σ_w from the EOC at σ_b: it must exist for every activation
+            check_eoc_exists(self.activations, [self.sigma_b])
+        return self
+
+    def check_installation(self) -> None:
+        check_limit_installed(self.limit)
+
+    @property
+    def out_dims(self) -> list[int]:
+        return self.out_dim if isinstance(self.out_dim, list) else [self.out_dim]
+
+    @property
+    def width_values(self) -> list[int | None]:
+        """The swept m values; [None] for an explicit schedule."""
+        return list(self.widths) if self.widths is not None else [None]
+
+    def activation_objects(self) -> list[AnyActivation]:
+        return [spec.build() for spec in self.activations]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a network, a data set, and seeds [seed_start, seed_start + seed_count).
+
+    Its id hashes its canonical content, so a re-run finds its finished cells and a changed
+    setting gives new ids; settings at their default that older cells did not have (kernel
+    "ntk") are left out, so cells made before they existed keep their ids.
+    """
+
+    activation: AnyActivation
+    depth: int
+    width: int | None
+    out_dim: int
+    seed_start: int
+    seed_count: int
+    schedule: str | tuple[int, ...]
+    sigma_w: float | None
+    sigma_b: float | None
+    method: str
+    dtype: str
+    backend: str
+    data: tuple[tuple[str, Any], ...]
+    kernel: str = "ntk"
+
+    def net(self) -> MLP:
+        return MLP(
+            activation=self.activation,
+            depth=self.depth,
+            width=self.width,
+            out_dim=self.out_dim,
+            schedule=self.schedule,
+            sigma_w=self.sigma_w,
+            sigma_b=self.sigma_b,
+            dtype=self.dtype,
+        )
+
+    @property
+    def seeds(self) -> range:
+        return range(self.seed_start, self.seed_start + self.seed_count)
+
+    @property
+    def rows(self) -> int:
+        """Rows of its shard: one per seed."""
+        return self.seed_count
+
+    @property
+    def limit_key(self) -> tuple:
+        """Cells with equal keys share K∞ (it depends on neither m nor the seed)."""
+        return (
+            self.activation,
+            self.depth,
+            self.out_dim,
+            self.sigma_w,
+            self.sigma_b,
+            self.backend,
+            self.data,
+            self.kernel,
+        )
+
+    def canonical(self) -> dict[str, Any]:
+        """What the id hashes."""
+        content = asdict(self)
+        content["activation"] = activation_identity(self.activation)
+        content["data"] = dict(self.data)
+        if self.kernel == "ntk":
+            del content["kernel"]
+        return content
+
+    @property
+    def cell_id(self) -> str:
+        return content_id(self.canonical())
+
+    def label(self) -> str:
+        seeds = f"seeds {self.seed_start}–{self.seed_start + self.seed_count - 1}"
+        kernel = "" if self.kernel == "ntk" else f" {self.kernel}"
+        return f"{self.activation.name}{kernel} l={self.depth} m={self.width} m_l={self.out_dim} {seeds}"
+
+
+def expand(config: Config) -> list[Cell]:
+    """All cells of a config, in a stable order (cells sharing K∞ adjacent). Reads the data once,
+    so a bad data file is a ConfigError here, before anything is written."""
+    load_data(config.data)
+    schedule = config.schedule if isinstance(config.schedule, str) else tuple(config.schedule)
+    block = config.seeds_per_cell or config.seeds
+    data = data_identity(config.data)
+    cells = []
+    for act in config.activation_objects():
+        for depth in config.depths:
+            for out_dim in config.out_dims:
+                for width in config.width_values:
+                    for start in range(0, config.seeds, block):
+                        cells.append(
+                            Cell(
+                                activation=act,
+                                depth=depth,
+                                width=width,
+                                out_dim=out_dim,
+                                seed_start=config.seed_offset + start,
+                                seed_count=min(block, config.seeds - start),
+                                schedule=schedule,
+                                sigma_w=config.sigma_w,
+                                sigma_b=config.sigma_b,
+                                method=config.ntk.method,
+                                dtype=config.ntk.dtype,
+                                backend=resolve_backend(act, config.limit.backend),
+                                data=data,
+                                kernel=config.kernel,
+                            )
+                        )
+    return cells
+
+
+def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None = None) -> list[dict]:
+    """One results row per seed of the cell; CellFailure if any number is not finite."""
+    net = cell.net()
+    sigma_w, sigma_b = net.sigmas
+    keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in cell.seeds])
+    start = time.perf_counter()
+    how = cell.method if cell.kernel == "ntk" else "nngp"  # the NNGP is one Gram, whatever the method
+    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk)
+    metrics = concentration(ks, kinf)
+    seconds = (time.perf_counter() - start) / cell.seed_count
+    bad = [name for name, values in metrics.items() if not np.all(np.isfinite(values))]
+    if bad or not np.all(np.isfinite(np.asarray(kinf))):
+        what = ", ".join(bad) if bad else "K∞"
+        raise CellFailure(f"non-finite {what} (σ_w={sigma_w:g}, depth {cell.depth}: over- or underflow)")
+    base = {
+        "activation": cell.activation.name,
+        # a and b are the family's coefficients; empty (NaN) for any other φ
+        "a": getattr(cell.activation, "a", math.nan),
+        "b": getattr(cell.activation, "b", math.nan),
+        "depth": cell.depth,
+        "width": cell.width if cell.width is not None else (net.hidden[0] if net.hidden else 0),
+        "widths": sample_widths(net.hidden),
+        "schedule": cell.schedule if isinstance(cell.schedule, str) else "explicit",
+        "n": x.shape[0],
+        "in_dim": x.shape[1],
+        "out_dim": cell.out_dim,
+        "sigma_w": sigma_w,
+        "sigma_b": sigma_b,
+        "method": cell.method,
+        "kernel": cell.kernel,
+        "dtype": cell.dtype,
+        "limit_backend": cell.backend,
+        "limit_version": backend_version(cell.backend),
+        "jax_version": jax.__version__,
+    }
+    rows = []
+    for i, seed in enumerate(cell.seeds):
+        row = dict(base, seed=int(seed), seconds=seconds)
+        row.update({name: float(values[i]) for name, values in metrics.items()})
+        rows.append(row)
+    return rows
+
+
+def compute(cell: Cell, memo: Memo) -> list[dict]:
+    """The cell's rows, with the data and K∞ shared through the per-process memo."""
+    config: Config = memo.config
+    x = memo.get("data", lambda: load_data(config.data))
+    kinf = memo.get(("kinf", cell.limit_key), lambda: limit_kernel(cell.net(), x, cell.kernel, cell.backend))
+    return compute_cell(cell, x, kinf, config.ntk.chunk)
+
+
+def summarize(table: pd.DataFrame, config: Config) -> str:
+    from ntksim.fit import summary_markdown
+
+    return summary_markdown(table, config.name)
+
+
+def figures(table: pd.DataFrame, config: Config, directory: Path) -> list[Path]:
+    from ntksim.plots import plot_all
+
+    return plot_all(table, directory)
+
+
+STUDY = Study(
+    name="concentration",
+    config=Config,
+    columns=TABLE_COLUMNS,
+    expand=expand,
+    compute=compute,
+    summarize=summarize,
+    figures=figures,
+    legacy_columns=(COLUMNS,),
+)
