@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import shutil
 import sys
@@ -131,11 +132,12 @@ def _run(args: argparse.Namespace) -> None:
     from ntksim.engine.cells import config_digest
     from ntksim.engine.config import ConfigError, hashed, load
     from ntksim.engine.run import compute_cells, finish, store_for, study_of
+    from ntksim.engine.store import unique_cells
 
     try:
         config, resolved = load(args.config, args.overrides)
         study = study_of(config)
-        cells = study.expand(config)
+        cells = unique_cells(study.expand(config))  # a setting listed twice is one cell
     except ConfigError as err:
         _fail(str(err))
     out = args.out if args.out is not None else Path("runs") / args.config.stem
@@ -374,7 +376,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Limits, EOC points and metrics are float64 in every command, so that `status` and `plot`
     # expand a config into the same cells as the `run` that wrote it; the eNTK dtype is per config.
     jax.config.update("jax_enable_x64", True)
-    {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command](args)
+    try:
+        {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command](args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`ntksim run … --dry-run | head`): not an error of ours. Point stdout
+        # at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise SystemExit(0) from None
 
 
 if __name__ == "__main__":

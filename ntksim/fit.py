@@ -103,10 +103,42 @@ def summary_markdown(results: pd.DataFrame, title: str = "ntksim run") -> str:
         "| median err_op at m_min | at m_max |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    notes = set()
     for row in fits.itertuples():
+        slope, interval = slope_text(row.slope, row.ci_low, row.ci_high, row.widths, row.seeds)
+        if row.depth == 1:
+            notes.add(DEPTH_ONE)
+        if row.widths < 2:
+            notes.add("A slope needs at least two widths.")
+        if row.seeds < 2:
+            notes.add("An interval needs at least two seeds (the bootstrap resamples seeds).")
         lines.append(
-            f"| {row.activation} | {row.kernel} | {row.depth} | {row.out_dim} | {row.slope:.3f} | "
-            f"[{row.ci_low:.3f}, {row.ci_high:.3f}] | {row.m_min}–{row.m_max} | {row.seeds} | "
-            f"{row.err_op_m_min:.4g} | {row.err_op_m_max:.4g} |"
+            f"| {row.activation} | {row.kernel} | {row.depth} | {row.out_dim} | {slope} | {interval} | "
+            f"{row.m_min}–{row.m_max} | {row.seeds} | {row.err_op_m_min:.4g} | {row.err_op_m_max:.4g} |"
         )
+    if notes:
+        lines += ["", *sorted(notes)]
     return "\n".join(lines) + "\n"
+
+
+DEPTH_ONE = "Depth 1 is a linear model in its parameters: its eNTK equals the limit; err_op is round-off."
+
+
+def slope_text(slope: float, low: float, high: float, widths: int, seeds: int) -> tuple[str, str]:
+    """The slope and its interval as printed: "—" where a fit cannot say anything (one width: no
+    slope; one seed: no interval, the bootstrap has nothing to resample)."""
+    if widths < 2 or not np.isfinite(slope):
+        return "—", "—"
+    if seeds < 2:
+        return f"{slope:.3f}", "— (one seed)"
+    return f"{slope:.3f}", f"[{low:.3f}, {high:.3f}]"
+
+
+def log_slope(x: np.ndarray, y: np.ndarray, log_x: bool) -> float:
+    """Least-squares slope of ln y against x (exponential rate per unit x) or against ln x
+    (power-law exponent); nan with fewer than 3 usable points (y > 0 and finite)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y) & (y > 0) & (x > 0 if log_x else True)
+    if ok.sum() < 3:
+        return float("nan")
+    return float(_ls_slope(np.log(x[ok]) if log_x else x[ok], np.log(y[ok])))

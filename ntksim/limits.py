@@ -20,6 +20,7 @@ from typing import Literal
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from ntksim.activations import Activation, AnyActivation
@@ -75,20 +76,29 @@ def family_expectations(activation: Activation, cov: Array) -> tuple[Array, Arra
     return activation.expectations(q[:, None], q[None, :], cov)
 
 
-def quadrature_expectations(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
+def quadrature_expectations(
+    activation: AnyActivation, cov: Array, interpolate: bool = True
+) -> tuple[Array, Array]:
     """The same for any activation by kink-split quadrature: each unordered pair once, and the
     diagonal by 1-D integrals (ρ = 1 exactly there, not ⟨x,x⟩/‖x‖², whose round-off √(1−ρ²)
     would amplify to ~1e-8).
 
     When every diagonal entry is equal (inputs of equal norm), the off-diagonal is a function
-    of ρ alone and is interpolated from exact values (`equal_variance_expectations`)."""
+    of ρ alone and is interpolated from exact values (`equal_variance_expectations`), unless
+    `interpolate` is False (every pair integrated: what a λ_min near 0 needs, since the
+    interpolant's 2e-14 relative error would sit above the floating-point floor)."""
     n = cov.shape[0]
     q = jnp.diagonal(cov)
     rows, cols = jnp.triu_indices(n, k=1)
     # "Equal" up to round-off: points on a sphere differ in ‖x‖² by an ulp or two, which moves
     # the kernel by as little (the interpolant is evaluated at each pair's own ρ).
     spread = float(jnp.max(jnp.abs(q - q[0])))
-    if n > EQUAL_VARIANCE_MIN_N and float(q[0]) > 0 and spread <= 64 * jnp.finfo(q.dtype).eps * float(q[0]):
+    if (
+        interpolate
+        and n > EQUAL_VARIANCE_MIN_N
+        and float(q[0]) > 0
+        and spread <= 64 * jnp.finfo(q.dtype).eps * float(q[0])
+    ):
         rho = cov[rows, cols] / jnp.sqrt(q[rows] * q[cols])
         e_phi_off, e_dphi_off = equal_variance_expectations(activation, float(q[0]), float(q[0]) * rho)
     else:
@@ -184,3 +194,47 @@ def limit_kernel(net: MLP, x: Array, kernel: Kernel = "ntk", backend: Backend = 
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
     return (limit_ntk if kernel == "ntk" else limit_nngp)(net, x, backend)
+
+
+def pair_recursion(
+    activation: AnyActivation,
+    sigma_w: float,
+    sigma_b: float,
+    g11: Array,
+    g22: Array,
+    g12: Array,
+    max_depth: int,
+) -> dict[str, np.ndarray]:
+    """Σ^l and Θ^l of P input pairs (x, x') along depth l = 1 … max_depth, in float64.
+
+    g11, g22, g12: (P,) input Gram entries ⟨x,x⟩/m_0, ⟨x',x'⟩/m_0, ⟨x,x'⟩/m_0.
+    Returns (max_depth, P) arrays "s11", "s22", "s12" (Σ^l) and "t11", "t22", "t12" (Θ^l); row
+    l − 1 is depth l. The diagonal uses 1-D integrals (ρ = 1 exactly) and the family its closed
+    forms. Once a value overflows (chaotic phase) the rest of that pair is NaN.
+    """
+    family = isinstance(activation, Activation)
+    g11, g22, g12 = (np.asarray(g, np.float64) for g in (g11, g22, g12))
+    s = [sigma_w**2 * g + sigma_b**2 for g in (g11, g22, g12)]
+    t = list(s)
+    out = {k: np.full((max_depth, len(g11)), np.nan) for k in ("s11", "s22", "s12", "t11", "t22", "t12")}
+    with jax.ensure_compile_time_eval():
+        for layer in range(max_depth):
+            for key, value in zip(("s11", "s22", "s12", "t11", "t22", "t12"), (*s, *t), strict=True):
+                out[key][layer] = value
+            if layer == max_depth - 1 or not all(np.all(np.isfinite(v)) for v in (*s, *t)):
+                break
+            q1, q2, c = s
+            if family:
+                e11, d11 = activation.second_moment * q1, np.full_like(q1, activation.second_moment)
+                e22, d22 = activation.second_moment * q2, np.full_like(q2, activation.second_moment)
+                e12, d12 = (np.asarray(v, np.float64) for v in activation.expectations(q1, q2, c))
+            else:
+                (e11, e22), (d11, d22) = (
+                    np.asarray(v, np.float64).reshape(2, -1)
+                    for v in second_moments(activation, np.concatenate([q1, q2]))
+                )
+                e12, d12 = (np.asarray(v, np.float64) for v in expectations(activation, q1, q2, c))
+            with np.errstate(over="ignore", invalid="ignore"):
+                s = [sigma_w**2 * e + sigma_b**2 for e in (e11, e22, e12)]
+                t = [s[i] + sigma_w**2 * d * t[i] for i, d in enumerate((d11, d22, d12))]
+    return out

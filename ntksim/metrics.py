@@ -49,3 +49,27 @@ def concentration(k: Array, kinf: Array) -> dict[str, float | np.ndarray]:
     if k.ndim == 2:
         return {name: float(v) for name, v in out.items()}
     return out
+
+
+def gram_spectrum(gram: np.ndarray, floor_factor: float = 10.0) -> dict[str, float]:
+    """λ_min, λ_max, the floating-point floor, whether λ_min is at it, and the numerical rank
+    of a symmetric PSD Gram matrix (n, n).
+
+    floor = floor_factor · n · eps · ‖K‖₂ (eps of the matrix dtype): eigenvalues of |λ| at or
+    below it are indistinguishable from 0 (round-off of the entries and of eigvalsh itself), so
+    `at_floor` says λ_min carries no information beyond "≤ floor", and `rank` counts the
+    eigenvalues above it (numpy.linalg.matrix_rank's tolerance, times floor_factor).
+    """
+    gram = np.asarray(gram)
+    eig = np.linalg.eigvalsh(0.5 * (gram + gram.T))
+    n = gram.shape[0]
+    top = float(np.max(np.abs(eig)))
+    floor = floor_factor * n * float(np.finfo(gram.dtype).eps) * top
+    lam_min = float(eig[0])
+    return {
+        "lambda_min": lam_min,
+        "lambda_max": float(eig[-1]),
+        "floor": floor,
+        "at_floor": bool(lam_min <= floor),
+        "rank": int(np.sum(eig > floor)),
+    }

@@ -13,8 +13,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ntksim.fit import fit_rate
 from ntksim.engine.store import atomic_write
+from ntksim.fit import fit_rate, slope_text
 
 
 def theory_prefactor(delta: float, kappa: float, out_dim: int, depth: int) -> float:
@@ -51,7 +51,9 @@ def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Pa
         lo = stats.quantile(0.1).loc[widths].to_numpy()
         hi = stats.quantile(0.9).loc[widths].to_numpy()
         fit = fit_rate(widths, [stats.get_group(w).to_numpy() for w in widths])
-        label = f"{name}: slope {fit.slope:.2f} [{fit.low:.2f}, {fit.high:.2f}]"
+        seeds = int(group["seed"].nunique())
+        slope, interval = slope_text(fit.slope, fit.low, fit.high, len(widths), seeds)
+        label = name if slope == "—" else f"{name}: slope {slope} {interval}"
         ax.plot(widths, med, "o-", color=colors[name], label=label, lw=1.6, ms=4)
         ax.fill_between(widths, lo, hi, color=colors[name], alpha=0.2, lw=0)
         if anchor is None or med[0] > anchor[1]:
@@ -87,7 +89,8 @@ def plot_theory(results: pd.DataFrame, path: Path) -> bool:
     fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
     skipped = []
     points = []
-    for (name, a, b, depth, out_dim), group in results.groupby(
+    # Depth 1 is linear in its parameters: its eNTK is the limit and its err_op round-off.
+    for (name, a, b, depth, out_dim), group in results[results["depth"] > 1].groupby(
         ["activation", "a", "b", "depth", "out_dim"], sort=False
     ):
         m_max = group["width"].max()
@@ -165,3 +168,230 @@ def plot_phase_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: P
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="center right")
     _save(fig, path)
+
+
+_PHASE_STYLE = {"eoc": "-", "ordered": "--", "chaotic": ":"}
+
+
+def _curve_label(row: pd.Series) -> str:
+    factor = "" if row["sigma_w_factor"] == 1.0 else f" σ_w×{row['sigma_w_factor']:g}"
+    return f"{row['activation']}{factor} ({row['phase']})"
+
+
+def plot_depth_limit(limit: pd.DataFrame, path: Path) -> None:
+    """Three panels against depth l (log axes) for one σ_b, first pair of each curve: 1 − ρ^l,
+    the normalised NTK Θ^l(x,x')/Θ^l(x,x), and Θ^l(x,x)/l. Colour: activation; line: phase."""
+    colors = _activation_colors(limit)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    pair = limit["pair"].iloc[0]
+    subset = limit[limit["pair"] == pair]
+    for _, curve in subset.groupby(["activation", "sigma_w_factor"], sort=False):
+        curve = curve.sort_values("depth")
+        first = curve.iloc[0]
+        style = dict(color=colors[first["activation"]], ls=_PHASE_STYLE.get(first["phase"], "-"), lw=1.5)
+        axes[0].plot(curve["depth"], curve["one_minus_rho"], label=_curve_label(first), **style)
+        axes[1].plot(curve["depth"], curve["normalized"], **style)
+        axes[2].plot(curve["depth"], curve["theta_diag_over_l"], **style)
+    titles = (r"$1 - \rho^l$", r"normalised NTK $\Theta^l(x,x')/\Theta^l(x,x)$", r"$\Theta^l(x,x)/l$")
+    for ax, title in zip(axes, titles, strict=True):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("depth l")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[1].set_yscale("symlog", linthresh=1e-3)
+    axes[0].legend(fontsize=7)
+    sigma_b = limit["sigma_b"].iloc[0]
+    fig.suptitle(f"limit kernels along depth, σ_b = {sigma_b:g}, pair {pair} "
+                 "(solid: EOC, dashed: ordered, dotted: chaotic)", fontsize=10)  # fmt: skip
+    _save(fig, path)
+
+
+def plot_depth_finite(finite: pd.DataFrame, path: Path) -> None:
+    """err_op and rel_op of the empirical NTK against depth at fixed m: median over seeds, 10–90%
+    band; colour per activation, line style per phase, one row of panels per σ_b."""
+    colors = _activation_colors(finite)
+    sigma_bs = sorted(finite["sigma_b"].unique())
+    fig, axes = plt.subplots(len(sigma_bs), 2, figsize=(10, 3.8 * len(sigma_bs)), squeeze=False,
+                             constrained_layout=True)  # fmt: skip
+    for row, sigma_b in zip(axes, sigma_bs, strict=True):
+        panel = finite[finite["sigma_b"] == sigma_b]
+        for ax, metric in zip(row, ("err_op", "rel_op"), strict=True):
+            for _, group in panel.groupby(["activation", "sigma_w_factor"], sort=False):
+                first = group.iloc[0]
+                stats = group.groupby("depth")[metric]
+                depths = np.array(sorted(group["depth"].unique()))
+                med, lo, hi = (stats.quantile(q).loc[depths].to_numpy() for q in (0.5, 0.1, 0.9))
+                ls = _PHASE_STYLE.get(first["phase"], "-")
+                color = colors[first["activation"]]
+                ax.plot(depths, med, "o", ls=ls, color=color, label=_curve_label(first), lw=1.4, ms=3)
+                ax.fill_between(depths, lo, hi, color=color, alpha=0.12, lw=0)
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("depth l")
+            ax.set_title(f"{metric}, σ_b = {sigma_b:g}", fontsize=9)
+            ax.grid(True, which="both", alpha=0.3)
+        row[0].set_ylabel(r"$\|K(\theta) - K_\infty\|_2$")
+        row[1].set_ylabel(r"$\|K(\theta) - K_\infty\|_2 / \|K_\infty\|_2$")
+    axes[0, 1].legend(fontsize=7)
+    width = int(finite["width"].iloc[0])
+    fig.suptitle(f"finite-width NTK error against depth, m = {width} (median, 10–90%; solid EOC, "
+                 "dashed ordered, dotted chaotic)", fontsize=10)  # fmt: skip
+    _save(fig, path)
+
+
+def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Path) -> None:
+    """EOC curves σ_w(σ_b) and the studied (σ_b, σ_w) points, each marked with its |ξ_c| (the
+    family's EOC is σ_w = 1/√(a²+b²) at every σ_b: dashed; with σ_b > 0 it has no fixed point)."""
+    colors = _activation_colors(pd.concat([limit, curves]))
+    fig, ax = plt.subplots(figsize=(6, 4.6), constrained_layout=True)
+    for name, curve in curves.groupby("activation", sort=False):
+        ax.plot(curve["sigma_b"], curve["sigma_w"], "-", color=colors[name], lw=1.6, label=f"{name}: EOC")
+    on_eoc = limit[limit["sigma_w_factor"] == 1.0].drop_duplicates(["activation", "sigma_b"])
+    for name, rows in on_eoc.groupby("activation", sort=False):
+        if name not in set(curves["activation"]):  # the family: no curve was computed
+            ax.axhline(rows["sigma_w"].iloc[0], color=colors[name], ls="--", lw=1.2, label=f"{name}: χ = 1")
+    points = limit.drop_duplicates(["activation", "sigma_b", "sigma_w_factor"])
+    names = list(colors)
+    for row in points.itertuples():
+        marker = {"eoc": "o", "ordered": "v", "chaotic": "^"}.get(row.phase, "s")
+        ax.scatter(row.sigma_b, row.sigma_w, color=colors[row.activation], marker=marker, s=30, zorder=3)
+        if row.phase == "eoc":
+            continue
+        text = "q→∞" if not np.isfinite(row.xi_c) else f"{abs(row.xi_c):.3g}"
+        offset = (4, 4 - 9 * names.index(row.activation))  # one row per activation, no overlap
+        ax.annotate(text, (row.sigma_b, row.sigma_w), fontsize=6, color=colors[row.activation],
+                    xytext=offset, textcoords="offset points")  # fmt: skip
+    ax.set_xlabel(r"$\sigma_b$")
+    ax.set_ylabel(r"$\sigma_w$")
+    ax.set_xlim(left=-0.03)
+    ax.set_title("phase diagram: EOC (○), ordered (▽) and chaotic (△) points, labelled |ξ_c|", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+_BIAS_STYLE = ("-", "--", ":", "-.")
+
+
+def _style_legend(ax: plt.Axes, colors: dict, sigma_bs: list[float]) -> None:
+    """One legend entry per activation (colour) and per σ_b (line style), not per line."""
+    for name, color in colors.items():
+        ax.plot([], [], color=color, lw=1.5, label=name)
+    for i, sigma_b in enumerate(sigma_bs):
+        ax.plot(
+            [],
+            [],
+            color="gray",
+            ls=_BIAS_STYLE[i % 4],
+            label=f"σ_b = {sigma_b:g}" + (" (no bias)" if sigma_b == 0 else ""),
+        )
+    ax.legend(fontsize=7, ncol=2)
+
+
+def _facets(frame: pd.DataFrame, rows: str | None, cols: str) -> tuple[plt.Figure, np.ndarray, list, list]:
+    row_values = sorted(frame[rows].unique()) if rows else [None]
+    col_values = sorted(frame[cols].unique())
+    size = (4.6 * len(col_values), 3.8 * len(row_values))
+    fig, axes = plt.subplots(len(row_values), len(col_values), figsize=size,
+                             squeeze=False, constrained_layout=True, sharex=True)  # fmt: skip
+    return fig, axes, row_values, col_values
+
+
+def plot_lambda_min(limit: pd.DataFrame, path: Path) -> None:
+    """λ_min of the limit Gram against n (log–log): one panel per (antipodal, depth), colour per
+    activation, line style per σ_b; values at the floating-point floor are drawn at the floor
+    with open markers (they say only "≤ floor")."""
+    colors = _activation_colors(limit)
+    sigma_bs = sorted(limit["sigma_b"].unique())
+    fig, axes, antis, depths = _facets(limit, "antipodal", "depth")
+    for (anti, depth), ax in zip([(a, d) for a in antis for d in depths], axes.flat, strict=True):
+        panel = limit[(limit["antipodal"] == anti) & (limit["depth"] == depth)]
+        for (name, sigma_b), g in panel.groupby(["activation", "sigma_b"], sort=False):
+            g = g.sort_values("n")
+            floor = g["at_floor"].astype(bool).to_numpy()
+            value = np.where(floor, g["floor"], g["lambda_min"])
+            ls = _BIAS_STYLE[sigma_bs.index(sigma_b) % 4]
+            ax.plot(g["n"], value, ls=ls, color=colors[name], lw=1.3)
+            ax.scatter(g["n"][~floor], value[~floor], color=colors[name], s=12)
+            ax.scatter(g["n"][floor], value[floor], facecolors="none", edgecolors=colors[name], s=20)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(
+            f"depth {depth}, " + ("antipodal sets {x, −x}" if anti else "distinct sphere points"), fontsize=9
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel("number of points n")
+    kernel = str(limit["kernel"].iloc[0]).upper()
+    for ax in axes[:, 0]:
+        ax.set_ylabel(f"λ_min of the limit {kernel} Gram")
+    _style_legend(axes.flat[0], colors, sigma_bs)
+    fig.suptitle(
+        "λ_min against n; open markers: at the floating-point floor (drawn at the floor)", fontsize=10
+    )
+    _save(fig, path)
+
+
+def plot_rank(polynomial: pd.DataFrame, path: Path) -> None:
+    """Numerical rank of polynomial φ's limit NTK Gram against n on distinct points, one panel per
+    depth, beside min(n, science.md's bound) (dotted)."""
+    data = polynomial[
+        (polynomial["kernel"] == polynomial["kernel"].iloc[0]) & ~polynomial["antipodal"].astype(bool)
+    ]
+    colors = _activation_colors(data)
+    sigma_bs = sorted(data["sigma_b"].unique())
+    fig, axes, _, depths = _facets(data, None, "depth")
+    for depth, ax in zip(depths, axes.flat, strict=True):
+        for (name, sigma_b), g in data[data["depth"] == depth].groupby(["activation", "sigma_b"], sort=False):
+            g = g.sort_values("n")
+            ls = _BIAS_STYLE[sigma_bs.index(sigma_b) % 4]
+            ax.plot(g["n"], g["rank"], "o", ls=ls, color=colors[name], lw=1.3, ms=3)
+            ax.plot(g["n"], np.minimum(g["n"], g["rank_bound"]), ":", color=colors[name], lw=1)
+        ax.plot(g["n"], g["n"], color="0.6", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log", base=2)
+        ax.set_xlabel("number of points n")
+        ax.set_title(f"depth {depth} (grey: full rank n; dotted: min(n, bound))", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes.flat[0].set_ylabel(f"numerical rank of the limit {str(data['kernel'].iloc[0]).upper()} Gram")
+    _style_legend(axes.flat[0], colors, sigma_bs)
+    fig.suptitle("polynomial φ: bounded rank; bound C(m₀ + p^(l−1), m₀)", fontsize=10)
+    _save(fig, path)
+
+
+def plot_positivity_finite(finite: pd.DataFrame, path: Path) -> bool:
+    """|λ_min(empirical) − λ_min(limit)| / λ_min(limit) against width m on distinct points where the
+    limit's λ_min is above the floor: median over seeds and 10–90% band, one panel per depth,
+    with the m^{-1/2} guide."""
+    data = finite[~finite["antipodal"].astype(bool) & (finite["lambda_min_limit"] > finite["floor"])]
+    if data.empty:
+        return False
+    data = data.assign(abs_diff=data["abs_diff"] / data["lambda_min_limit"])
+    colors = _activation_colors(data)
+    sigma_bs = sorted(data["sigma_b"].unique())
+    fig, axes, _, depths = _facets(data, None, "depth")
+    for depth, ax in zip(depths, axes.flat, strict=True):
+        for (name, sigma_b), g in data[data["depth"] == depth].groupby(["activation", "sigma_b"], sort=False):
+            stats = g.groupby("width")["abs_diff"]
+            widths = np.array(sorted(g["width"].unique()))
+            med, lo, hi = (stats.quantile(q).loc[widths].to_numpy() for q in (0.5, 0.1, 0.9))
+            ls = _BIAS_STYLE[sigma_bs.index(sigma_b) % 4]
+            ax.plot(widths, med, "o", ls=ls, color=colors[name], lw=1.3, ms=3)
+            ax.fill_between(widths, lo, hi, color=colors[name], alpha=0.12, lw=0)
+        guide = np.array(sorted(data["width"].unique()), dtype=float)
+        ax.plot(guide, (guide / guide[0]) ** -0.5, "k--", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("width m")
+        ax.set_title(f"depth {depth}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+    axes.flat[0].set_ylabel(
+        r"$|\lambda_{min}(\mathrm{emp.}) - \lambda_{min}(\infty)|\, /\, \lambda_{min}(\infty)$"
+    )
+    _style_legend(axes.flat[0], colors, sigma_bs)
+    n = int(data["n"].iloc[0])
+    fig.suptitle(
+        f"empirical NTK λ_min approaching the limit's (n = {n}, distinct points; median, 10–90%)", fontsize=10
+    )
+    _save(fig, path)
+    return True

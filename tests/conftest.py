@@ -41,6 +41,20 @@ class Tolerance:
         self.atol = 1e-12 if x64 else 1e-5
 
 
+def without_scheduler(env: dict[str, str]) -> dict[str, str]:
+    """env with every PATH directory that holds SLURM's sbatch or srun left out: a test never
+    reaches a real scheduler (a login node would run the job) unless it put a fake one there."""
+    import os
+    from pathlib import Path
+
+    kept = [
+        d
+        for d in env.get("PATH", "").split(os.pathsep)
+        if not any((Path(d) / t).exists() for t in ("sbatch", "srun"))
+    ]
+    return {**env, "PATH": os.pathsep.join(kept)}
+
+
 @pytest.fixture
 def dead_pid() -> int:
     """A pid of this host that no process has: a finished (and reaped) child's."""

@@ -14,6 +14,16 @@ PRESETS = ("relu", "abs", "linear", "leaky_relu")
 _LEAKY_PATTERN = re.compile(r"^leaky_relu\(\s*([^)]+?)\s*\)$")
 
 
+def pair_norm(q1: Array, q2: Array) -> Array:
+    """√(q1·q2), correctly rounded as before where the product is a normal float (so ρ = 1 exactly
+    on a diagonal), and √q1·√q2 where the product over- or underflows (deep in the chaotic or
+    ordered phase the variances reach 1e±200)."""
+    product = jnp.asarray(q1) * jnp.asarray(q2)
+    tiny = jnp.finfo(product.dtype).tiny
+    safe = jnp.isfinite(product) & (product >= tiny)
+    return jnp.where(safe, jnp.sqrt(jnp.where(safe, product, 1.0)), jnp.sqrt(q1) * jnp.sqrt(q2))
+
+
 @dataclass(frozen=True)
 class Activation:
     """φ(s) = a·s + b·|s|.
@@ -119,7 +129,7 @@ class Activation:
 
         Arrays of one shape (broadcast); a zero variance gives φ(0) = 0 and ρ := 0.
         """
-        norm = jnp.sqrt(q1 * q2)
+        norm = pair_norm(q1, q2)
         # A zero-variance point (x = 0 without bias) is constant 0: its correlation is immaterial.
         rho = jnp.clip(jnp.where(norm > 0, c / jnp.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
         arcsin = jnp.arcsin(rho)

@@ -36,6 +36,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
+from ntksim.activations.family import pair_norm
+
 Z_MAX = 12.0  # |z| and r beyond this carry less than e^{-72} of the Gaussian mass
 NODES_1D = 96  # Gauss–Legendre nodes per piece of the line
 NODES_ANGLE = 48  # per sector of the circle
@@ -160,7 +162,7 @@ def expect_2d(
     """
     dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
     q1, q2, c = jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in (q1, q2, c)))
-    norm = jnp.sqrt(q1 * q2)
+    norm = pair_norm(q1, q2)
     rho = jnp.where(norm > 0, c / jnp.where(norm > 0, norm, 1.0), 0.0)
     shape = q1.shape
     flat = [v.reshape(-1) for v in (q1, q2, rho)]

@@ -9,6 +9,7 @@ chosen by the `study:` key (default `concentration`).
 from __future__ import annotations
 
 import re
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -92,7 +93,9 @@ def _key_path(loc: tuple) -> list[str]:
 
 def _format_error(err: ValidationError) -> str:
     errors = err.errors()
-    first = errors[0]
+    # A misspelt key shows up twice: as unknown, and as the key it should have been "missing".
+    # Name the unknown one, which says what to fix.
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     path = _key_path(first["loc"])
     message = first["msg"].removeprefix("Value error, ")
     # Cross-field checks raise "key: message" from a model validator, whose loc is the model.
@@ -162,8 +165,12 @@ def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
         return False
     if len(parts) == 1:
         return True
-    inner = field.annotation
-    return isinstance(inner, type) and issubclass(inner, BaseModel) and _field_exists(inner, parts[1:])
+    # A section may be optional (`FiniteConfig | None`): look into every model of the union.
+    members = typing.get_args(field.annotation) or (field.annotation,)
+    return any(
+        isinstance(inner, type) and issubclass(inner, BaseModel) and _field_exists(inner, parts[1:])
+        for inner in members
+    )
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -173,7 +180,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     for item in overrides:  # the study first: it decides which keys exist
         key, _, text = item.partition("=")
         if key.strip() == "study":
-            out["study"] = yaml.safe_load(text) if text else text
+            try:
+                out["study"] = yaml.safe_load(text) if text else text
+            except yaml.YAMLError:
+                raise ConfigError(f"--set study: value {text!r} is not valid YAML") from None
     model = study_of(out).config
     for item in overrides:
         key, sep, text = item.partition("=")

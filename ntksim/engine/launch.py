@@ -36,6 +36,13 @@ class CellTask(submitit.helpers.Checkpointable):
         study = study_of(config)
         wanted = set(cell_ids)
         cells = [c for c in study.expand(config) if c.cell_id in wanted]
+        missing = wanted - {c.cell_id for c in cells}
+        if missing:  # the worker expands the config differently (another ntksim version?): say so
+            example = sorted(missing)[0]
+            raise RuntimeError(
+                f"{len(missing)} of this task's cells are not in the config as this worker expands it "
+                f"(e.g. {example}); is it the same ntksim?"
+            )
         report = compute_cells(config, cells, store_for(Path(out_dir), study), progress=False)
         return {
             "computed": len(report.computed),

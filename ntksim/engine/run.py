@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from ntksim.engine.config import ConfigError, validate
-from ntksim.engine.store import RunStore, atomic_write
+from ntksim.engine.store import RunStore, atomic_write, unique_cells
 from ntksim.engine.study import CellLike, Memo, Study, load_study
 from ntksim.engine.sweep import SweepReport, run_cells
 
@@ -45,7 +45,7 @@ def load_run(directory: Path) -> tuple[Any, list[CellLike], RunStore]:
     try:
         config = validate(yaml.safe_load(path.read_text()))
         study = study_of(config)
-        return config, study.expand(config), store_for(Path(directory), study)
+        return config, unique_cells(study.expand(config)), store_for(Path(directory), study)
     except (ConfigError, yaml.YAMLError, OSError) as err:
         raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
 

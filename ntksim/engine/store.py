@@ -173,7 +173,8 @@ class RunStore:
         return self.root / "claims" / f"{cell.cell_id}.claim"
 
     def create(self) -> None:
-        for sub in ("shards", "failed", "claims", "logs"):
+        # logs/ only when a submitit executor writes there (submit creates it)
+        for sub in ("shards", "failed", "claims"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def foreign_entries(self) -> list[str]:
@@ -326,7 +327,7 @@ class RunStore:
         """Read every shard once: write results.csv and return it with the cells by state."""
         frames = []
         state: dict[str, list[Cell]] = {"done": [], "failed": [], "pending": []}
-        for cell in _unique(cells):
+        for cell in unique_cells(cells):
             frame = self.read_shard(cell)
             if frame is not None:
                 frames.append(frame)
@@ -344,7 +345,7 @@ class RunStore:
     def status(self, cells: Iterable[Cell]) -> dict[str, list[Cell]]:
         """Cells by state: done (a readable shard), failed (a record, no shard), pending (neither)."""
         out: dict[str, list[Cell]] = {"done": [], "failed": [], "pending": []}
-        for cell in _unique(cells):
+        for cell in unique_cells(cells):
             if self.read_shard(cell) is not None:
                 out["done"].append(cell)
             elif self.failure_path(cell).exists():
@@ -354,7 +355,7 @@ class RunStore:
         return out
 
 
-def _unique(cells: Iterable[Cell]) -> list[Cell]:
+def unique_cells(cells: Iterable[Cell]) -> list[Cell]:
     """Cells in order, each id once (a config listing a setting twice makes the same cell twice)."""
     seen: set[str] = set()
     out = []

@@ -84,6 +84,8 @@ def builtin_studies() -> list[str]:
 
 def load_study(name: str) -> Study:
     """The study a config names: a built-in short name, or a dotted module path with a STUDY."""
+    if not all(part.isidentifier() for part in name.split(".")):
+        raise UnknownStudy(f"study {name!r} is not a name or a module path (package.module)")
     module_name = f"{BUILTIN_PACKAGE}.{name}" if "." not in name else name
     try:
         module = importlib.import_module(module_name)

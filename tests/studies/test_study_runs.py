@@ -1,0 +1,170 @@
+"""Both new studies run from their shipped configs through every executor (shrunk with --set),
+and equal settings give equal numbers whichever executor computed them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.conftest import without_scheduler
+
+pytestmark = pytest.mark.cli
+REPO = Path(__file__).resolve().parents[2]
+
+SMALL = {
+    "depth": [
+        "activations=[relu, tanh]",
+        "sigma_b=[0.2]",
+        "sigma_w_factors=[1.0, 0.8]",
+        "max_depth=30",
+        "finite.depths=[1, 3]",
+        "finite.width=16",
+        "finite.seeds=2",
+    ],
+    "positivity": [
+        "activations=[abs, linear]",
+        "depths=[2]",
+        "sigma_b=[0.0]",
+        "ns=[4, 8]",
+        "antipodal=[false, true]",
+        "finite.widths=[8, 32]",
+        "finite.n=4",
+        "finite.seeds=2",
+    ],
+}
+KEYS = {
+    "depth": ["part", "activation", "sigma_w_factor", "pair", "depth", "seed"],
+    "positivity": ["part", "activation", "kernel", "antipodal", "n", "width", "seed"],
+}
+
+
+def ntksim(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    env = without_scheduler(dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1"))
+    cmd = [sys.executable, "-m", "ntksim", *map(str, args)]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("study", ["depth", "positivity"])
+def test_study_config_runs_alike_through_every_executor(study: str, tmp_path: Path) -> None:
+    tables = {}
+    overrides = [a for item in SMALL[study] for a in ("--set", item)]
+    for executor in ("inline", "debug", "local"):
+        out = tmp_path / executor
+        proc = ntksim(
+            "run",
+            REPO / "configs" / f"{study}.yaml",
+            "--out",
+            out,
+            "--executor",
+            executor,
+            "--no-progress",
+            *overrides,
+            cwd=tmp_path,
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert " 0 failed, 0 pending" in proc.stdout
+        table = pd.read_csv(out / "results.csv")
+        tables[executor] = table.sort_values(KEYS[study], ignore_index=True)
+        assert (out / "summary.md").read_text().startswith(f"# {study}")
+        assert list((out / "figures").glob("*.png"))
+    for executor in ("debug", "local"):
+        pd.testing.assert_frame_equal(tables["inline"], tables[executor], rtol=1e-5)
+    again = ntksim(
+        "run",
+        REPO / "configs" / f"{study}.yaml",
+        "--out",
+        tmp_path / "inline",
+        "--no-progress",
+        *overrides,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0 and " 0 to run" in again.stdout  # resumed: nothing recomputed
+    status = ntksim("status", tmp_path / "local", cwd=tmp_path)  # expands the config in a new process
+    assert status.returncode == 0 and " 0 failed, 0 pending" in status.stdout, status.stdout
+    plot = ntksim("plot", tmp_path / "inline", cwd=tmp_path)
+    assert plot.returncode == 0 and "figures" in plot.stdout
+
+
+def test_bad_study_key_from_the_command_line_exits_2_with_one_line(tmp_path: Path) -> None:
+    proc = ntksim(
+        "run", REPO / "configs" / "depth.yaml", "--set", "max_depth=0", "--out", tmp_path / "o", cwd=tmp_path
+    )
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "max_depth: Input should be greater than or equal to 2" in proc.stderr
+    assert not (tmp_path / "o").exists()
+    proc = ntksim("run", REPO / "configs" / "positivity.yaml", "--set", "widths=[8]", cwd=tmp_path)
+    assert proc.returncode == 2 and "--set widths: no such config key" in proc.stderr
+
+
+# key → (bad value, the key path the one-line message must start with)
+BAD_VALUES = {
+    "depth": {
+        "activations": ("nope", "activations.0:"),
+        "sigma_b": ("x", "sigma_b.0:"),  # a scalar is a one-element list
+        "sigma_w_factors": ([0], "sigma_w_factors.0:"),
+        "max_depth": (100_001, "max_depth:"),
+        "cosines": ([-2], "cosines.0:"),
+        "data": ({"kind": "cube"}, "data.kind:"),
+        "finite": ({"depths": [2], "width": 0}, "finite.width:"),
+        "finite.depths": ([-1], "finite.depths.0:"),
+        "finite.schedule": ("cubic", "finite.schedule:"),
+        "finite.seeds": (0, "finite.seeds:"),
+        "finite.data": ({"n": 0}, "finite.data.n:"),
+        "finite.ntk": ({"method": "x"}, "finite.ntk.method:"),
+    },
+    "positivity": {
+        "activations": ([], "activations:"),
+        "depths": ([101], "depths.0:"),
+        "sigma_w": (-1.0, "sigma_w:"),
+        "sigma_b": ([-1.0], "sigma_b.0:"),
+        "ns": ([5000], "ns.0:"),
+        "antipodal": (["maybe"], "antipodal.0:"),
+        "kernels": (["x"], "kernels.0:"),
+        "floor_factor": ("big", "floor_factor:"),
+        "data": ({"dim": 0}, "data.dim:"),
+        "finite": ({"widths": []}, "finite.widths:"),
+        "finite.n": (0, "finite.n:"),
+        "finite.seeds": (-2, "finite.seeds:"),
+        "finite.method": ("x", "finite.method:"),
+        "finite.dtype": ("float16", "finite.dtype:"),
+    },
+}
+
+
+@pytest.mark.parametrize(("study", "key"), [(s, k) for s, keys in BAD_VALUES.items() for k in keys])
+def test_every_new_key_rejects_bad_input_with_one_line_naming_it(study: str, key: str) -> None:
+    from ntksim.engine.config import ConfigError, validate
+
+    value, expected = BAD_VALUES[study][key]
+    raw = {"study": study, "activations": ["relu"]}
+    if key.startswith("finite."):
+        base = {"depths": [2]} if study == "depth" else {"widths": [8]}
+        raw["finite"] = {**base, key.split(".", 1)[1]: value}
+    else:
+        raw[key] = value
+    with pytest.raises(ConfigError) as err:
+        validate(raw)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(expected), message
+
+
+@pytest.mark.parametrize(("value", "words"), [("[unclosed", "not valid YAML"), (".depth", "not a name")])
+def test_bad_study_name_from_the_command_line_is_one_line(tmp_path: Path, value: str, words: str) -> None:
+    proc = ntksim("run", REPO / "configs" / "depth.yaml", "--set", f"study={value}", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and words in proc.stderr, proc.stderr
+
+
+def test_a_worker_that_expands_other_cells_fails_loudly(tmp_path: Path) -> None:
+    """A task whose cell ids its worker cannot find (another ntksim on the node) must not report
+    success with nothing computed."""
+    from ntksim.engine.config import validate
+    from ntksim.engine.launch import CellTask
+
+    resolved = validate({"study": "depth", "activations": ["relu"], "max_depth": 3}).model_dump(mode="json")
+    with pytest.raises(RuntimeError, match="1 of this task's cells are not in the config"):
+        CellTask()(str(tmp_path / "out"), resolved, ["0123456789abcdef"])
