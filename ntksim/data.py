@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import zipfile
 from pathlib import Path
 
@@ -16,17 +17,38 @@ def _check(n: int, dim: int) -> None:
         raise ValueError(f"need n ≥ 1 points of dimension dim ≥ 1, got n={n}, dim={dim}")
 
 
+def _float64_scope() -> contextlib.AbstractContextManager:
+    """JAX's x64 mode for a block, whatever the global flag (jax.enable_x64 from JAX 0.6, the
+    experimental one before)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64(True)
+
+
+def _in_default_dtype(x: Array) -> Array:
+    return x.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
+
+
 def sphere(key: Array, n: int, dim: int) -> Array:
-    """n points uniform on the sphere of radius √dim in R^dim, so ⟨x, x⟩/dim = 1. → (n, dim)."""
+    """n points uniform on the sphere of radius √dim in R^dim, so ⟨x, x⟩/dim = 1. → (n, dim).
+
+    Drawn in float64 whatever JAX's x64 flag, so a seed names the same points in a script and in
+    the CLI (which turns x64 on); returned in the default float dtype (float32 without x64)."""
     _check(n, dim)
-    g = jax.random.normal(key, (n, dim), jax.dtypes.canonicalize_dtype(jnp.float64))
-    return jnp.sqrt(dim) * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    with _float64_scope():
+        g = jax.random.normal(key, (n, dim), jnp.float64)
+        x = jnp.sqrt(dim) * g / jnp.linalg.norm(g, axis=1, keepdims=True)
+    return _in_default_dtype(x)
 
 
 def gaussian(key: Array, n: int, dim: int) -> Array:
-    """n iid N(0, I_dim) points (norms vary, ≈ √dim). → (n, dim)."""
+    """n iid N(0, I_dim) points (norms vary, ≈ √dim). → (n, dim); drawn in float64 as `sphere`."""
     _check(n, dim)
-    return jax.random.normal(key, (n, dim), jax.dtypes.canonicalize_dtype(jnp.float64))
+    with _float64_scope():
+        g = jax.random.normal(key, (n, dim), jnp.float64)
+    return _in_default_dtype(g)
 
 
 def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
@@ -38,7 +60,11 @@ def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
     if not path.is_file():
         raise ValueError(f"data file {str(path)!r} does not exist")
     # Open the file ourselves so it is closed even when numpy rejects its content.
-    with open(path, "rb") as handle:
+    try:
+        handle = open(path, "rb")
+    except OSError as err:
+        raise ValueError(f"cannot read {str(path)!r} ({err.strerror})") from None
+    with handle:
         try:
             loaded = np.load(handle, allow_pickle=False)
             if isinstance(loaded, np.lib.npyio.NpzFile):

@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
-from ntksim.activations import AnyActivation
+from ntksim.activations import Activation, AnyActivation, Elementwise
+from ntksim.activations import activation as make_activation
 from ntksim.activations.eoc import resolve_sigmas
 from ntksim.widths import Schedule, hidden_widths
 
@@ -88,6 +89,22 @@ class MLP(nn.Module):
     dtype: Any = None
 
     def __post_init__(self) -> None:
+        # A preset name or a plain JAX function is what users try first: accept both, as
+        # `ntksim.activation` does, instead of failing deep inside flax.
+        if isinstance(self.activation, str) or (
+            callable(self.activation) and not isinstance(self.activation, Activation | Elementwise)
+        ):
+            object.__setattr__(self, "activation", make_activation(self.activation))
+        elif not isinstance(self.activation, Activation | Elementwise):
+            got = type(self.activation).__name__
+            raise TypeError(
+                f"MLP activation: expected a preset name, ntksim.activation(...) or a JAX function, got {got}"
+            )
+        if self.dtype is not None and jnp.dtype(self.dtype) == jnp.float64 and not jax.config.jax_enable_x64:
+            raise ValueError(
+                "MLP dtype float64 needs JAX's x64 mode (JAX would silently compute in float32): "
+                "jax.config.update('jax_enable_x64', True) first, or JAX_ENABLE_X64=1"
+            )
         # A tuple keeps the module hashable, so it can be a static argument of jax.jit.
         if not isinstance(self.schedule, str):
             object.__setattr__(self, "schedule", tuple(int(w) for w in self.schedule))

@@ -20,6 +20,7 @@ import yaml
 
 from ntksim.engine.config import validate
 from ntksim.limits import neural_tangents_available
+from tests.conftest import without_scheduler
 
 pytestmark = pytest.mark.cli
 REFERENCE = neural_tangents_available()
@@ -60,7 +61,7 @@ TINY = {
 
 def ntksim(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run `python -m ntksim ARGS` in cwd; returns the finished process (never raises on exit code)."""
-    env = dict(os.environ)
+    env = without_scheduler(dict(os.environ))
     env.setdefault("JAX_PLATFORMS", "cpu")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return subprocess.run(
@@ -273,6 +274,22 @@ def test_bad_input_exits_2_with_one_line(
     assert proc.stdout == ""
 
 
+def test_tests_never_reach_a_real_scheduler(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With SLURM's client on PATH (a login node), the 'slurm without sbatch' case must still see
+    none, and nothing may be submitted."""
+    bin_dir = tmp_path / "slurm-bin"
+    bin_dir.mkdir()
+    marker = tmp_path / "submitted"
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).write_text(f"#!/bin/sh\ntouch {marker}\necho 'Submitted batch job 1'\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = write_config(tmp_path / "tiny.yaml")
+    proc = ntksim("run", config, "--out", "out", "--executor", "slurm", cwd=tmp_path)
+    assert_usage_error(proc, "--executor slurm", "sbatch")
+    assert not marker.exists() and not (tmp_path / "out").exists()
+
+
 def test_foreign_results_need_force(tmp_path: Path) -> None:
     """--out holding a results.csv that no ntksim run wrote: exit 2, directory left exactly as it was."""
     config = write_config(tmp_path / "tiny.yaml")
@@ -381,3 +398,25 @@ def test_any_activation_and_the_nngp_run_from_yaml(tmp_path: Path) -> None:
     assert results[results["activation"] == "elu(0.5)"]["sigma_w"].nunique() == 1
     assert (results["err_op"] > 0).all()
     assert "| tanh | nngp |" in (tmp_path / "out" / "summary.md").read_text()
+
+
+@pytest.mark.parametrize("reader", ["head -1", "true"])
+def test_dry_run_piped_into_a_closed_reader_ends_quietly(tmp_path: Path, reader: str) -> None:
+    """`ntksim run … --dry-run | head -1`: the reader closes the pipe (`true` before anything is
+    written, so the write certainly fails); no BrokenPipeError traceback, exit 0."""
+    config = write_config(tmp_path / "tiny.yaml")
+    env = without_scheduler(dict(os.environ, JAX_PLATFORMS="cpu"))
+    cmd = f"'{sys.executable}' -m ntksim run '{config}' --out out --dry-run | {reader}"
+    proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert "Traceback" not in proc.stderr and "Broken" not in proc.stderr, proc.stderr
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_a_setting_listed_twice_is_one_cell(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "dup.yaml", {**TINY, "activations": ["relu", "relu"]})
+    proc = ntksim("run", config, "--out", "out", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "out" / "results.csv")
+    cells = len(table) // TINY["seeds"]
+    assert f"{cells} cells: 0 done" in proc.stdout and f"{cells} cells done" in proc.stdout

@@ -205,3 +205,24 @@ def test_corrupt_npz(tmp_path: Path) -> None:
             raised = type(err).__name__
         gc.collect()
     assert raised == "ValueError"
+
+
+@pytest.mark.parametrize("kind", ["sphere", "gaussian"])
+def test_a_seed_names_the_same_points_with_and_without_x64(kind: str) -> None:
+    """A script (x64 off) and the CLI (x64 on) must see the same data for the same seed."""
+    import os
+    import subprocess
+    import sys
+
+    code = (f"import json, jax, numpy as np, ntksim; x = ntksim.{kind}(jax.random.PRNGKey(3), 5, 4); "
+            "print(x.dtype); print(json.dumps(np.asarray(x, np.float64).tolist()))")  # fmt: skip
+    out = {}
+    for flag in ("0", "1"):
+        env = dict(os.environ, JAX_ENABLE_X64=flag, JAX_PLATFORMS="cpu")
+        proc = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        dtype, values = proc.stdout.splitlines()
+        out[flag] = (dtype, np.array(eval(values)))  # a list literal printed by the child
+    assert out["0"][0] == "float32" and out["1"][0] == "float64"
+    np.testing.assert_allclose(out["0"][1], out["1"][1], rtol=2e-7, atol=1e-7)

@@ -136,3 +136,50 @@ def test_theory_prefactor_scales_with_out_dim() -> None:
     """The √m_l·l term: m_l = 4 doubles it (relu, depth 3: (4 + 2·3)·2 = 20)."""
     act = Activation.preset("relu")
     assert theory_prefactor(act.delta, act.kappa, 4, 3) == pytest.approx(20.0, rel=1e-12)
+
+
+def _table(activation: str, a: float, b: float, depth: int, widths: list[int], seeds: int) -> pd.DataFrame:
+    rows = [
+        {
+            "activation": activation,
+            "a": a,
+            "b": b,
+            "depth": depth,
+            "out_dim": 1,
+            "schedule": "quadratic",
+            "n": 4,
+            "in_dim": 3,
+            "sigma_w": 1.0,
+            "sigma_b": 0.0,
+            "method": "structured",
+            "kernel": "ntk",
+            "width": m,
+            "seed": s,
+            "err_op": (1 + 0.1 * s) * m**-0.5,
+        }
+        for m in widths
+        for s in range(seeds)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_fits_say_what_they_cannot_say() -> None:
+    """One width: no slope; one seed: no interval; depth 1: round-off, said so."""
+    one_width = summary_markdown(_table("relu", 0.5, 0.5, 2, [16], 4))
+    assert "| relu | ntk | 2 | 1 | — | — |" in one_width and "at least two widths" in one_width
+    one_seed = summary_markdown(_table("relu", 0.5, 0.5, 2, [16, 64], 1))
+    assert "| -0.500 | — (one seed) |" in one_seed and "at least two seeds" in one_seed
+    depth_one = summary_markdown(_table("relu", 0.5, 0.5, 1, [16, 64], 2))
+    assert "Depth 1 is a linear model" in depth_one
+
+
+def test_theory_figure_skips_what_has_no_prefactor(tmp_path) -> None:
+    """linear (Δ = 0: infinite prefactor) and depth 1 (round-off) give no point: no figure, no crash."""
+    from ntksim.plots import plot_all, plot_theory
+
+    assert not plot_theory(_table("linear", 1.0, 0.0, 3, [16, 32], 2), tmp_path / "t.png")
+    assert not plot_theory(_table("relu", 0.5, 0.5, 1, [16, 32], 2), tmp_path / "t.png")
+    assert not (tmp_path / "t.png").exists()
+    paths = plot_all(_table("linear", 1.0, 0.0, 3, [16, 32], 2), tmp_path / "figures")
+    assert [p.name for p in paths] == ["err_op_depth3.png"]
+    assert plot_theory(_table("relu", 0.5, 0.5, 3, [16, 32], 2), tmp_path / "t.png")

@@ -94,3 +94,23 @@ def test_sigma_b_none_means_no_bias_for_any_phi_and_sigma_w_its_eoc() -> None:
     assert not any(name.startswith("b") for name in params)
     with pytest.raises(ntksim.NoEOCPoint, match="gelu"):
         ntksim.MLP(ntksim.activation("gelu"), depth=2, width=4).sigmas  # noqa: B018
+
+
+def test_mlp_takes_a_preset_name_or_a_jax_function() -> None:
+    import jax.numpy as jnp
+
+    from ntksim import Activation, activation
+
+    assert ntksim.MLP(activation="relu", depth=2, width=4).activation == Activation.preset("relu")
+    assert ntksim.MLP(activation="elu(0.5)", depth=2, width=4).activation == activation("elu", alpha=0.5)
+    assert ntksim.MLP(activation=jnp.tanh, depth=2, width=4).activation.name == "tanh"
+    with pytest.raises(TypeError, match="MLP activation: expected a preset name"):
+        ntksim.MLP(activation=3, depth=2, width=4)
+    with pytest.raises(ValueError, match="unknown"):
+        ntksim.MLP(activation="relux", depth=2, width=4)
+
+
+@pytest.mark.skipif(jax.config.jax_enable_x64, reason="x64 is on: float64 works")
+def test_float64_mlp_without_x64_is_refused_not_silently_float32() -> None:
+    with pytest.raises(ValueError, match="float64 needs JAX's x64 mode"):
+        ntksim.MLP(activation="relu", depth=2, width=4, dtype="float64")

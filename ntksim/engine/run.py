@@ -63,4 +63,7 @@ def finish(config: Any, cells: list[CellLike], store: RunStore) -> tuple[pd.Data
     """Assemble results.csv, write summary and figures; returns (table, cells by state)."""
     table, state = store.collect(cells)
     write_outputs(config, table, store.root)
+    template = store.logs / "%j"  # submitit's folder template, re-created empty by its executors
+    if template.is_dir() and not any(template.iterdir()):
+        template.rmdir()
     return table, state

@@ -369,3 +369,9 @@ def test_renamed_presets_do_not_share_cells() -> None:
     a = expand(validate(with_(activations=[{"preset": "tanh", "name": "mine"}], sigma_b=0.2)))
     b = expand(validate(with_(activations=[{"preset": "sin", "name": "mine"}], sigma_b=0.2)))
     assert a[0].cell_id != b[0].cell_id
+
+
+def test_a_misspelt_key_is_named_not_the_key_it_should_have_been() -> None:
+    with pytest.raises(ConfigError) as err:
+        validate({"activation": ["relu"], "depths": [2], "widths": [8]})
+    assert str(err.value).startswith("activation: unknown key (and 1 more problem)")

@@ -22,6 +22,7 @@ import yaml
 from ntksim import engine as engine_package
 from ntksim.engine.config import ConfigError, validate
 from ntksim.engine.study import UnknownStudy, load_study
+from tests.conftest import without_scheduler
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = "tests.engine.toy_study"
@@ -30,7 +31,7 @@ OLD_RUN = Path(__file__).parent / "data" / "run_before_studies"
 
 def _env() -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
-    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", PYTHONPATH=path)
+    return without_scheduler(dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1", PYTHONPATH=path))
 
 
 def ntksim(*args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -72,6 +73,8 @@ def test_toy_study_runs_alike_through_every_executor(tmp_path: Path) -> None:
         )
         assert (out / "summary.md").read_text().endswith("sum of squares 182\n")  # 2·Σv²
         assert (out / "figures" / "values.txt").read_text() == "1 2 3 4 5 6"
+        assert (out / "logs").exists() == (executor != "inline")  # no empty logs/ of an inline run
+        assert not (out / "logs" / "%j").exists()  # nor submitit's empty folder template
     assert len(tables["inline"]) == 12
     pd.testing.assert_frame_equal(tables["inline"], tables["debug"])
     pd.testing.assert_frame_equal(tables["inline"], tables["local"])

@@ -19,6 +19,7 @@ import yaml
 
 from ntksim.engine.config import validate
 from ntksim.studies.concentration import expand
+from tests.conftest import without_scheduler
 
 pytestmark = pytest.mark.cli
 
@@ -36,7 +37,8 @@ SWEEP = {
 
 
 def _env() -> dict[str, str]:
-    return dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3", PYTHONUNBUFFERED="1")
+    return without_scheduler(env)  # the fake-sbatch test puts its own in front
 
 
 def write(path: Path, config: dict) -> Path:
@@ -208,7 +210,7 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
                 "cells_per_task": 5, "array_parallelism": 3}  # fmt: skip
     config = write(tmp_path / "cluster.yaml", {**SWEEP, "launcher": launcher})  # 48 cells → 10 tasks
     out = tmp_path / "out"
-    env = _env() | {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    env = _env() | {"PATH": f"{bin_dir}:{_env()['PATH']}"}
 
     dry = ntksim("run", config, "--out", out, "--executor", "slurm", "--dry-run", cwd=tmp_path, env=env)
     assert dry.returncode == 0, dry.stderr

@@ -166,5 +166,11 @@ def test_a_worker_that_expands_other_cells_fails_loudly(tmp_path: Path) -> None:
     from ntksim.engine.launch import CellTask
 
     resolved = validate({"study": "depth", "activations": ["relu"], "max_depth": 3}).model_dump(mode="json")
-    with pytest.raises(RuntimeError, match="1 of this task's cells are not in the config"):
-        CellTask()(str(tmp_path / "out"), resolved, ["0123456789abcdef"])
+    import jax
+
+    x64 = jax.config.jax_enable_x64  # a worker turns x64 on for its process: restore it here
+    try:
+        with pytest.raises(RuntimeError, match="1 of this task's cells are not in the config"):
+            CellTask()(str(tmp_path / "out"), resolved, ["0123456789abcdef"])
+    finally:
+        jax.config.update("jax_enable_x64", x64)
