@@ -15,6 +15,7 @@ from ntksim.limits import (
     family_expectations,
     neural_tangents_available,
 )
+from tests.conftest import assert_matches_neural_tangents
 
 ACTIVATIONS = [
     ntksim.Activation.preset("relu"),
@@ -38,8 +39,26 @@ def test_closed_form_equals_neural_tangents(act, depth, out_dim, sigma_b, tol) -
         closed = ntksim.limit_ntk(net, x, backend="closed_form")
         nt = ntksim.limit_ntk(net, x, backend="neural_tangents")
         assert closed.shape == nt.shape == (7 * out_dim, 7 * out_dim)
-        scale = float(jnp.max(jnp.abs(nt)))
-        np.testing.assert_allclose(closed, nt, rtol=0, atol=tol.rtol * scale)
+        assert_matches_neural_tangents(closed, nt, tol, out_dim)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
+@pytest.mark.parametrize(("depth", "sigma_b"), [(3, None), (5, 0.4)])
+def test_family_diagonal_is_exact_in_float32(act, depth, sigma_b, tol) -> None:
+    """Θ^l(x,x) of the family from a float64 scalar recursion (q ← σ_w²(a²+b²)q + σ_b²,
+    Θ ← q + σ_w²(a²+b²)Θ): the closed form must match it to the dtype's tolerance, in float32 too
+    (ρ = 1 exactly on the diagonal, not 1 − 1 ulp)."""
+    x = ntksim.gaussian(jax.random.PRNGKey(depth), 7, 5)
+    for sigma_w in (None, 1.7):
+        net = ntksim.MLP(act, depth=depth, width=8, sigma_b=sigma_b, sigma_w=sigma_w)
+        w, b = net.sigmas
+        q = w**2 * np.sum(np.asarray(x, np.float64) ** 2, axis=1) / x.shape[1] + b**2
+        theta = q.copy()
+        for _ in range(depth - 1):
+            q = w**2 * act.second_moment * q + b**2
+            theta = q + w**2 * act.second_moment * theta
+        closed = np.diag(np.asarray(ntksim.limit_ntk(net, x, backend="closed_form"), np.float64)) * 7
+        np.testing.assert_allclose(closed, theta, rtol=tol.rtol)
 
 
 def test_limit_structure_is_theta_kron_identity() -> None:
@@ -208,7 +227,7 @@ def test_quadrature_equals_neural_tangents_closed_forms(name, depth, sigma_b, to
     for limit in (ntksim.limit_ntk, ntksim.limit_nngp):
         ours = limit(net, x, backend="quadrature")
         nt = limit(net, x, backend="neural_tangents")
-        np.testing.assert_allclose(ours, nt, rtol=0, atol=tol.rtol * float(jnp.max(jnp.abs(nt))))
+        assert_matches_neural_tangents(ours, nt, tol)
 
 
 @pytest.mark.reference
