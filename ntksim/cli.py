@@ -27,10 +27,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"ntksim: error: {message} (see ntksim --help)\n")
 
 
+def _version() -> str:
+    """The installed ntksim's version, with the JAX it runs on (read without importing JAX)."""
+    import importlib.metadata as md
+
+    try:
+        return f"{md.version('ntksim')} (jax {md.version('jax')})"
+    except md.PackageNotFoundError:
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="ntksim", description="Finite- vs infinite-width NTKs of MLPs at the Edge of Chaos."
     )
+    parser.add_argument("--version", action="version", version=f"ntksim {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run (or resume) a YAML-configured sweep")
     run.add_argument("config", type=Path, help="experiment YAML file")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -420,3 +421,8 @@ def test_a_setting_listed_twice_is_one_cell(tmp_path: Path) -> None:
     table = pd.read_csv(tmp_path / "out" / "results.csv")
     cells = len(table) // TINY["seeds"]
     assert f"{cells} cells: 0 done" in proc.stdout and f"{cells} cells done" in proc.stdout
+
+
+def test_version_names_ntksim_and_jax(tmp_path: Path) -> None:
+    proc = ntksim("--version", cwd=tmp_path)
+    assert proc.returncode == 0 and re.fullmatch(r"ntksim \S+ \(jax \S+\)\n", proc.stdout), proc.stdout
