@@ -174,3 +174,26 @@ def test_a_worker_that_expands_other_cells_fails_loudly(tmp_path: Path) -> None:
             CellTask()(str(tmp_path / "out"), resolved, ["0123456789abcdef"])
     finally:
         jax.config.update("jax_enable_x64", x64)
+
+
+@pytest.mark.parametrize("study", ["depth", "positivity"])
+def test_study_renders_a_slurm_array_in_a_dry_run(
+    study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SLURM executor path is the engine's: a dry run lists the study's cells and the sbatch
+    array (with a fake sbatch/srun on PATH, as a login node has; nothing is submitted)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 3\n")
+        (bin_dir / tool).chmod(0o755)
+    env = without_scheduler(dict(os.environ, JAX_PLATFORMS="cpu"))
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    cmd = [sys.executable, "-m", "ntksim", "run", str(REPO / "configs" / f"{study}.yaml"), "--out", "out",
+           "--executor", "slurm", "--dry-run", "--set", "launcher.cells_per_task=50"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"{study}: " in proc.stdout and "would submit" in proc.stdout and "#SBATCH --array=0-" in proc.stdout
+    )
+    assert not (tmp_path / "out").exists()
