@@ -64,6 +64,7 @@ test-fast: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_mercer.py
 
 # The same benchmarks with neural-tangents' columns (its empirical NTK needs the reference profile).
 bench-reference: $(REF)/.installed

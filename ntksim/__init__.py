@@ -14,6 +14,7 @@ from ntksim.activations.eoc import (
 from ntksim.data import gaussian, load_points, sphere
 from ntksim.empirical import empirical_nngp, empirical_nngp_seeds, empirical_ntk, empirical_ntk_seeds
 from ntksim.limits import limit_nngp, limit_ntk
+from ntksim.mercer import harmonic_dimension, mercer_eigenvalues, multiplicities
 from ntksim.metrics import concentration
 from ntksim.model import MLP
 from ntksim.widths import hidden_widths
@@ -38,10 +39,13 @@ __all__ = [
     "eoc_curve",
     "eoc_sigma_w",
     "gaussian",
+    "harmonic_dimension",
     "hidden_widths",
     "limit_nngp",
     "limit_ntk",
     "load_points",
+    "mercer_eigenvalues",
+    "multiplicities",
     "resolve_sigmas",
     "sphere",
 ]

@@ -17,7 +17,7 @@ def _check(n: int, dim: int) -> None:
         raise ValueError(f"need n ≥ 1 points of dimension dim ≥ 1, got n={n}, dim={dim}")
 
 
-def _float64_scope() -> contextlib.AbstractContextManager:
+def float64_scope() -> contextlib.AbstractContextManager:
     """JAX's x64 mode for a block, whatever the global flag (jax.enable_x64 from JAX 0.6, the
     experimental one before)."""
     if hasattr(jax, "enable_x64"):
@@ -37,7 +37,7 @@ def sphere(key: Array, n: int, dim: int) -> Array:
     Drawn in float64 whatever JAX's x64 flag, so a seed names the same points in a script and in
     the CLI (which turns x64 on); returned in the default float dtype (float32 without x64)."""
     _check(n, dim)
-    with _float64_scope():
+    with float64_scope():
         g = jax.random.normal(key, (n, dim), jnp.float64)
         x = jnp.sqrt(dim) * g / jnp.linalg.norm(g, axis=1, keepdims=True)
     return _in_default_dtype(x)
@@ -46,7 +46,7 @@ def sphere(key: Array, n: int, dim: int) -> Array:
 def gaussian(key: Array, n: int, dim: int) -> Array:
     """n iid N(0, I_dim) points (norms vary, ≈ √dim). → (n, dim); drawn in float64 as `sphere`."""
     _check(n, dim)
-    with _float64_scope():
+    with float64_scope():
         g = jax.random.normal(key, (n, dim), jnp.float64)
     return _in_default_dtype(g)
 

@@ -24,13 +24,13 @@ def theory_prefactor(delta: float, kappa: float, out_dim: int, depth: int) -> fl
     return (delta**-2 + math.sqrt(out_dim) * depth) * kappa**2
 
 
-def _activation_colors(results: pd.DataFrame) -> dict[str, tuple]:
+def activation_colors(results: pd.DataFrame) -> dict[str, tuple]:
     names = list(dict.fromkeys(results["activation"]))
     cmap = plt.get_cmap("tab10")
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
 
-def _save(fig: plt.Figure, path: Path) -> None:
+def save_figure(fig: plt.Figure, path: Path) -> None:
     """PNG written atomically: two runs finishing together never leave a torn figure."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=150)
@@ -40,7 +40,7 @@ def _save(fig: plt.Figure, path: Path) -> None:
 
 def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Path) -> None:
     """err_op vs m (log2–log2): median over seeds, 10–90% band, fitted slope, m^{-1/2} guide."""
-    colors = _activation_colors(results)
+    colors = activation_colors(results)
     subset = results[(results["depth"] == depth) & (results["out_dim"] == out_dim)]
     fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
     anchor = None
@@ -75,7 +75,7 @@ def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Pa
     ax.set_title(f"depth {depth}, $m_l$={out_dim}, n={n}, {seeds} seeds (median, 10–90%)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_theory(results: pd.DataFrame, path: Path) -> bool:
@@ -83,7 +83,7 @@ def plot_theory(results: pd.DataFrame, path: Path) -> bool:
 
     Only the family has the bound (a, b given, Δ > 0): without such a curve nothing is drawn and
     False is returned (e.g. a run of linear φ only, or of tanh)."""
-    colors = _activation_colors(results)
+    colors = activation_colors(results)
     markers = "osD^v<>ph*"
     depths = sorted(results["depth"].unique())
     fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
@@ -126,7 +126,7 @@ def plot_theory(results: pd.DataFrame, path: Path) -> bool:
     ax.set_title("bound shape vs measured error" + note, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -167,7 +167,7 @@ def plot_phase_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: P
     ax.set_title("Edge-of-Chaos curves (gaps: no EOC point at that $\\sigma_b$)", fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="center right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 _PHASE_STYLE = {"eoc": "-", "ordered": "--", "chaotic": ":"}
@@ -181,7 +181,7 @@ def _curve_label(row: pd.Series) -> str:
 def plot_depth_limit(limit: pd.DataFrame, path: Path) -> None:
     """Three panels against depth l (log axes) for one σ_b, first pair of each curve: 1 − ρ^l,
     the normalised NTK Θ^l(x,x')/Θ^l(x,x), and Θ^l(x,x)/l. Colour: activation; line: phase."""
-    colors = _activation_colors(limit)
+    colors = activation_colors(limit)
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
     pair = limit["pair"].iloc[0]
     subset = limit[limit["pair"] == pair]
@@ -204,13 +204,13 @@ def plot_depth_limit(limit: pd.DataFrame, path: Path) -> None:
     sigma_b = limit["sigma_b"].iloc[0]
     fig.suptitle(f"limit kernels along depth, σ_b = {sigma_b:g}, pair {pair} "
                  "(solid: EOC, dashed: ordered, dotted: chaotic)", fontsize=10)  # fmt: skip
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_depth_finite(finite: pd.DataFrame, path: Path) -> None:
     """err_op and rel_op of the empirical NTK against depth at fixed m: median over seeds, 10–90%
     band; colour per activation, line style per phase, one row of panels per σ_b."""
-    colors = _activation_colors(finite)
+    colors = activation_colors(finite)
     sigma_bs = sorted(finite["sigma_b"].unique())
     fig, axes = plt.subplots(len(sigma_bs), 2, figsize=(10, 3.8 * len(sigma_bs)), squeeze=False,
                              constrained_layout=True)  # fmt: skip
@@ -237,13 +237,13 @@ def plot_depth_finite(finite: pd.DataFrame, path: Path) -> None:
     width = int(finite["width"].iloc[0])
     fig.suptitle(f"finite-width NTK error against depth, m = {width} (median, 10–90%; solid EOC, "
                  "dashed ordered, dotted chaotic)", fontsize=10)  # fmt: skip
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Path) -> None:
     """EOC curves σ_w(σ_b) and the studied (σ_b, σ_w) points, each marked with its |ξ_c| (the
     family's EOC is σ_w = 1/√(a²+b²) at every σ_b: dashed; with σ_b > 0 it has no fixed point)."""
-    colors = _activation_colors(pd.concat([limit, curves]))
+    colors = activation_colors(pd.concat([limit, curves]))
     fig, ax = plt.subplots(figsize=(6, 4.6), constrained_layout=True)
     for name, curve in curves.groupby("activation", sort=False):
         ax.plot(curve["sigma_b"], curve["sigma_w"], "-", color=colors[name], lw=1.6, label=f"{name}: EOC")
@@ -268,7 +268,7 @@ def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Pa
     ax.set_title("phase diagram: EOC (○), ordered (▽) and chaotic (△) points, labelled |ξ_c|", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 _BIAS_STYLE = ("-", "--", ":", "-.")
@@ -302,7 +302,7 @@ def plot_lambda_min(limit: pd.DataFrame, path: Path) -> None:
     """λ_min of the limit Gram against n (log–log): one panel per (antipodal, depth), colour per
     activation, line style per σ_b; values at the floating-point floor are drawn at the floor
     with open markers (they say only "≤ floor")."""
-    colors = _activation_colors(limit)
+    colors = activation_colors(limit)
     sigma_bs = sorted(limit["sigma_b"].unique())
     fig, axes, antis, depths = _facets(limit, "antipodal", "depth")
     for (anti, depth), ax in zip([(a, d) for a in antis for d in depths], axes.flat, strict=True):
@@ -329,7 +329,7 @@ def plot_lambda_min(limit: pd.DataFrame, path: Path) -> None:
     fig.suptitle(
         "λ_min against n; open markers: at the floating-point floor (drawn at the floor)", fontsize=10
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_rank(polynomial: pd.DataFrame, path: Path) -> None:
@@ -338,7 +338,7 @@ def plot_rank(polynomial: pd.DataFrame, path: Path) -> None:
     data = polynomial[
         (polynomial["kernel"] == polynomial["kernel"].iloc[0]) & ~polynomial["antipodal"].astype(bool)
     ]
-    colors = _activation_colors(data)
+    colors = activation_colors(data)
     sigma_bs = sorted(data["sigma_b"].unique())
     fig, axes, _, depths = _facets(data, None, "depth")
     for depth, ax in zip(depths, axes.flat, strict=True):
@@ -356,7 +356,7 @@ def plot_rank(polynomial: pd.DataFrame, path: Path) -> None:
     axes.flat[0].set_ylabel(f"numerical rank of the limit {str(data['kernel'].iloc[0]).upper()} Gram")
     _style_legend(axes.flat[0], colors, sigma_bs)
     fig.suptitle("polynomial φ: bounded rank; bound C(m₀ + p^(l−1), m₀)", fontsize=10)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def plot_positivity_finite(finite: pd.DataFrame, path: Path) -> bool:
@@ -367,7 +367,7 @@ def plot_positivity_finite(finite: pd.DataFrame, path: Path) -> bool:
     if data.empty:
         return False
     data = data.assign(abs_diff=data["abs_diff"] / data["lambda_min_limit"])
-    colors = _activation_colors(data)
+    colors = activation_colors(data)
     sigma_bs = sorted(data["sigma_b"].unique())
     fig, axes, _, depths = _facets(data, None, "depth")
     for depth, ax in zip(depths, axes.flat, strict=True):
@@ -393,5 +393,5 @@ def plot_positivity_finite(finite: pd.DataFrame, path: Path) -> bool:
     fig.suptitle(
         f"empirical NTK λ_min approaching the limit's (n = {n}, distinct points; median, 10–90%)", fontsize=10
     )
-    _save(fig, path)
+    save_figure(fig, path)
     return True

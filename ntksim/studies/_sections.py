@@ -193,3 +193,37 @@ def load_data(data: DataConfig, n: int | None = None) -> np.ndarray:
     key = jax.random.PRNGKey(data.seed)
     make = sphere if data.kind == "sphere" else gaussian
     return np.asarray(make(key, n or data.num_points, data.dimension), dtype=np.float64)
+
+
+SigmaWChoice = StrictFloat | dict[str, StrictFloat] | None
+
+
+def sigma_w_for(sigma_w: SigmaWChoice, name: str) -> float | None:
+    """σ_w of one activation (by its name) under a `SigmaWChoice`: None means its EOC. Mapping keys
+    are read as activations, so `elu` names `elu(1)`."""
+    if not isinstance(sigma_w, dict):
+        return sigma_w
+    return {activation(key).name: value for key, value in sigma_w.items()}.get(name)
+
+
+def check_sigma_w_choice(
+    sigma_w: SigmaWChoice, activations: list[ActivationSpec], sigma_bs: list[float]
+) -> None:
+    """σ_w given as null (the EOC), one number, or a mapping from activation names to numbers (the
+    others at their EOC): every number positive; every name in the mapping a valid activation (one
+    not in the list is ignored, so `--set activations=…` keeps the config usable); every φ left to
+    the EOC must have one at every σ_b."""
+    if isinstance(sigma_w, dict):
+        for name, value in sigma_w.items():
+            try:
+                activation(name)
+            except ValueError as err:
+                raise ValueError(f"sigma_w: {name!r} is not an activation name ({err})") from None
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"sigma_w: {name!r} must be a positive number, got {value}")
+    elif sigma_w is not None and not (math.isfinite(sigma_w) and sigma_w > 0):
+        raise ValueError(
+            "sigma_w: must be a positive number, a mapping of activation names to them, or null (EOC)"
+        )
+    at_eoc = [spec for spec in activations if sigma_w_for(sigma_w, spec.build().name) is None]
+    check_eoc_exists(at_eoc, sigma_bs)

@@ -1,4 +1,4 @@
-"""Both new studies run from their shipped configs through every executor (shrunk with --set),
+"""Every study but concentration runs from its shipped config through every executor (shrunk with --set),
 and equal settings give equal numbers whichever executor computed them."""
 
 from __future__ import annotations
@@ -36,11 +36,33 @@ SMALL = {
         "finite.n=4",
         "finite.seeds=2",
     ],
+    "spectrum": [
+        "activations=[relu, elu, monomial(2)]",
+        "depths=[2, 3]",
+        "dims=[3]",
+        "kmax=40",
+        "fit.k_min=10",
+    ],
+    "sample_paths": [
+        "activations=[relu, tanh]",
+        "depths=[2]",
+        "widths=[16, 32]",
+        "seeds=4",
+        "out_dim=2",
+        "circle_points=64",
+        "circle_kmax=8",
+        "sphere_kmax=4",
+        "increments.lags=[1, 2]",
+        "paths=1",
+    ],
 }
 KEYS = {
     "depth": ["part", "activation", "sigma_w_factor", "pair", "depth", "seed"],
     "positivity": ["part", "activation", "kernel", "antipodal", "n", "width", "seed"],
+    "spectrum": ["activation", "kernel", "dim", "depth", "k"],
+    "sample_paths": ["part", "activation", "depth", "dim", "width", "k", "order", "lag", "output", "angle"],
 }
+STUDIES = list(SMALL)
 
 
 def ntksim(*args: object, cwd: Path) -> subprocess.CompletedProcess:
@@ -49,7 +71,7 @@ def ntksim(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
 
 
-@pytest.mark.parametrize("study", ["depth", "positivity"])
+@pytest.mark.parametrize("study", STUDIES)
 def test_study_config_runs_alike_through_every_executor(study: str, tmp_path: Path) -> None:
     tables = {}
     overrides = [a for item in SMALL[study] for a in ("--set", item)]
@@ -133,6 +155,30 @@ BAD_VALUES = {
         "finite.method": ("x", "finite.method:"),
         "finite.dtype": ("float16", "finite.dtype:"),
     },
+    "spectrum": {
+        "activations": (["gelu"], "activations.0: gelu has no Edge-of-Chaos point"),
+        "depths": ([0], "depths.0:"),
+        "kernels": (["ntkk"], "kernels.0:"),
+        "dims": ([1], "dims.0:"),
+        "kmax": (-1, "kmax:"),
+        "fit": ({"k_min": 0}, "fit.k_min:"),
+        "fit.k_max": ({"k_max": 500}, "fit.k_max: must be at most kmax"),
+        "sigma_w": ({"tanhh": 1.0}, "sigma_w: 'tanhh' is not an activation name"),
+        "sigma_b": ([-0.1], "sigma_b.0:"),
+        "nodes": (2, "nodes:"),
+    },
+    "sample_paths": {
+        "activations": (["gelu"], "activations.0: gelu has no Edge-of-Chaos point"),
+        "dims": ([4], "dims.0:"),
+        "widths": ([0], "widths.0:"),
+        "seeds": (1, "seeds:"),
+        "circle_points": (8, "circle_points:"),
+        "circle_kmax": (600, "circle_kmax: must be below"),
+        "sphere_kmax": (-1, "sphere_kmax:"),
+        "increments": ({"lags": [0, 1]}, "increments.lags.0:"),
+        "paths": (20, "paths:"),
+        "sigma_w": (0.0, "sigma_w:"),
+    },
 }
 
 
@@ -142,7 +188,9 @@ def test_every_new_key_rejects_bad_input_with_one_line_naming_it(study: str, key
 
     value, expected = BAD_VALUES[study][key]
     raw = {"study": study, "activations": ["relu"]}
-    if key.startswith("finite."):
+    if key == "fit.k_max":
+        raw["fit"] = value
+    elif key.startswith("finite."):
         base = {"depths": [2]} if study == "depth" else {"widths": [8]}
         raw["finite"] = {**base, key.split(".", 1)[1]: value}
     else:
@@ -176,7 +224,7 @@ def test_a_worker_that_expands_other_cells_fails_loudly(tmp_path: Path) -> None:
         jax.config.update("jax_enable_x64", x64)
 
 
-@pytest.mark.parametrize("study", ["depth", "positivity"])
+@pytest.mark.parametrize("study", STUDIES)
 def test_study_renders_a_slurm_array_in_a_dry_run(
     study: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,7 +238,7 @@ def test_study_renders_a_slurm_array_in_a_dry_run(
     env = without_scheduler(dict(os.environ, JAX_PLATFORMS="cpu"))
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     cmd = [sys.executable, "-m", "ntksim", "run", str(REPO / "configs" / f"{study}.yaml"), "--out", "out",
-           "--executor", "slurm", "--dry-run", "--set", "launcher.cells_per_task=50"]  # fmt: skip
+           "--executor", "slurm", "--dry-run", "--set", "launcher.cells_per_task=5"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert (

@@ -1,0 +1,259 @@
+"""Figures of the spectrum and sample-path studies: μ_k against k with the fitted power laws, the
+fitted exponents against depth, polynomial φ's non-zero counts, paths and power spectra."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import NullFormatter
+
+from ntksim.plots import activation_colors, save_figure
+
+_PARITY_STYLE = {"even": ("-", "o"), "odd": ("--", "^")}
+
+
+def _plain_minor_ticks(axes: np.ndarray) -> None:
+    """No labels on minor log ticks (a short decade range would crowd them into each other)."""
+    for ax in axes.flat:
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _grid(count: int, width: float = 4.2, height: float = 3.6) -> tuple[plt.Figure, np.ndarray]:
+    cols = min(count, 4)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True
+    )
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def plot_eigenvalues(
+    table: pd.DataFrame, fitted: pd.DataFrame, fit_range: tuple[int, int], path: Path
+) -> None:
+    """μ_k against k (log–log) for one kernel and dimension: a panel per (activation, σ_b), a
+    colour per depth, even k solid and odd k dashed; exact zeros are left out; the fitted power
+    laws (black, dotted) over the fit range."""
+    kernel, dim = table["kernel"].iloc[0], int(table["dim"].iloc[0])
+    panels = list(table.groupby(["activation", "sigma_b"], sort=False))
+    fig, axes = _grid(len(panels))
+    depths = sorted(table["depth"].unique())
+    cmap = plt.get_cmap("viridis")
+    colors = {d: cmap(i / max(len(depths) - 1, 1) * 0.85) for i, d in enumerate(depths)}
+    shift = (dim - 2) / 2
+    for ((name, sigma_b), panel), ax in zip(panels, axes.flat, strict=False):
+        theory = panel["s_theory"].iloc[0]
+        for depth, g in panel.groupby("depth"):
+            g = g.sort_values("k")
+            trace = float(g["trace"].iloc[0])
+            for parity, (ls, marker) in _PARITY_STYLE.items():
+                part = g[(g["k"] % 2 == (parity == "odd")) & ~g["zero"].astype(bool) & (g["k"] > 0)]
+                few = len(part) < 25  # a polynomial's few eigenvalues: show each one
+                ax.plot(
+                    part["k"],
+                    part["mu"] / trace,
+                    ls=ls,
+                    color=colors[depth],
+                    lw=1.1,
+                    marker=marker if few else None,
+                    ms=3,
+                    label=f"depth {depth}" if parity == "even" else None,
+                )
+            sel = fitted[
+                (fitted["activation"] == name)
+                & (fitted["sigma_b"] == sigma_b)
+                & (fitted["depth"] == depth)
+                & (fitted["kernel"] == kernel)
+                & (fitted["dim"] == dim)
+            ]
+            for row in sel.itertuples():
+                # fitted lines only where science.md predicts a power law
+                if np.isfinite(theory) and row.points >= 3 and np.isfinite(row.log_c):
+                    k = np.arange(fit_range[0], fit_range[1] + 1)
+                    ax.plot(k, np.exp(row.log_c) * (k + shift) ** (-row.s) / trace, ":", color="k", lw=0.8)
+        title = f"{name}, σ_b={sigma_b:g}" + (f" (theory s = {theory:g})" if np.isfinite(theory) else "")
+        ax.set_title(title, fontsize=9)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("degree k")
+        ax.grid(True, which="major", alpha=0.3)
+        ax.axvspan(*fit_range, color="0.93", zorder=0)
+    axes.flat[0].set_ylabel(f"μ_k / κ(1) of the limit {kernel.upper()}")
+    axes.flat[0].legend(fontsize=7, title="solid: even k, dashed: odd k", title_fontsize=7)
+    fig.suptitle(
+        f"Mercer eigenvalues on S^{dim - 1} (shaded: fit range; dotted: fitted power laws; zeros omitted)",
+        fontsize=10,
+    )
+    _plain_minor_ticks(axes)
+    save_figure(fig, path)
+
+
+def plot_exponents(fitted: pd.DataFrame, fit_range: tuple[int, int], path: Path) -> None:
+    """Fitted s against depth: a panel per (kernel, d), a colour per activation, circles for even
+    and triangles for odd k; science.md's prediction dashed."""
+    colors = activation_colors(fitted)
+    panels = list(fitted.groupby(["kernel", "dim"], sort=True))
+    fig, axes = _grid(len(panels))
+    for ((kernel, dim), panel), ax in zip(panels, axes.flat, strict=False):
+        for (name, sigma_b), g in panel.groupby(["activation", "sigma_b"], sort=False):
+            label = name if panel["sigma_b"].nunique() == 1 else f"{name} σ_b={sigma_b:g}"
+            for parity, (ls, marker) in _PARITY_STYLE.items():
+                part = g[(g["parity"] == parity) & (g["points"] >= 3)].sort_values("depth")
+                ax.plot(
+                    part["depth"],
+                    part["s"],
+                    marker=marker,
+                    ls=ls,
+                    color=colors[name],
+                    lw=1,
+                    ms=4,
+                    label=label if parity == "even" else None,
+                )
+            theory = g["s_theory"].iloc[0]
+            if np.isfinite(theory):
+                ax.axhline(theory, color=colors[name], ls=":", lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("depth l")
+        ax.set_title(f"{kernel.upper()} on S^{dim - 1}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].set_ylabel(f"fitted s (μ_k ~ k^−s, k ∈ [{fit_range[0]}, {fit_range[1]}])")
+    axes.flat[0].legend(fontsize=7, title="o even k, △ odd k; dotted: theory", title_fontsize=7)
+    fig.suptitle("decay exponent against depth: fixed by the kink, not by depth", fontsize=10)
+    _plain_minor_ticks(axes)
+    save_figure(fig, path)
+
+
+def plot_polynomial_counts(polynomial: pd.DataFrame, path: Path) -> None:
+    """Non-zero μ_k against depth for polynomial φ (log scale), beside p^(l−1) + 1 (dotted)."""
+    colors = activation_colors(polynomial)
+    panels = list(polynomial.groupby(["kernel", "dim"], sort=True))
+    fig, axes = _grid(len(panels))
+    for ((kernel, dim), panel), ax in zip(panels, axes.flat, strict=False):
+        for (name, sigma_b), g in panel.groupby(["activation", "sigma_b"], sort=False):
+            g = g.sort_values("depth")
+            ls = "-" if sigma_b == 0 else "--"
+            ax.plot(
+                g["depth"],
+                g["nonzero_all_k"],
+                marker="o",
+                ls=ls,
+                color=colors[name],
+                lw=1.2,
+                ms=4,
+                label=f"{name} σ_b={sigma_b:g}",
+            )
+            ax.plot(g["depth"], g["degree"] ** (g["depth"] - 1) + 1, ":", color=colors[name], lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("depth l")
+        ax.set_title(f"{kernel.upper()} on S^{dim - 1}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].set_ylabel("number of non-zero μ_k")
+    axes.flat[0].legend(fontsize=7, title="dotted: p^(l−1) + 1", title_fontsize=7)
+    fig.suptitle("polynomial φ: finitely many eigenvalues, more with depth", fontsize=10)
+    _plain_minor_ticks(axes)
+    save_figure(fig, path)
+
+
+def plot_paths(paths: pd.DataFrame, path: Path) -> None:
+    """Random networks on the circle: a panel per activation (its largest width and first depth),
+    each path against the angle."""
+    panels = []
+    for name, g in paths.groupby("activation", sort=False):
+        g = g[
+            (g["width"] == g["width"].max())
+            & (g["depth"] == g["depth"].min())
+            & (g["sigma_b"] == g["sigma_b"].min())
+        ]
+        panels.append((name, g))
+    fig, axes = _grid(len(panels), width=4.4, height=3.0)
+    for (name, g), ax in zip(panels, axes.flat, strict=False):
+        for _, line in g.groupby("output"):
+            line = line.sort_values("angle")
+            ax.plot(line["angle"], line["value"], lw=0.9)
+        ax.set_title(f"{name}: depth {g['depth'].iloc[0]:.0f}, m = {g['width'].iloc[0]:.0f}", fontsize=9)
+        ax.set_xlabel("angle on the circle")
+        ax.set_xlim(0, 2 * np.pi)
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].set_ylabel("network output f(x)")
+    fig.suptitle("random networks at initialization (EOC) on S¹", fontsize=10)
+    _plain_minor_ticks(axes)
+    save_figure(fig, path)
+
+
+def plot_power_spectra(spectrum: pd.DataFrame, path: Path) -> None:
+    """Power p_k of the paths (mean ± 2 SE over seeds, a colour per width) against k (log–log),
+    with the NNGP's μ_k (black) and its mean on the grid (grey, dashed); a panel per activation."""
+    dim = int(spectrum["dim"].iloc[0])
+    panels = list(spectrum.groupby(["activation", "depth", "sigma_b"], sort=False))
+    fig, axes = _grid(len(panels))
+    widths = sorted(spectrum["width"].unique())
+    cmap = plt.get_cmap("plasma")
+    colors = {m: cmap(i / max(len(widths) - 1, 1) * 0.8) for i, m in enumerate(widths)}
+    for ((name, depth, sigma_b), panel), ax in zip(panels, axes.flat, strict=False):
+        top = panel["grid_mu"].abs().max()
+        for width, g in panel.groupby("width"):
+            g = g[(g["k"] > 0) & (g["grid_mu"].abs() > 1e-11 * top)].sort_values("k")
+            ax.errorbar(
+                g["k"],
+                g["power"],
+                yerr=2 * g["power_se"],
+                fmt="o",
+                ms=2.5,
+                lw=0.8,
+                color=colors[width],
+                label=f"m = {width:.0f}",
+            )
+        theory = panel[panel["width"] == widths[-1]]
+        theory = theory[(theory["k"] > 0) & (theory["mu"].abs() > 1e-11 * top)].sort_values("k")
+        ax.plot(theory["k"], theory["mu"], color="k", lw=1.1, label="μ_k (NNGP)")
+        ax.plot(theory["k"], theory["grid_mu"], color="0.5", lw=1, ls="--", label="NNGP on this grid")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("degree k")
+        ax.set_title(f"{name}, depth {depth:.0f}, σ_b={sigma_b:g}", fontsize=9)
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].set_ylabel("power ‖proj_k f‖² / N(d, k)")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(
+        f"power spectra of random networks on S^{dim - 1} (± 2 SE over seeds) against the NNGP", fontsize=10
+    )
+    _plain_minor_ticks(axes)
+    save_figure(fig, path)
+
+
+def plot_increments(increments: pd.DataFrame, path: Path) -> None:
+    """E|Δ_h^r f|² against h (log–log) for r = 1, 2, 3 at the largest width (markers ± 2 SE) and
+    from the kernel (lines); a panel per activation, slopes in the legend."""
+    panels = list(increments.groupby(["activation", "depth", "sigma_b"], sort=False))
+    fig, axes = _grid(len(panels))
+    cmap = plt.get_cmap("tab10")
+    for ((name, depth, _), panel), ax in zip(panels, axes.flat, strict=False):
+        width = panel["width"].max()
+        panel = panel[panel["width"] == width]
+        for i, (order, g) in enumerate(panel.groupby("order")):
+            g = g.sort_values("h")
+            slope = np.polyfit(np.log(g["h"]), np.log(g["increment"]), 1)[0]
+            ax.errorbar(
+                g["h"],
+                g["increment"],
+                yerr=2 * g["increment_se"],
+                fmt="o",
+                ms=3,
+                color=cmap(i),
+                label=f"r = {order:.0f}: slope {slope:.2f} (theory {g['exponent_theory'].iloc[0]:g})",
+            )
+            ax.plot(g["h"], g["increment_kernel"], color=cmap(i), lw=1)  # nan below round-off: not drawn
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step h (radians)")
+        ax.set_title(f"{name}, depth {depth:.0f}, m = {width:.0f}", fontsize=9)
+        ax.legend(fontsize=7)
+        ax.grid(True, alpha=0.3)
+    axes.flat[0].set_ylabel("E|Δ_h^r f|² (lines: from the NNGP)")
+    fig.suptitle("smoothness of the paths: r-th differences on the circle", fontsize=10)
+    _plain_minor_ticks(axes)
+    save_figure(fig, path)
