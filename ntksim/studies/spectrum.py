@@ -164,6 +164,13 @@ class Cell:
         )
 
 
+def beyond_kmax(act: AnyActivation, depth: int, kmax: int) -> bool:
+    """A polynomial φ whose kernel has degree p^(l−1) > kmax: its μ_k reach beyond what is
+    computed, and the θ rule sized for kmax cannot integrate it; such cells are not run."""
+    degree = degree_of(act)
+    return bool(np.isfinite(degree) and degree ** (depth - 1) > kmax)
+
+
 def expand(config: SpectrumConfig) -> list[Cell]:
     nodes = config.nodes if config.nodes is not None else default_nodes(config.kmax)
     return [
@@ -173,6 +180,7 @@ def expand(config: SpectrumConfig) -> list[Cell]:
         for dim in config.dims
         for kernel in config.kernels
         for depth in config.depths
+        if not beyond_kmax(act, depth, config.kmax)
     ]
 
 
@@ -351,7 +359,18 @@ def summarize(table: pd.DataFrame, config: SpectrumConfig) -> str:
             f"| {key[0]} | {key[1]:g} | {key[2]} | {key[3]} | {key[4]} | {_s_text(even)} | {_s_text(odd)} | "
             f"{theory} | {even.nonzero_all_k} |"
         )
+    skipped = sorted(
+        {
+            (act.name, depth)
+            for act in (spec.build() for spec in config.activations)
+            for depth in config.depths
+            if beyond_kmax(act, depth, config.kmax)
+        }
+    )
     polynomial = fitted[np.isfinite(fitted["degree"]) & (fitted["parity"] == "even")]
+    if skipped:
+        listed = ", ".join(f"{name} at depth {depth}" for name, depth in skipped)
+        lines += ["", f"Not computed (kernel degree p^(l−1) above kmax = {config.kmax}): {listed}."]
     if len(polynomial):
         lines += [
             "",
@@ -387,7 +406,8 @@ def figures(table: pd.DataFrame, config: SpectrumConfig, directory: Path) -> lis
         path = directory / f"eigenvalues_{kernel}_d{dim}.png"
         plot_eigenvalues(g, fitted, (k_min, k_max), path)
         paths.append(path)
-    power_law = fitted[~np.isfinite(fitted["degree"])]
+    # φ with a predicted power law (a kink at 0): a smooth φ's "exponent" is only a local slope
+    power_law = fitted[np.isfinite(fitted["s_theory"])]
     if len(power_law) and power_law["depth"].nunique() > 1:
         path = directory / "exponents.png"
         plot_exponents(power_law, (k_min, k_max), path)
