@@ -50,8 +50,16 @@ def harmonic_dimension(dim: int, k: int) -> int:
 
 
 def multiplicities(dim: int, kmax: int) -> np.ndarray:
-    """(kmax + 1,) N(d, k) for k = 0 … kmax (float64: they reach 1e300 in high dimension)."""
-    return np.array([float(harmonic_dimension(dim, k)) for k in range(kmax + 1)])
+    """(kmax + 1,) N(d, k) for k = 0 … kmax, float64 (inf where N(d, k) exceeds float64's range,
+    which happens in high dimension, e.g. d = 1000, k ≳ 300)."""
+
+    def as_float(count: int) -> float:
+        try:
+            return float(count)
+        except OverflowError:
+            return math.inf
+
+    return np.array([as_float(harmonic_dimension(dim, k)) for k in range(kmax + 1)])
 
 
 def funk_hecke_constant(dim: int) -> float:
@@ -94,11 +102,13 @@ def theta_rule(count: int) -> tuple[np.ndarray, np.ndarray]:
     return nodes.reshape(-1), np.tile(w * width / 2, panels)
 
 
-def default_nodes(kmax: int) -> int:
-    """Nodes that resolve P_k(cos θ) to k = kmax and the kernel's own bandwidth: panels of width
-    π/P with P ≥ (kmax + 40)/8, so cos kθ turns at most ~8 radians per panel, where a 20-node
-    rule is exact to round-off (μ_k agree with a twice finer rule to the floor; tested)."""
-    return PANEL_ORDER * max(8, math.ceil((kmax + 40) / 8))
+def default_nodes(kmax: int, dim: int = 3) -> int:
+    """Nodes that resolve P_k(cos θ) to k = kmax, the kernel's own bandwidth and the weight
+    sin^{d−2}θ: P ≥ (kmax + 40)/8 panels of width π/P (cos kθ turns through at most ~4 periods per
+    20-node panel, which integrates it to round-off) and P ≥ 4√d (the weight's peak at π/2 has width
+    ~1/√d). μ_k agree with a twice finer rule to the floor (tested)."""
+    panels = max(8, math.ceil((kmax + 40) / 8), math.ceil(4 * math.sqrt(dim)))
+    return PANEL_ORDER * panels
 
 
 def angular_layers(
@@ -122,13 +132,14 @@ def angular_layers(
                 cov = jnp.asarray(sigma)
                 e_phi, e_dphi = (np.asarray(v, np.float64) for v in equal_variance_expectations(act, q, cov))
                 q_phi = float(np.asarray(second_moments(act, jnp.asarray([q]))[0])[0])
-            sigma = sigma_w**2 * e_phi + sigma_b**2
-            theta = sigma + sigma_w**2 * e_dphi * theta
-            q = sigma_w**2 * q_phi + sigma_b**2
+            with np.errstate(over="ignore", invalid="ignore"):  # reported below, in one line
+                sigma = sigma_w**2 * e_phi + sigma_b**2
+                theta = sigma + sigma_w**2 * e_dphi * theta
+                q = sigma_w**2 * q_phi + sigma_b**2
             if not (math.isfinite(q) and np.all(np.isfinite(theta))):
                 raise ValueError(
                     f"{act.name} at σ_w={sigma_w:g}, σ_b={sigma_b:g}: the kernel overflows at depth "
-                    f"{layer}; take σ_w at or below the Edge of Chaos"
+                    f"{layer}; take a smaller σ_w (at or below the Edge of Chaos where φ has one) or depth"
                 )
             layers.append((sigma, theta))
     return layers
@@ -182,7 +193,10 @@ def mercer_eigenvalues(
     check_arguments(dim, kmax, depth, kernel)
     with float64_scope():  # the EOC too: its σ_w in float32 would move every μ_k by 1e-7
         sigma_w, sigma_b = resolve_sigmas(act, sigma_w, sigma_b)
-    count = default_nodes(kmax) if nodes is None else int(nodes)
+    least = default_nodes(kmax, dim)
+    count = least if nodes is None else int(nodes)
+    if count < least:
+        raise ValueError(f"nodes: {count} cannot resolve k ≤ {kmax} on S^{dim - 1}; give at least {least}")
     theta_nodes, _ = theta_rule(count)
     sigma, theta = angular_kernels(act, depth, sigma_w, sigma_b, np.cos(theta_nodes))
     return funk_hecke(theta if kernel == "ntk" else sigma, dim, kmax)
@@ -211,12 +225,12 @@ def kink_order(act: AnyActivation, max_order: int = 6) -> int | None:
     return None
 
 
-def predicted_decay(act: AnyActivation, kernel: Kernel, dim: int) -> float:
+def predicted_decay(act: AnyActivation, kernel: Kernel, dim: int, depth: int = 2) -> float:
     """science.md's exponent s of μ_k ~ k^{−s} for φ whose only non-smoothness is a jump of
-    φ^(j) at 0: NTK d + 2(j − 1), NNGP d + 2j; nan where it says nothing (smooth or polynomial
-    φ: faster than any power, or finitely many μ_k)."""
+    φ^(j) at 0: NTK d + 2(j − 1), NNGP d + 2j; nan where it says nothing (depth 1, a linear
+    kernel; smooth or polynomial φ: faster than any power or finitely many μ_k; kinks off 0)."""
     order = kink_order(act)
-    if order is None:
+    if order is None or depth < 2:
         return math.nan
     return float(dim + 2 * (order - 1) + (2 if kernel == "nngp" else 0))
 

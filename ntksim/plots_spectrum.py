@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.ticker import NullFormatter
 
 from ntksim.plots import activation_colors, save_figure
+from ntksim.studies.spectrum import polynomial_count
 
 _PARITY_STYLE = {"even": ("-", "o"), "odd": ("--", "^")}
 
@@ -85,7 +86,8 @@ def plot_eigenvalues(
     axes.flat[0].set_ylabel(f"μ_k / κ(1) of the limit {kernel.upper()}")
     axes.flat[0].legend(fontsize=7, title="solid: even k, dashed: odd k", title_fontsize=7)
     fig.suptitle(
-        f"Mercer eigenvalues on S^{dim - 1} (shaded: fit range; dotted: fitted power laws; zeros omitted)",
+        f"Mercer eigenvalues on S^{dim - 1} (shaded: fit range; dotted: fitted power laws; "
+        "μ_k at or below the floor, and negative round-off, omitted)",
         fontsize=10,
     )
     _plain_minor_ticks(axes)
@@ -150,13 +152,19 @@ def plot_polynomial_counts(polynomial: pd.DataFrame, path: Path) -> None:
                 ms=4,
                 label=f"{name} σ_b={sigma_b:g}",
             )
-            ax.plot(g["depth"], g["degree"] ** (g["depth"] - 1) + 1, ":", color=colors[name], lw=1)
+            most = [
+                polynomial_count(r.degree ** (r.depth - 1), r.sigma_b > 0, r.phi_parity)
+                for r in g.itertuples()
+            ]
+            ax.plot(g["depth"], most, ":", color=colors[name], lw=1)
         ax.set_yscale("log")
         ax.set_xlabel("depth l")
         ax.set_title(f"{kernel.upper()} on S^{dim - 1}", fontsize=9)
         ax.grid(True, alpha=0.3)
     axes.flat[0].set_ylabel("number of non-zero μ_k")
-    axes.flat[0].legend(fontsize=7, title="dotted: p^(l−1) + 1", title_fontsize=7)
+    axes.flat[0].legend(
+        fontsize=7, title="dotted: at most (D = p^(l−1): D + 1, ⌊D/2⌋ + 1 by parity)", title_fontsize=7
+    )
     fig.suptitle("polynomial φ: finitely many eigenvalues, more with depth", fontsize=10)
     _plain_minor_ticks(axes)
     save_figure(fig, path)
@@ -183,7 +191,7 @@ def plot_paths(paths: pd.DataFrame, path: Path) -> None:
         ax.set_xlim(0, 2 * np.pi)
         ax.grid(True, alpha=0.3)
     axes.flat[0].set_ylabel("network output f(x)")
-    fig.suptitle("random networks at initialization (EOC) on S¹", fontsize=10)
+    fig.suptitle("random networks at initialization on S¹", fontsize=10)
     _plain_minor_ticks(axes)
     save_figure(fig, path)
 

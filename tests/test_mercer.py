@@ -239,3 +239,27 @@ def test_an_activation_without_eoc_needs_sigma_w() -> None:
     with pytest.raises(ntksim.NoEOCPoint, match="gelu"):
         mercer_eigenvalues("gelu", 2, 3, 10)
     assert mercer_eigenvalues("gelu", 2, 3, 10, sigma_b=0.2)[1] > 0
+
+
+@pytest.mark.parametrize("dim", [2, 4, 7, 50, 300])
+def test_funk_hecke_of_exp_matches_bessel_in_every_dimension(dim: int) -> None:
+    """κ(t) = e^t has μ_k = Γ(d/2) 2^{(d−2)/2} I_{k+(d−2)/2}(1) (a Bessel closed form independent of
+    the Gegenbauer recurrence); the default rule must resolve the weight sin^{d−2}θ in high d."""
+    from ntksim.mercer import default_nodes, funk_hecke, theta_rule
+
+    kmax = 12
+    nodes, _ = theta_rule(default_nodes(kmax, dim))
+    mu = funk_hecke(np.exp(np.cos(nodes)), dim, kmax)
+    nu = np.arange(kmax + 1) + (dim - 2) / 2
+    # log I_ν(1) from its series Σ_j (1/2)^{2j+ν} / (j! Γ(j+ν+1)) (special.iv underflows at ν ≳ 150)
+    j = np.arange(30)[:, None]
+    terms = -(2 * j + nu) * math.log(2) - special.gammaln(j + 1) - special.gammaln(j + nu + 1)
+    log_iv = special.logsumexp(terms, axis=0)
+    log_expected = math.lgamma(dim / 2) + (dim - 2) / 2 * math.log(2) + log_iv
+    np.testing.assert_allclose(mu, np.exp(log_expected), rtol=1e-11, atol=1e-15 * mu[0])  # round-off floor
+
+
+def test_too_few_nodes_are_refused() -> None:
+    with pytest.raises(ValueError, match="nodes: 8 cannot resolve k ≤ 200"):
+        mercer_eigenvalues("relu", 2, 3, 200, nodes=8)
+    assert np.isinf(multiplicities(1000, 400)[-1])  # N(1000, 400) > 1e308: inf, not a crash

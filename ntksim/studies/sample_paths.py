@@ -106,7 +106,7 @@ class SamplePathsConfig(RunConfig):
     sigma_b: Annotated[list[SigmaB], Field(min_length=1)] = Field(default_factory=lambda: [0.0])
     circle_points: Annotated[int, Field(ge=16, le=65_536, strict=True)] = 1024
     circle_kmax: Annotated[int, Field(ge=0, strict=True)] = 64
-    sphere_kmax: Annotated[int, Field(ge=0, le=48, strict=True)] = 16
+    sphere_kmax: Annotated[int, Field(ge=0, le=24, strict=True)] = 16  # ≤ 24: n ≤ 4 802 grid points
     increments: IncrementConfig = IncrementConfig()
     paths: Annotated[int, Field(ge=0, le=16, strict=True)] = 3
 
@@ -250,11 +250,16 @@ def kernel_increment(kappa: Any, order: int, h: float) -> float:
     return value if value > 100 * noise else math.nan
 
 
-def increment_exponent(act: AnyActivation, dim_for_s: int, order: int) -> float:
+def increment_exponent(act: AnyActivation, depth: int, dim_for_s: int, order: int) -> float:
     """The small-h exponent of E|Δ_h^r f|² the NNGP's decay predicts on a great circle:
-    min(2r, s − d + 1) with s its exponent on S^{d−1} (2r where it decays faster than any power)."""
-    s = predicted_decay(act, "nngp", dim_for_s)
-    return float(2 * order if not np.isfinite(s) else min(2 * order, s - dim_for_s + 1))
+    min(2r, s − d + 1) with s its exponent on S^{d−1}; 2r for a smooth φ (or depth 1, a linear
+    network); nan for kinks away from 0, where science.md gives no s."""
+    s = predicted_decay(act, "nngp", dim_for_s, depth)
+    if np.isfinite(s):
+        return float(min(2 * order, s - dim_for_s + 1))
+    if depth < 2 or not act.kinks:
+        return float(2 * order)
+    return math.nan
 
 
 def _se(values: np.ndarray) -> float:
@@ -321,7 +326,7 @@ def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
     if cell.dim == 2:
         step = 2 * math.pi / cell.grid
         for order in ORDERS:
-            theory = increment_exponent(cell.activation, 2, order)
+            theory = increment_exponent(cell.activation, cell.depth, 2, order)
             for lag in cell.lags:
                 values = increments(f, order, lag)
                 rows.append(
@@ -425,8 +430,8 @@ def summarize(table: pd.DataFrame, config: SamplePathsConfig) -> str:
             "## Smoothness on the circle: E|Δ_h^r f|² ~ h^e",
             "",
             f"Slopes over h = lag · 2π/{config.circle_points}, lags {{{lags}}}; theory: min(2r, s − d + 1) "
-            "from the NNGP's decay s (2r for smooth φ). First differences (r = 1) scale like h² for "
-            "every φ here: the kink shows only from r = 2 on. kernel e: the same slope of the Gaussian "
+            "from the NNGP's decay s (2r for smooth φ). First differences (r = 1) scale like h² for every "
+            "φ of the family (science.md's trap): compare r = 2, 3. kernel e: the same slope of the Gaussian "
             "process's exact E|Δ_h^r f|², over the lags where that sum is above its round-off "
             "(— where fewer than two are).",
             "",

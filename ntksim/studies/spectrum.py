@@ -110,8 +110,14 @@ class SpectrumConfig(RunConfig):
         if self.fit.k_max is not None and self.fit.k_max > self.kmax:
             raise ValueError(f"fit.k_max: must be at most kmax = {self.kmax}")
         k_min, k_max = self.fit_range
-        if k_min > k_max:
+        if self.fit.k_min is not None and k_min > k_max:
             raise ValueError(f"fit.k_min: {k_min} is above the fit's k_max = {k_max}")
+        if self.nodes is not None:
+            least = max(default_nodes(self.kmax, dim) for dim in self.dims)
+            if self.nodes < least:
+                raise ValueError(
+                    f"nodes: {self.nodes} cannot resolve k ≤ {self.kmax}; give at least {least} (or null)"
+                )
         check_sigma_w_choice(self.sigma_w, self.activations, list(self.sigma_b))
         return self
 
@@ -172,9 +178,22 @@ def beyond_kmax(act: AnyActivation, depth: int, kmax: int) -> bool:
 
 
 def expand(config: SpectrumConfig) -> list[Cell]:
-    nodes = config.nodes if config.nodes is not None else default_nodes(config.kmax)
+    nodes = {
+        dim: config.nodes if config.nodes is not None else default_nodes(config.kmax, dim)
+        for dim in config.dims
+    }
     return [
-        Cell(act, depth, kernel, dim, config.sigma_w_of(act.name), b, config.kmax, nodes, config.floor_factor)
+        Cell(
+            act,
+            depth,
+            kernel,
+            dim,
+            config.sigma_w_of(act.name),
+            b,
+            config.kmax,
+            nodes[dim],
+            config.floor_factor,
+        )
         for act in (spec.build() for spec in config.activations)
         for b in config.sigma_b
         for dim in config.dims
@@ -227,7 +246,7 @@ def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
         "sigma_b": sigma_b,
         "floor": floor,
         "trace": trace,
-        "s_theory": predicted_decay(cell.activation, cell.kernel, cell.dim),
+        "s_theory": predicted_decay(cell.activation, cell.kernel, cell.dim, cell.depth),
         "nodes": cell.nodes,
     }
     counts = multiplicities(cell.dim, cell.kmax)
@@ -305,6 +324,7 @@ def fits(table: pd.DataFrame, k_min: int, k_max: int, min_relative: float = 1e-1
                     else math.nan,
                     "log_c": fit.log_c,
                     "candidates": len(part),
+                    "all_zero": bool(part["zero"].astype(bool).all()),
                     "k_range_end": float(k_max),
                     "nonzero_all_k": nonzero,
                     "s_theory": float(g["s_theory"].iloc[0]),
@@ -323,7 +343,8 @@ def polynomial_count(degree: float, bias: bool, phi_parity: str) -> float:
 
 def _s_text(row: Any) -> str:
     if row.points == 0:
-        return "all zero"
+        # exact zeros (parity, polynomials) or merely below the fit's lower bound
+        return "all zero" if row.all_zero else "below fit.min_relative"
     if row.points < 3:
         return f"{row.points} non-zero"
     text = f"{row.s:.2f}"
