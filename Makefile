@@ -65,6 +65,7 @@ test-fast: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_mercer.py
+	$(BIN)/python scripts/bench_training.py
 
 # The same benchmarks with neural-tangents' columns (its empirical NTK needs the reference profile).
 bench-reference: $(REF)/.installed

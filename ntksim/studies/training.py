@@ -334,13 +334,10 @@ def limit_outputs(
         jnp.asarray(f0_test),
     ]
     momentum = optimizer.params.get("momentum")
-    with jax.ensure_compile_time_eval():
-        if momentum:
-            out = limit_momentum(
-                *args, lr, float(momentum), bool(optimizer.params.get("nesterov", False)), steps
-            )
-        else:
-            out = limit_gradient_descent(*args, lr, jnp.asarray(steps))
+    if momentum:
+        out = limit_momentum(*args, lr, float(momentum), bool(optimizer.params.get("nesterov", False)), steps)
+    else:
+        out = limit_gradient_descent(*args, lr, jnp.asarray(steps))
     return tuple(np.asarray(v, np.float64) for v in out)
 
 
@@ -421,11 +418,16 @@ def width_slopes(table: pd.DataFrame) -> pd.DataFrame:
     """At the last observed step: fitted slopes against m (median over seeds, bootstrap 95%) of the
     drift, ‖f − f^∞‖ and ‖f − f^lin‖ per setting."""
     last = table[table["step"] == table["step"].max()]
+    first = table[table["step"] == 0]
     rows = []
     for key, g in last.groupby(SETTING, sort=False):
         row = dict(zip(SETTING, key, strict=True))
         widths = np.array(sorted(g["width"].unique()), float)
+        row["lin_diverged"] = diverged_widths(g, first)
         for column in ("drift", "diff_limit", "diff_lin", "movement"):
+            if column == "diff_lin" and row["lin_diverged"]:
+                row[column] = (math.nan, math.nan, math.nan)  # a slope through a blow-up says nothing
+                continue
             values = [g[g["width"] == w][column].dropna().to_numpy() for w in widths]
             if any(len(v) == 0 for v in values):
                 row[column] = (math.nan, math.nan, math.nan)
@@ -436,6 +438,21 @@ def width_slopes(table: pd.DataFrame) -> pd.DataFrame:
         row["seeds"] = int(g["seed"].nunique())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def diverged_widths(last: pd.DataFrame, first: pd.DataFrame) -> list[int]:
+    """Widths where the linearised network's median train loss at the last step is not finite or
+    above 1e3× its start: η beyond 2/λ_max of the seed's own K(θ₀), which the network itself can
+    survive (it moves its kernel) but its linearisation cannot."""
+    out = []
+    for width, g in last.groupby("width"):
+        start = first[(first["width"] == width) & first["optimizer"].isin(g["optimizer"])][
+            "lin_train_loss"
+        ].median()
+        end = g["lin_train_loss"].median()
+        if not np.isfinite(end) or (np.isfinite(start) and end > 1e3 * max(start, 1e-300)):
+            out.append(int(width))
+    return out
 
 
 def summarize(table: pd.DataFrame, config: TrainingConfig) -> str:
@@ -456,6 +473,9 @@ def summarize(table: pd.DataFrame, config: TrainingConfig) -> str:
         cells = []
         for column in ("drift", "diff_limit", "diff_lin", "movement"):
             slope, low, high = getattr(row, column)
+            if column == "diff_lin" and row.lin_diverged:
+                cells.append(f"linearisation diverges at m = {', '.join(map(str, row.lin_diverged))}")
+                continue
             if not np.isfinite(slope):
                 cells.append("—")
                 continue

@@ -55,12 +55,25 @@ SMALL = {
         "increments.lags=[1, 2]",
         "paths=1",
     ],
+    "training": [
+        "activations=[relu]",
+        "widths=[8, 16]",
+        "seeds=2",
+        "chunk=1",
+        "data.n_train=6",
+        "data.n_test=3",
+        "target.width=32",
+        "steps=4",
+        "observe=2",
+        "optimizers=[{name: sgd, learning_rate: 0.5}, {name: adam, learning_rate: 0.01, relative: false}]",
+    ],
 }
 KEYS = {
     "depth": ["part", "activation", "sigma_w_factor", "pair", "depth", "seed"],
     "positivity": ["part", "activation", "kernel", "antipodal", "n", "width", "seed"],
     "spectrum": ["activation", "kernel", "dim", "depth", "k"],
     "sample_paths": ["part", "activation", "depth", "dim", "width", "k", "order", "lag", "output", "angle"],
+    "training": ["activation", "optimizer", "width", "seed", "step"],
 }
 STUDIES = list(SMALL)
 
@@ -179,6 +192,18 @@ BAD_VALUES = {
         "paths": (20, "paths:"),
         "sigma_w": (0.0, "sigma_w:"),
     },
+    "training": {
+        "optimizers": ([{"name": "adamm"}], "optimizers.0.name: unknown optimizer 'adamm'"),
+        "optimizers.params": ([{"name": "adam", "params": {"beta1": 0.9}}], "optimizers.0.params.beta1: not"),
+        "optimizers.lr": ([{"name": "sgd", "learning_rate": 1.2}], "optimizers.0.learning_rate: 1.2 × 2/"),
+        "steps": (0, "steps:"),
+        "widths": ([0], "widths.0:"),
+        "seeds": (0, "seeds:"),
+        "data": ({"kind": "file"}, "data.path: required"),
+        "target": ({"kind": "cosine"}, "target.kind:"),
+        "schedule": ("cubic", "schedule:"),
+        "dtype": ("float16", "dtype:"),
+    },
 }
 
 
@@ -188,7 +213,9 @@ def test_every_new_key_rejects_bad_input_with_one_line_naming_it(study: str, key
 
     value, expected = BAD_VALUES[study][key]
     raw = {"study": study, "activations": ["relu"]}
-    if key == "fit.k_max":
+    if key.startswith("optimizers."):
+        raw["optimizers"] = value
+    elif key == "fit.k_max":
         raw["fit"] = value
     elif key.startswith("finite."):
         base = {"depths": [2]} if study == "depth" else {"widths": [8]}
