@@ -13,6 +13,7 @@ from ntksim.activations.eoc import (
 )
 from ntksim.data import gaussian, load_points, sphere
 from ntksim.empirical import empirical_nngp, empirical_nngp_seeds, empirical_ntk, empirical_ntk_seeds
+from ntksim.engine.run import open_run as load_run
 from ntksim.limits import limit_nngp, limit_ntk
 from ntksim.mercer import harmonic_dimension, mercer_eigenvalues, multiplicities
 from ntksim.metrics import concentration
@@ -44,6 +45,7 @@ __all__ = [
     "limit_nngp",
     "limit_ntk",
     "load_points",
+    "load_run",
     "mercer_eigenvalues",
     "multiplicities",
     "resolve_sigmas",

@@ -15,11 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from ntksim.engine.config import validate
+import ntksim as ntksim_api
+from ntksim.engine.config import ConfigError, validate
 from ntksim.limits import neural_tangents_available
 from tests.conftest import without_scheduler
 
@@ -426,3 +428,34 @@ def test_a_setting_listed_twice_is_one_cell(tmp_path: Path) -> None:
 def test_version_names_ntksim_and_jax(tmp_path: Path) -> None:
     proc = ntksim("--version", cwd=tmp_path)
     assert proc.returncode == 0 and re.fullmatch(r"ntksim \S+ \(jax \S+\)\n", proc.stdout), proc.stdout
+
+
+def test_a_log_gets_a_line_per_cell_not_silence(tmp_path: Path) -> None:
+    """Output to a file or pipe (cluster logs, --executor local): no bar, one progress line per
+    cell with its count and an ETA; --no-progress silences them."""
+    config = write_config(tmp_path / "c.yaml")
+    proc = ntksim("run", config, "--out", tmp_path / "a", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("ntksim: [")]
+    assert len(lines) == 4 and lines[0].startswith("ntksim: [1/4] ") and "ETA" in lines[0], proc.stderr
+    quiet = ntksim("run", config, "--out", tmp_path / "b", "--no-progress", cwd=tmp_path)
+    assert quiet.returncode == 0 and "ntksim: [" not in quiet.stderr
+
+
+def test_load_run_and_fits_csv_for_notebooks(tiny_run: Path) -> None:
+    """ntksim.load_run(DIR) gives the table, the config and the fitted slopes; fits.csv holds the
+    same slopes as summary.md, refitted here independently from results.csv."""
+    run = ntksim_api.load_run(tiny_run)
+    table = pd.read_csv(tiny_run / "results.csv")
+    pd.testing.assert_frame_equal(run.table, table)
+    assert run.config.name == "tiny" and run.config.study == "concentration"
+    fits = pd.read_csv(tiny_run / "fits.csv")
+    assert set(fits["activation"]) == {"relu", "abs"} and {"slope", "ci_low", "ci_high"} <= set(fits.columns)
+    for row in fits.itertuples():
+        sub = table[table["activation"] == row.activation]
+        medians = sub.groupby("width")["err_op"].median()
+        slope = np.polyfit(np.log2(medians.index.to_numpy(float)), np.log2(medians.to_numpy()), 1)[0]
+        assert row.slope == pytest.approx(slope, rel=1e-9)
+        assert f"{row.slope:.3f}" in (tiny_run / "summary.md").read_text()
+    with pytest.raises(ConfigError, match=r"no config\.yaml"):
+        ntksim_api.load_run(tiny_run.parent / "nowhere")

@@ -6,6 +6,7 @@ these functions, so every study gets the same resume, failure and output behavio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,8 @@ def write_outputs(config: Any, table: pd.DataFrame, root: Path) -> list[Path]:
         return []
     study = study_of(config)
     atomic_write(root / "summary.md", study.summarize(table, config))
+    if study.fits is not None:  # every fitted rate with its interval, for scripts and notebooks
+        atomic_write(root / "fits.csv", study.fits(table, config).to_csv(index=False))
     return study.figures(table, config, root / "figures")
 
 
@@ -67,3 +70,34 @@ def finish(config: Any, cells: list[CellLike], store: RunStore) -> tuple[pd.Data
     if template.is_dir() and not any(template.iterdir()):
         template.rmdir()
     return table, state
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished or partial run, as a notebook wants it: the tidy table (one row per measurement),
+    the validated config, and the study's fitted rates (None when it fits nothing)."""
+
+    table: pd.DataFrame
+    config: Any
+    fits: pd.DataFrame | None
+    directory: Path
+
+
+def open_run(directory: str | Path) -> Run:
+    """`ntksim.load_run(DIR)`: read DIR/results.csv (what `ntksim run` or `status` assembled) and
+    DIR/config.yaml. ConfigError (one line) when DIR is not a run directory or has no results yet."""
+    root = Path(directory)
+    path = root / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{root}: no config.yaml (is it a run directory?)")
+    try:
+        config = validate(yaml.safe_load(path.read_text()))
+    except (ConfigError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
+    results = root / "results.csv"
+    if not results.is_file():
+        raise ConfigError(f"{root}: no results.csv yet (`ntksim status {root}` assembles what is done)")
+    table = pd.read_csv(results)
+    study = study_of(config)
+    fits = study.fits(table, config) if study.fits is not None and len(table) else None
+    return Run(table, config, fits, root)

@@ -64,6 +64,8 @@ class Study(NamedTuple):
     figures: (table, config, directory) → paths of the figures written.
     legacy_columns: older headers still accepted for shards written before columns were added
         (read with the new columns empty).
+    fits: (table, config) → a table of every fitted rate with its interval, written as fits.csv
+        beside summary.md (None: the study fits nothing).
     """
 
     name: str
@@ -74,6 +76,7 @@ class Study(NamedTuple):
     summarize: Callable[[pd.DataFrame, Any], str]
     figures: Callable[[pd.DataFrame, Any, Path], list[Path]]
     legacy_columns: tuple[tuple[str, ...], ...] = ()
+    fits: Callable[[pd.DataFrame, Any], pd.DataFrame] | None = None
 
 
 def builtin_studies() -> list[str]:

@@ -8,6 +8,7 @@ finished shard kept.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import sys
 import threading
@@ -85,6 +86,25 @@ class SweepReport:
     skipped: list[Cell] = field(default_factory=list)
 
 
+class ProgressLines:
+    """One line per computed cell on stderr — count, the cell, its seconds and an ETA from the
+    mean so far — for logs, where a progress bar would be a wall of carriage returns."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.count, self.failed, self.spent = total, 0, 0, 0.0
+
+    def done(self, label: str, seconds: float, failed: bool = False) -> None:
+        self.count += 1
+        self.failed += failed
+        if not failed:
+            self.spent += seconds
+        computed = self.count - self.failed
+        left = self.total - self.count
+        eta = f", ETA {self.spent / computed * left:.0f} s" if computed and left else ""
+        state = "FAILED" if failed else f"{seconds:.1f} s"
+        print(f"ntksim: [{self.count}/{self.total}] {label}: {state}{eta}", file=sys.stderr, flush=True)
+
+
 def run_cells(
     cells: Iterable[Cell],
     compute: Callable[[Cell], list[dict[str, Any]]],
@@ -106,6 +126,8 @@ def run_cells(
     bar = tqdm(
         total=len(cells), unit="cell", disable=None if progress is None else not progress, smoothing=0.1
     )
+    # A log file (cluster task, --executor local, output piped) gets no bar: a line per cell instead.
+    lines = ProgressLines(len(cells)) if progress is None and bar.disable else None
 
     def attempt(cell: Cell) -> bool:
         """Compute the cell unless another process holds it; True when it needs no more work."""
@@ -119,14 +141,19 @@ def run_cells(
             if store.is_done(cell):  # finished by another process between check and claim
                 report.skipped.append(cell)
                 return True
+            started = time.perf_counter()
             store.write_shard(cell, compute(cell))
             report.computed.append(cell)
+            if lines:
+                lines.done(cell.label(), time.perf_counter() - started)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as err:  # recorded, and the sweep goes on
             message = str(err).splitlines()[0] if str(err) else ""
             store.write_failure(cell, f"{type(err).__name__}: {message}")
             report.failed.append(cell)
+            if lines:
+                lines.done(cell.label(), math.nan, failed=True)
         finally:
             store.release(cell)
         return True

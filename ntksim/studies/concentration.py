@@ -24,6 +24,7 @@ from ntksim.empirical import empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import MAX_SEED, PositiveInt, RunConfig, StrictFloat, as_list
 from ntksim.engine.study import Memo, Study
+from ntksim.fit import fit_table
 from ntksim.limits import backend_version, limit_kernel, resolve_backend
 from ntksim.metrics import concentration
 from ntksim.model import MLP, sample_widths
@@ -305,4 +306,5 @@ STUDY = Study(
     summarize=summarize,
     figures=figures,
     legacy_columns=(COLUMNS,),
+    fits=lambda table, config: fit_table(table),
 )

@@ -549,4 +549,13 @@ def figures(table: pd.DataFrame, config: Any, directory: Path) -> list[Path]:
     return paths
 
 
-STUDY = Study("depth", DepthConfig, COLUMNS, expand, compute, summarize, figures)
+STUDY = Study(
+    "depth",
+    DepthConfig,
+    COLUMNS,
+    expand,
+    compute,
+    summarize,
+    figures,
+    fits=lambda table, config: rates(table),
+)

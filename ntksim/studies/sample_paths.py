@@ -470,4 +470,14 @@ def figures(table: pd.DataFrame, config: SamplePathsConfig, directory: Path) -> 
     return paths
 
 
-STUDY = Study("sample_paths", SamplePathsConfig, COLUMNS, expand, compute, summarize, figures)
+def fits_csv(table: pd.DataFrame, config: SamplePathsConfig) -> pd.DataFrame:
+    """fits.csv: the increments' fitted exponents (measured, kernel, theory) and the spectra's
+    agreement with the NNGP, one table with a `fit` column naming which."""
+    parts = [spectrum_agreement(table[table["part"] == "spectrum"]).assign(fit="power_spectrum")]
+    increments_table = table[table["part"] == "increment"]
+    if len(increments_table):
+        parts.append(increment_slopes(increments_table).assign(fit="increment_exponent"))
+    return pd.concat(parts, ignore_index=True)
+
+
+STUDY = Study("sample_paths", SamplePathsConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv)

@@ -441,4 +441,11 @@ def figures(table: pd.DataFrame, config: SpectrumConfig, directory: Path) -> lis
     return paths
 
 
-STUDY = Study("spectrum", SpectrumConfig, COLUMNS, expand, compute, summarize, figures)
+def fits_csv(table: pd.DataFrame, config: SpectrumConfig) -> pd.DataFrame:
+    """fits.csv: every fitted decay exponent, its fit range and science.md's value."""
+    k_min, k_max = config.fit_range
+    fitted = fits(table, k_min, k_max, config.fit.min_relative)
+    return fitted.drop(columns=["log_c"]).assign(k_min=k_min, k_max=k_max)
+
+
+STUDY = Study("spectrum", SpectrumConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv)

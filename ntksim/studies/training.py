@@ -522,4 +522,15 @@ def figures(table: pd.DataFrame, config: TrainingConfig, directory: Path) -> lis
     return paths
 
 
-STUDY = Study("training", TrainingConfig, COLUMNS, expand, compute, summarize, figures)
+def fits_csv(table: pd.DataFrame, config: TrainingConfig) -> pd.DataFrame:
+    """fits.csv: slopes against m at the last step with their 95% intervals, one column each."""
+    slopes = width_slopes(table)
+    for column in ("drift", "diff_limit", "diff_lin", "movement"):
+        values = slopes.pop(column).tolist()
+        for i, suffix in enumerate(("slope", "ci_low", "ci_high")):
+            slopes[f"{column}_{suffix}"] = [v[i] for v in values]
+    slopes["lin_diverged"] = [" ".join(map(str, v)) for v in slopes["lin_diverged"]]
+    return slopes
+
+
+STUDY = Study("training", TrainingConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv)
