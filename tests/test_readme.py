@@ -33,3 +33,18 @@ def test_readme_any_activation_block_runs_and_its_numbers_hold() -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split()[:2] == ["1.30415", "0.51208"]
     assert "(64, 64) (64, 64) (64, 64) mine" in proc.stdout
+
+
+def test_nothing_shipped_points_outside_the_repository() -> None:
+    """A clone has no shared folder beside it: the science and design documents live in docs/,
+    and no tracked text file links outside the repository."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    assert (root / "docs" / "science.md").is_file() and (root / "docs" / "design.md").is_file()
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for name in tracked:
+        if name.endswith((".md", ".py", ".toml", ".yaml", ".cfg", ".txt")) and (root / name).is_file():
+            assert "../" + "shared" not in (root / name).read_text(errors="ignore"), name

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 if TYPE_CHECKING:
     from ntksim.engine.study import Study
@@ -38,11 +38,29 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# sbatch options the launcher names itself (or submitit sets): not accepted in `sbatch:`
+NAMED_SBATCH_KEYS = frozenset(
+    {"partition", "account", "qos", "time", "gpus_per_node", "cpus_per_task", "mem", "constraint", "job_name",
+     "array", "nodes", "ntasks_per_node", "output", "error", "open_mode", "signal", "wrap"}
+)  # fmt: skip
+
+
 class LauncherConfig(Strict):
     """Where cells run when `--executor` is local, debug or slurm (submitit).
 
-    Cells are grouped `cells_per_task` to an array task. SLURM keys map to sbatch options.
+    Cells are grouped `cells_per_task` to an array task. SLURM keys map to sbatch options;
+    `sbatch:` passes any other option through unchanged.
     """
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch_names(cls, value: dict) -> dict:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_-]*", name):
+                raise ValueError(f"{name!r} is not an sbatch option name (lower case, e.g. gres, exclusive)")
+            if name.replace("-", "_") in NAMED_SBATCH_KEYS:
+                raise ValueError(f"{name!r} has its own launcher key; set it there")
+        return value
 
     cells_per_task: PositiveInt = 1
     array_parallelism: PositiveInt = 64
@@ -56,6 +74,11 @@ class LauncherConfig(Strict):
     mem_gb: Annotated[float, Field(gt=0, strict=True)] | None = None
     constraint: str | None = None
     setup: list[str] = Field(default_factory=list, description="shell lines run before each task")
+    sbatch: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="any other sbatch option, name → value (e.g. gres: 'gpu:a100:1', exclusive: true); "
+        "true writes the bare flag",
+    )
     max_requeue: Annotated[int, Field(ge=0, strict=True)] = 3
 
 

@@ -81,6 +81,10 @@ def slurm_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
         "constraint": launcher.constraint,
     }
     params.update({k: v for k, v in optional.items() if v is not None})
+    if launcher.sbatch:  # passed through: `#SBATCH --name=value`, or the bare flag for true
+        params["additional_parameters"] = {
+            name.replace("_", "-"): value for name, value in launcher.sbatch.items() if value is not False
+        }
     return params
 
 

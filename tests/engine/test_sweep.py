@@ -207,7 +207,8 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
     (bin_dir / "srun").chmod(0o755)
     launcher = {"partition": "gpu", "account": "theory", "qos": "high", "time_min": 90, "gpus_per_node": 1,
                 "cpus_per_task": 4, "mem_gb": 16, "constraint": "h100", "setup": ["module load cuda/12.4"],
-                "cells_per_task": 5, "array_parallelism": 3}  # fmt: skip
+                "cells_per_task": 5, "array_parallelism": 3,
+                "sbatch": {"gres": "gpu:a100:1", "exclusive": True, "mail_type": "END"}}  # fmt: skip
     config = write(tmp_path / "cluster.yaml", {**SWEEP, "launcher": launcher})  # 48 cells → 10 tasks
     out = tmp_path / "out"
     env = _env() | {"PATH": f"{bin_dir}:{_env()['PATH']}"}
@@ -224,11 +225,26 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
     for line in ("#SBATCH --array=0-9%3", "#SBATCH --partition=gpu", "#SBATCH --account=theory",
                  "#SBATCH --qos=high", "#SBATCH --time=90", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16GB", "#SBATCH --constraint=h100",
-                 "module load cuda/12.4", "submitit.core._submit"):  # fmt: skip
+                 "module load cuda/12.4", "submitit.core._submit", "#SBATCH --gres=gpu:a100:1",
+                 "#SBATCH --exclusive\n", "#SBATCH --mail-type=END"):  # fmt: skip
         assert line in script, line
     assert str(out / "logs") in script
     status = ntksim("status", out, cwd=tmp_path)
     assert status.returncode == 0 and "0 cells done, 0 failed, 48 pending" in status.stdout
+
+
+@pytest.mark.parametrize(
+    ("sbatch", "words"),
+    [
+        ({"partition": "x"}, "'partition' has its own launcher key"),
+        ({"Gres": "x"}, "not an sbatch option name"),
+    ],
+)
+def test_sbatch_pass_through_refuses_named_and_malformed_options(sbatch: dict, words: str) -> None:
+    from ntksim.engine.config import ConfigError, validate
+
+    with pytest.raises(ConfigError, match=words):
+        validate({"activations": ["relu"], "launcher": {"sbatch": sbatch}})
 
 
 def test_expired_claim_of_a_dead_host_is_taken_over(tmp_path: Path) -> None:
