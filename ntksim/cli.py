@@ -10,12 +10,13 @@ every finished cell.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -161,6 +162,7 @@ def _run(args: argparse.Namespace) -> None:
         _fail(f"--executor slurm: {' and '.join(missing)} not found on PATH "
               "(run on a SLURM login node, or use --dry-run)")  # fmt: skip
     _check_out(store, resolved, digest, args.force)  # read-only: nothing written on a refusal
+    fresh = not store.root.exists()  # a failed submission leaves nothing behind in a new directory
     if not args.dry_run:
         # Check again and write the config under the directory's lock: a run started at the same
         # moment may be setting the directory up.
@@ -181,7 +183,8 @@ def _run(args: argparse.Namespace) -> None:
         return
 
     info = _run_info(digest, args.executor, _now())
-    store.write_run(info)
+    if args.executor == "inline":  # a submission records the run only once it is accepted
+        store.write_run(info)
     if args.retry_failed:
         for cell in state["failed"]:
             store.failure_path(cell).unlink(missing_ok=True)
@@ -197,26 +200,104 @@ def _run(args: argparse.Namespace) -> None:
     elif todo:
         from ntksim.engine.launch import submit
 
+        before = set(store.logs.iterdir()) if store.logs.is_dir() else set()
         try:
-            jobs = submit(args.executor, store, config, resolved, todo)
+            with _stderr_kept() as kept:  # sbatch's own complaint goes into our one line
+                jobs = submit(args.executor, store, config, resolved, todo)
         except Exception as err:  # e.g. sbatch rejecting a partition or account
-            _fail(f"--executor {args.executor}: submission failed: {str(err).strip().splitlines()[-1]}")
+            said = [line for line in (kept.read() + "\n" + str(err)).strip().splitlines() if line.strip()]
+            _forget_submission(store, before, fresh)
+            _fail(
+                f"--executor {args.executor}: submission failed: {said[-1] if said else type(err).__name__}"
+            )
+        store.write_run(info)
         if args.executor == "slurm":
             print(f"submitted {len(jobs)} task(s) as SLURM job {jobs[0].job_id.split('_')[0]}; "
                   f"logs in {store.logs}. Follow with: ntksim status {out}")  # fmt: skip
             return
-        for job in jobs:
-            try:
-                job.result()
-            except Exception as err:  # a task that died; its cells show up as pending below
-                last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-                print(f"ntksim: task {job.job_id} failed: {last} (logs in {store.logs})", file=sys.stderr)
+        try:
+            for job in jobs:
+                try:
+                    job.result()
+                except Exception as err:  # a task that died; its cells show up as pending below
+                    last = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+                    print(f"ntksim: task {job.job_id} failed: {last} (logs in {store.logs})", file=sys.stderr)
+        except KeyboardInterrupt:
+            _stop_local_tasks(jobs)
+            table = store.assemble(cells)
+            print(f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
+                  "run the same command again to resume", file=sys.stderr)  # fmt: skip
+            raise SystemExit(130) from None
 
     table, state = finish(config, cells, store)
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
     raise SystemExit(_report(store, state, table, final=True))
+
+
+class _Kept:
+    """What a block wrote to file descriptor 2, readable after it ends."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def read(self) -> str:
+        return self.text
+
+
+@contextlib.contextmanager
+def _stderr_kept() -> Iterator[_Kept]:
+    """Hold back what subprocesses (sbatch) write to stderr during the block: fd 2 goes to a
+    temporary file, restored on exit, and its text is kept for the caller's one-line message."""
+    import tempfile
+
+    kept = _Kept()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield kept
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            kept.text = sink.read().decode(errors="replace")
+
+
+def _stop_local_tasks(jobs: list, grace_s: float = 10.0) -> None:
+    """Ctrl-C in the driver of --executor local: pass the interrupt on to every task (each
+    releases its claim and keeps its finished shards), then wait for them, and kill any that
+    outlive the grace period, so no orphan keeps computing."""
+    import time
+
+    for job in jobs:
+        with contextlib.suppress(Exception):
+            job.cancel(check=False)
+    deadline = time.monotonic() + grace_s
+    for job in jobs:
+        process = getattr(job, "_process", None)
+        if process is None:
+            continue
+        with contextlib.suppress(Exception):
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        if process.poll() is None:
+            process.kill()
+
+
+def _forget_submission(store, before: set[Path], fresh: bool) -> None:
+    """After a rejected submission: remove what it wrote (submitit's pickles and script in logs/),
+    and the whole run directory if this command created it, so a re-run starts clean."""
+    if fresh:
+        shutil.rmtree(store.root, ignore_errors=True)
+        return
+    for path in set(store.logs.iterdir()) - before if store.logs.is_dir() else ():
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> None:

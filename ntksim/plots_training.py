@@ -14,7 +14,7 @@ from ntksim.plots import save_figure
 
 
 def _panels(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    return list(table.groupby(["activation", "depth", "optimizer"], sort=False))
+    return list(table.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
 
 
 def _grid(count: int, width: float = 4.4, height: float = 3.6) -> tuple[plt.Figure, np.ndarray]:
@@ -40,7 +40,7 @@ def plot_losses(table: pd.DataFrame, path: Path) -> bool:
     if not panels:
         return False
     fig, axes = _grid(len(panels))
-    for ((name, depth, optimizer), g), ax in zip(panels, axes.flat, strict=False):
+    for ((name, depth, sigma_b, optimizer), g), ax in zip(panels, axes.flat, strict=False):
         width = g["width"].max()
         g = g[(g["width"] == width) & (g["step"] > 0)]
         for column, color, label in (
@@ -56,7 +56,7 @@ def plot_losses(table: pd.DataFrame, path: Path) -> bool:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("step t")
-        ax.set_title(f"{name}, depth {depth}, m = {width}\n{optimizer}", fontsize=9)
+        ax.set_title(f"{name}, depth {depth}, σ_b = {sigma_b:g}, m = {width}\n{optimizer}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     axes.flat[0].set_ylabel("MSE loss (median over seeds)")
     axes.flat[0].legend(fontsize=7)
@@ -78,7 +78,7 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
         "diff_lin": "test ‖f_t − f_t^lin‖ (rms)",
     }
     fig, axes = _grid(len(columns), width=4.8)
-    curves = list(last.groupby(["activation", "depth", "optimizer"], sort=False))
+    curves = list(last.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
     colors = {key: plt.get_cmap("tab10")(i % 10) for i, (key, _) in enumerate(curves)}
     for column, ax in zip(columns, axes.flat, strict=False):
         for key, g in curves:
@@ -88,7 +88,7 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
             if np.all(np.isnan(med)):
                 continue
             fit = fit_rate(widths, [stats.get_group(w).dropna().to_numpy() for w in widths])
-            label = f"{key[0]} l={key[1]} {key[2]}: slope {fit.slope:.2f}"
+            label = f"{key[0]} l={key[1]} σ_b={key[2]:g} {key[3]}: slope {fit.slope:.2f}"
             ax.plot(widths, med, "o-", color=colors[key], lw=1.4, ms=4, label=label)
             ax.fill_between(
                 widths,
@@ -121,7 +121,7 @@ def plot_drift_in_time(table: pd.DataFrame, path: Path) -> bool:
     if not panels:
         return False
     fig, axes = _grid(len(panels))
-    for ((name, depth, optimizer), g), ax in zip(panels, axes.flat, strict=False):
+    for ((name, depth, sigma_b, optimizer), g), ax in zip(panels, axes.flat, strict=False):
         widths = sorted(g["width"].unique())
         cmap = plt.get_cmap("viridis")
         for i, width in enumerate(widths):
@@ -132,7 +132,7 @@ def plot_drift_in_time(table: pd.DataFrame, path: Path) -> bool:
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("step t")
-        ax.set_title(f"{name}, depth {depth}\n{optimizer}", fontsize=9)
+        ax.set_title(f"{name}, depth {depth}, σ_b = {sigma_b:g}\n{optimizer}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     axes.flat[0].set_ylabel("NTK drift (median over seeds)")
     axes.flat[0].legend(fontsize=7)

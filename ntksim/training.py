@@ -27,7 +27,7 @@ import numpy as np
 import optax
 from jax import Array
 
-from ntksim.empirical import kernel_fn
+from ntksim.empirical import MATMUL_PRECISION, kernel_fn
 from ntksim.model import MLP, forward, init_params
 
 Params = dict[str, Array]
@@ -260,13 +260,15 @@ def train_seeds(
         return jax.vmap(run)(state, origin)
 
     look = jax.jit(jax.vmap(observe))
-    state, origin, k0 = start(keys)
-    records = []
-    done = 0
-    for target in steps:
-        state = advance(state, origin, jnp.asarray(int(target) - done))
-        done = int(target)
-        records.append(jax.device_get(look(state, origin, k0)))
+    # Full-precision matmuls, as for the eNTK: accelerators would otherwise train in TF32.
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        state, origin, k0 = start(keys)
+        records = []
+        done = 0
+        for target in steps:
+            state = advance(state, origin, jnp.asarray(int(target) - done))
+            done = int(target)
+            records.append(jax.device_get(look(state, origin, k0)))
     stacked = {key: np.stack([r[key] for r in records], axis=1) for key in records[0]}
     return TrainResult(
         f_train=stacked["f_train"],

@@ -160,7 +160,7 @@ def activation_identity(act: AnyActivation) -> dict[str, Any]:
     return {"name": act.name, "params": act.params, "fn": fn, "kinks": list(act.kinks)}
 
 
-def _file_digest(path: str) -> str:
+def file_digest(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -172,7 +172,7 @@ def data_identity(data: DataConfig) -> tuple[tuple[str, Any], ...]:
     """What identifies the inputs: the generator settings, or the file's content hash."""
     if data.kind == "file":
         try:
-            return (("kind", "file"), ("sha256", _file_digest(data.path)), ("key", data.key))
+            return (("kind", "file"), ("sha256", file_digest(data.path)), ("key", data.key))
         except OSError as err:
             raise ConfigError(f"data.path: cannot read {data.path} ({err.strerror})") from None
     return (("kind", data.kind), ("n", data.num_points), ("dim", data.dimension), ("seed", data.seed))

@@ -37,6 +37,7 @@ from ntksim.studies._sections import (
     SigmaWChoice,
     activation_identity,
     check_sigma_w_choice,
+    file_digest,
     sigma_w_for,
 )
 from ntksim.training import (
@@ -102,12 +103,39 @@ class OptimizerConfig(Strict):
                 raise ValueError(
                     f"params.{key}: not a parameter of optax.{self.name} (it takes {', '.join(known)})"
                 )
-        if self.relative and self.learning_rate >= 1:
+        try:  # wrong parameter values (momentum: "fast") fail here, not inside a cell
+            probe = {"w": np.zeros(2)}
+            optimizer = make_optimizer(self.name, 1e-3, self.params)
+            optimizer.update(probe, optimizer.init(probe), probe)
+        except Exception as err:  # optax raises many kinds on bad values
+            message = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"params: optax.{self.name} cannot use them ({message})") from None
+        if self.relative and self.name != "sgd":
+            raise ValueError(
+                f"relative: a rate relative to 2/λ_max(K∞) is gradient descent's stable bound, which "
+                f"says nothing for {self.name}; give relative: false and an absolute learning_rate"
+            )
+        bound = self.stable_fraction()
+        if self.relative and self.learning_rate >= bound:
             raise ValueError(
                 f"learning_rate: {self.learning_rate:g} × 2/λ_max is at or above the stable bound of "
-                "gradient descent; give a fraction below 1 (or relative: false for an absolute rate)"
+                f"{self.describe_bound()} ({bound:.3g} × 2/λ_max); give a smaller fraction "
+                "(or relative: false for an absolute rate)"
             )
         return self
+
+    def stable_fraction(self) -> float:
+        """The largest stable η as a multiple of 2/λ_max for sgd on a quadratic: 1 for plain GD,
+        1 + β with heavy-ball momentum β, (1 + β)/(1 + 2β) with Nesterov's."""
+        beta = float(self.params.get("momentum") or 0.0)
+        if bool(self.params.get("nesterov", False)):
+            return (1 + beta) / (1 + 2 * beta)
+        return 1 + beta
+
+    def describe_bound(self) -> str:
+        if self.params.get("momentum"):
+            return "Nesterov momentum" if self.params.get("nesterov") else "heavy-ball momentum"
+        return "gradient descent"
 
     @property
     def tag(self) -> str:
@@ -205,6 +233,10 @@ class Cell:
     seeds: int
     steps: int
     observe: int
+    out_dim: int = 1
+    setting: tuple[
+        tuple[str, Any], ...
+    ] = ()  # data, target, schedule, dtype, …: what else decides the numbers
 
     @property
     def rows(self) -> int:
@@ -224,6 +256,8 @@ class Cell:
                 "seeds": self.seeds,
                 "steps": self.steps,
                 "observe": self.observe,
+                "out_dim": self.out_dim,
+                "setting": dict(self.setting),
             }
         )
 
@@ -231,11 +265,42 @@ class Cell:
         return f"training {self.activation.name} l={self.depth} m={self.width} {self.optimizer.tag}"
 
 
-def expand(config: TrainingConfig) -> list[Cell]:
+def data_setting(config: TrainingConfig) -> tuple[tuple[str, Any], ...]:
+    """What besides a cell's own keys decides its numbers: the data (a file by its content hash),
+    the target, the width schedule, dtype, eNTK method and what is measured."""
+    data = config.data.model_dump(mode="json")
     if config.data.kind == "file":
-        load_training_data(config)  # a bad file is a config error, before any cell runs
+        data = {k: v for k, v in data.items() if k != "path"} | {"sha256": file_digest(config.data.path)}
+    return (
+        ("data", data),
+        ("target", config.target.model_dump(mode="json") if config.data.kind == "sphere" else None),
+        ("schedule", config.schedule),
+        ("dtype", config.dtype),
+        ("method", config.method),
+        ("linearized", config.linearized),
+        ("drift", config.drift),
+    )
+
+
+def expand(config: TrainingConfig) -> list[Cell]:
+    out_dim = 1
+    if config.data.kind == "file":
+        out_dim = load_training_data(config)[1].shape[1]  # a bad file is a config error before any cell runs
+    setting = data_setting(config)
     return [
-        Cell(act, depth, m, config.sigma_w_of(act.name), b, opt, config.seeds, config.steps, config.observe)
+        Cell(
+            act,
+            depth,
+            m,
+            config.sigma_w_of(act.name),
+            b,
+            opt,
+            config.seeds,
+            config.steps,
+            config.observe,
+            out_dim,
+            setting,
+        )
         for act in (spec.build() for spec in config.activations)
         for b in config.sigma_b
         for depth in config.depths
@@ -268,8 +333,9 @@ def load_training_data(config: TrainingConfig) -> tuple[np.ndarray, np.ndarray, 
 
 
 def targets(target: TargetConfig, x: np.ndarray) -> np.ndarray:
-    """Targets for inputs x (N, d): (N, 1)."""
-    key = jax.random.PRNGKey(target.seed)
+    """Targets for inputs x (N, d): (N, 1). The teacher draws from its own key stream (a student
+    with seed s must not be the teacher of seed s)."""
+    key = jax.random.fold_in(jax.random.PRNGKey(target.seed), 0x7E4C4E5)
     if target.kind == "sine":
         u = np.asarray(jax.random.normal(key, (x.shape[1],)), np.float64)
         u /= np.linalg.norm(u)
@@ -287,6 +353,7 @@ def _net(cell: Cell, dtype: str, schedule: str) -> MLP:
         activation=cell.activation,
         depth=cell.depth,
         width=cell.width,
+        out_dim=cell.out_dim,
         schedule=schedule,
         sigma_w=sigma_w,
         sigma_b=sigma_b,
@@ -423,12 +490,14 @@ def width_slopes(table: pd.DataFrame) -> pd.DataFrame:
     for key, g in last.groupby(SETTING, sort=False):
         row = dict(zip(SETTING, key, strict=True))
         widths = np.array(sorted(g["width"].unique()), float)
-        row["lin_diverged"] = diverged_widths(g, first)
+        same = np.logical_and.reduce([first[k] == v for k, v in zip(SETTING, key, strict=True)])
+        row["lin_diverged"] = diverged_widths(g, first[same])
         for column in ("drift", "diff_limit", "diff_lin", "movement"):
             if column == "diff_lin" and row["lin_diverged"]:
                 row[column] = (math.nan, math.nan, math.nan)  # a slope through a blow-up says nothing
                 continue
-            values = [g[g["width"] == w][column].dropna().to_numpy() for w in widths]
+            values = [g[g["width"] == w][column].to_numpy(float) for w in widths]
+            values = [v[np.isfinite(v)] for v in values]
             if any(len(v) == 0 for v in values):
                 row[column] = (math.nan, math.nan, math.nan)
                 continue
@@ -446,9 +515,7 @@ def diverged_widths(last: pd.DataFrame, first: pd.DataFrame) -> list[int]:
     survive (it moves its kernel) but its linearisation cannot."""
     out = []
     for width, g in last.groupby("width"):
-        start = first[(first["width"] == width) & first["optimizer"].isin(g["optimizer"])][
-            "lin_train_loss"
-        ].median()
+        start = first[first["width"] == width]["lin_train_loss"].median()
         end = g["lin_train_loss"].median()
         if not np.isfinite(end) or (np.isfinite(start) and end > 1e3 * max(start, 1e-300)):
             out.append(int(width))
@@ -491,14 +558,14 @@ def summarize(table: pd.DataFrame, config: TrainingConfig) -> str:
         "",
         f"## At step {last_step} (median over seeds)",
         "",
-        "| activation | depth | optimizer | m | η | train loss | test loss | lin test loss | limit test loss "
-        "| drift | ‖f − f^∞‖ | ‖f − f^lin‖ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| activation | depth | σ_b | optimizer | m | η | train loss | test loss | lin test loss "
+        "| limit test loss | drift | ‖f − f^∞‖ | ‖f − f^lin‖ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, g in last.groupby(["activation", "depth", "optimizer", "width"], sort=False):
+    for key, g in last.groupby(["activation", "depth", "sigma_b", "optimizer", "width"], sort=False):
         med = g.median(numeric_only=True)
         lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]} | {key[3]} | {med['learning_rate']:.3g} | "
+            f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]} | {key[4]} | {med['learning_rate']:.3g} | "
             f"{med['train_loss']:.3g} | "
             f"{med['test_loss']:.3g} | {med['lin_test_loss']:.3g} | {med['limit_test_loss']:.3g} | "
             f"{med['drift']:.3g} | {med['diff_limit']:.3g} | {med['diff_lin']:.3g} |"

@@ -88,6 +88,28 @@ def check_complete(out: Path, config: dict) -> pd.DataFrame:
     return table
 
 
+def test_ctrl_c_with_the_local_executor_exits_130_and_stops_its_tasks(tmp_path: Path) -> None:
+    """The driver of --executor local interrupted: exit 130 with the resume hint and no traceback,
+    its task processes stopped (no orphan keeps computing), finished shards kept."""
+    config = write(
+        tmp_path / "sweep.yaml", {**SWEEP, "launcher": {"cells_per_task": 8, "local_parallelism": 2}}
+    )
+    out = tmp_path / "out"
+    claim = hold_last_cell(out, SWEEP, f"{socket.gethostname()}:{os.getpid()}")  # the run cannot finish
+    proc = start("run", config, "--out", out, "--executor", "local", "--no-progress", cwd=tmp_path)
+    wait_for_shards(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=90)
+    assert proc.returncode == 130, stderr
+    assert "resume" in stderr and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    time.sleep(1.5)
+    settled = shard_stamps(out)
+    time.sleep(2)
+    assert shard_stamps(out) == settled  # nothing left computing
+    assert [p.name for p in (out / "claims").iterdir()] == [claim.name]  # only the peer's claim
+    assert len(pd.read_csv(out / "results.csv")) >= 2
+
+
 def hold_last_cell(out: Path, config: dict, owner: str) -> Path:
     """Claim the sweep's last cell for `owner` ("host:pid"), as a peer computing it would."""
     last = expand(validate(config))[-1]
@@ -231,6 +253,35 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
     assert str(out / "logs") in script
     status = ntksim("status", out, cwd=tmp_path)
     assert status.returncode == 0 and "0 cells done, 0 failed, 48 pending" in status.stdout
+
+
+def test_rejected_submission_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """sbatch refusing (a bad partition): one stderr line quoting it, exit 2; a directory this
+    command created is gone, and an existing run keeps its files but gets no stray pickles."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        '#!/bin/sh\necho "sbatch: error: invalid partition specified: nope" >&2\nexit 1\n'
+    )
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    config = write(tmp_path / "c.yaml", SWEEP)
+    env = _env() | {"PATH": f"{bin_dir}:{_env()['PATH']}"}
+    out = tmp_path / "new"
+    proc = ntksim("run", config, "--out", out, "--executor", "slurm", cwd=tmp_path, env=env)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "submission failed: sbatch: error: invalid partition specified: nope" in proc.stderr
+    assert not out.exists()
+    existing = tmp_path / "old"
+    first = ntksim("run", config, "--out", existing, "--set", "widths=[8]", "--no-progress", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_json = (existing / "run.json").read_text()
+    args = ("--executor", "slurm", "--set", "widths=[8, 16]", "--force")
+    again = ntksim("run", config, "--out", existing, *args, cwd=tmp_path, env=env)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1, again.stderr
+    assert (existing / "run.json").read_text() == run_json and (existing / "config.yaml").exists()
+    assert not list((existing / "logs").glob("*")) if (existing / "logs").exists() else True
 
 
 @pytest.mark.parametrize(

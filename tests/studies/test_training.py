@@ -79,3 +79,94 @@ def test_data_from_a_file_is_split_in_order(tmp_path) -> None:
 def test_two_optimizers_with_one_name_need_labels() -> None:
     with pytest.raises(ConfigError, match="optimizers: two entries with one name"):
         validate({"study": "training", **SMALL, "optimizers": [{"name": "sgd"}, {"name": "sgd"}]})
+
+
+def test_cell_ids_follow_everything_that_decides_the_numbers() -> None:
+    def ids(**keys: object) -> set[str]:
+        return {c.cell_id for c in study.expand(validate({"study": "training", **SMALL, **keys}))}
+
+    base = ids()
+    for change in (
+        {"data": {**SMALL["data"], "n_train": 9}},
+        {"target": {"width": 64, "seed": 2}},
+        {"schedule": "quadratic"},
+        {"dtype": "float32"},
+        {"drift": False},
+    ):
+        assert ids(**change).isdisjoint(base), change
+    assert ids(chunk=1) == base  # how seeds are batched does not change the numbers
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "words"),
+    [
+        ({"name": "adam", "learning_rate": 0.001}, "relative: a rate relative to 2/λ_max"),
+        (
+            {"name": "sgd", "learning_rate": 0.7, "params": {"momentum": 0.9, "nesterov": True}},
+            "stable bound of Nesterov momentum",
+        ),
+        (
+            {"name": "sgd", "learning_rate": 0.5, "params": {"momentum": "fast"}},
+            "params: optax.sgd cannot use",
+        ),
+    ],
+)
+def test_optimizer_settings_are_checked_before_any_cell_runs(optimizer: dict, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        validate({"study": "training", **SMALL, "optimizers": [optimizer]})
+    # heavy-ball momentum is stable up to (1 + β) × 2/λ_max: 1.5 with β = 0.9 is accepted
+    validate(
+        {
+            "study": "training",
+            **SMALL,
+            "optimizers": [{"name": "sgd", "learning_rate": 1.5, "params": {"momentum": 0.9}}],
+        }
+    )
+
+
+def test_width_slopes_and_divergence_on_a_known_table() -> None:
+    """drift = 2/m and ‖f − f^∞‖ = m^(−1/2) exactly give slopes −1 and −1/2; a linearisation whose
+    loss blows up at the small widths is reported as diverged there, not fitted."""
+    rows = []
+    for m in (16, 32, 64, 128):
+        for seed in range(3):
+            for step, lin in ((0, 1.0), (10, 1e9 if m <= 32 else 0.1)):
+                rows.append(
+                    {
+                        "activation": "relu",
+                        "depth": 3,
+                        "sigma_b": 0.0,
+                        "optimizer": "gd",
+                        "schedule": "constant",
+                        "width": m,
+                        "seed": seed,
+                        "step": step,
+                        "drift": 2 / m,
+                        "diff_limit": m**-0.5,
+                        "diff_lin": 1.0,
+                        "movement": 1 / m,
+                        "lin_train_loss": lin,
+                    }
+                )
+    slopes = study.width_slopes(pd.DataFrame(rows))
+    row = slopes.iloc[0]
+    assert row["drift"][0] == pytest.approx(-1.0) and row["diff_limit"][0] == pytest.approx(-0.5)
+    assert row["lin_diverged"] == [16, 32] and np.isnan(row["diff_lin"][0])
+
+
+@needs_x64
+def test_targets_with_two_columns_train_a_two_output_network(tmp_path) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(12, 3))
+    np.savez(tmp_path / "d.npz", x=x, y=np.stack([np.sin(x[:, 0]), np.cos(x[:, 1])], axis=1))
+    table, _ = _run(data={"kind": "file", "path": str(tmp_path / "d.npz"), "n_train": 8, "n_test": 4})
+    last, first = table[table["step"] == 20], table[table["step"] == 0]
+    assert (last["train_loss"].to_numpy() < first["train_loss"].to_numpy()).all()
+    assert np.isfinite(last["limit_test_loss"]).all() and np.isfinite(last["drift"]).all()
+
+
+@needs_x64
+def test_the_teacher_is_not_a_student() -> None:
+    """Student seed 1 and teacher seed 1 with the same architecture are different networks."""
+    table, _ = _run(target={"width": 16, "depth": 3, "seed": 1})
+    assert table[(table["step"] == 0) & (table["seed"] == 1)]["train_loss"].iloc[0] > 1e-3
