@@ -77,6 +77,7 @@ COLUMNS = (
     "diff_limit",
     "drift",
     "movement",
+    "k0_ratio",
 )
 SigmaB = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 
@@ -440,6 +441,13 @@ def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
         return None if values[0] is None else np.concatenate(values).astype(np.float64)
 
     f_train, f_test, lin_train, lin_test = (joined(k) for k in ("f_train", "f_test", "lin_train", "lin_test"))
+    k0 = joined("k0")
+    # λ_max(K(θ₀)) / λ_max(K∞): above 1/fraction, η is beyond the seed's own stable bound
+    k0_ratio = (
+        np.linalg.eigvalsh(k0)[:, -1] / setting["lambda_max"]
+        if k0 is not None
+        else np.full(cell.seeds, math.nan)
+    )
     drift, movement = joined("drift"), joined("movement")
     limit = limit_outputs(cell.optimizer, lr, setting, f_train[:, 0], f_test[:, 0], steps)
     y, y_test = setting["y"], setting["y_test"]
@@ -455,6 +463,7 @@ def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
         "diff_limit": rms(f_test, limit[1]) if limit else nan,
         "drift": drift if drift is not None else nan,
         "movement": movement,
+        "k0_ratio": np.repeat(k0_ratio[:, None], len(steps), axis=1),
     }
     base = {
         "activation": cell.activation.name,
