@@ -87,6 +87,10 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
             med = stats.median().loc[widths].to_numpy()
             if np.all(np.isnan(med)):
                 continue
+            if column == "diff_lin" and not np.all(np.isfinite(med) & (med < 1e3)):
+                # a diverged linearisation (learning rate beyond its kernel's bound) would flatten the rest
+                ax.plot([], [], " ", label=f"{key[0]} {key[3]}: linearisation diverges (not drawn)")
+                continue
             fit = fit_rate(widths, [stats.get_group(w).dropna().to_numpy() for w in widths])
             label = f"{key[0]} l={key[1]} σ_b={key[2]:g} {key[3]}: slope {fit.slope:.2f}"
             ax.plot(widths, med, "o-", color=colors[key], lw=1.4, ms=4, label=label)
