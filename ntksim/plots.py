@@ -30,6 +30,18 @@ def activation_colors(results: pd.DataFrame) -> dict[str, tuple]:
     return {name: cmap(i % 10) for i, name in enumerate(names)}
 
 
+def panel_grid(count: int, width: float = 4.2, height: float = 3.6) -> tuple[plt.Figure, np.ndarray]:
+    """A figure with `count` panels, at most 4 per row (the unused ones hidden): (fig, axes 2-D)."""
+    cols = min(count, 4)
+    rows = -(-count // cols)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True
+    )
+    for ax in axes.flat[count:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def save_figure(fig: plt.Figure, path: Path) -> None:
     """PNG written atomically: two runs finishing together never leave a torn figure."""
     buffer = io.BytesIO()

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import NullFormatter
 
-from ntksim.plots import activation_colors, save_figure
+from ntksim.plots import activation_colors, panel_grid, save_figure
 from ntksim.studies.spectrum import polynomial_count
 
 _PARITY_STYLE = {"even": ("-", "o"), "odd": ("--", "^")}
@@ -22,17 +22,6 @@ def _plain_minor_ticks(axes: np.ndarray) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
 
 
-def _grid(count: int, width: float = 4.2, height: float = 3.6) -> tuple[plt.Figure, np.ndarray]:
-    cols = min(count, 4)
-    rows = -(-count // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True
-    )
-    for ax in axes.flat[count:]:
-        ax.set_visible(False)
-    return fig, axes
-
-
 def plot_eigenvalues(
     table: pd.DataFrame, fitted: pd.DataFrame, fit_range: tuple[int, int], path: Path
 ) -> None:
@@ -41,7 +30,7 @@ def plot_eigenvalues(
     laws (black, dotted) over the fit range."""
     kernel, dim = table["kernel"].iloc[0], int(table["dim"].iloc[0])
     panels = list(table.groupby(["activation", "sigma_b"], sort=False))
-    fig, axes = _grid(len(panels))
+    fig, axes = panel_grid(len(panels))
     depths = sorted(table["depth"].unique())
     cmap = plt.get_cmap("viridis")
     colors = {d: cmap(i / max(len(depths) - 1, 1) * 0.85) for i, d in enumerate(depths)}
@@ -99,7 +88,7 @@ def plot_exponents(fitted: pd.DataFrame, fit_range: tuple[int, int], path: Path)
     and triangles for odd k; science.md's prediction dashed."""
     colors = activation_colors(fitted)
     panels = list(fitted.groupby(["kernel", "dim"], sort=True))
-    fig, axes = _grid(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ((kernel, dim), panel), ax in zip(panels, axes.flat, strict=False):
         for (name, sigma_b), g in panel.groupby(["activation", "sigma_b"], sort=False):
             label = name if panel["sigma_b"].nunique() == 1 else f"{name} σ_b={sigma_b:g}"
@@ -137,7 +126,7 @@ def plot_polynomial_counts(polynomial: pd.DataFrame, path: Path) -> None:
     """Non-zero μ_k against depth for polynomial φ (log scale), beside p^(l−1) + 1 (dotted)."""
     colors = activation_colors(polynomial)
     panels = list(polynomial.groupby(["kernel", "dim"], sort=True))
-    fig, axes = _grid(len(panels))
+    fig, axes = panel_grid(len(panels))
     for ((kernel, dim), panel), ax in zip(panels, axes.flat, strict=False):
         for (name, sigma_b), g in panel.groupby(["activation", "sigma_b"], sort=False):
             g = g.sort_values("depth")
@@ -181,7 +170,7 @@ def plot_paths(paths: pd.DataFrame, path: Path) -> None:
             & (g["sigma_b"] == g["sigma_b"].min())
         ]
         panels.append((name, g))
-    fig, axes = _grid(len(panels), width=4.4, height=3.0)
+    fig, axes = panel_grid(len(panels), width=4.4, height=3.0)
     for (name, g), ax in zip(panels, axes.flat, strict=False):
         for _, line in g.groupby("output"):
             line = line.sort_values("angle")
@@ -201,7 +190,7 @@ def plot_power_spectra(spectrum: pd.DataFrame, path: Path) -> None:
     with the NNGP's μ_k (black) and its mean on the grid (grey, dashed); a panel per activation."""
     dim = int(spectrum["dim"].iloc[0])
     panels = list(spectrum.groupby(["activation", "depth", "sigma_b"], sort=False))
-    fig, axes = _grid(len(panels))
+    fig, axes = panel_grid(len(panels))
     widths = sorted(spectrum["width"].unique())
     cmap = plt.get_cmap("plasma")
     colors = {m: cmap(i / max(len(widths) - 1, 1) * 0.8) for i, m in enumerate(widths)}
@@ -241,7 +230,7 @@ def plot_increments(increments: pd.DataFrame, path: Path) -> None:
     """E|Δ_h^r f|² against h (log–log) for r = 1, 2, 3 at the largest width (markers ± 2 SE) and
     from the kernel (lines); a panel per activation, slopes in the legend."""
     panels = list(increments.groupby(["activation", "depth", "sigma_b"], sort=False))
-    fig, axes = _grid(len(panels))
+    fig, axes = panel_grid(len(panels))
     cmap = plt.get_cmap("tab10")
     for ((name, depth, _), panel), ax in zip(panels, axes.flat, strict=False):
         width = panel["width"].max()

@@ -10,22 +10,11 @@ import numpy as np
 import pandas as pd
 
 from ntksim.fit import fit_rate
-from ntksim.plots import save_figure
+from ntksim.plots import panel_grid, save_figure
 
 
 def _panels(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     return list(table.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
-
-
-def _grid(count: int, width: float = 4.4, height: float = 3.6) -> tuple[plt.Figure, np.ndarray]:
-    cols = min(count, 4)
-    rows = -(-count // cols)
-    fig, axes = plt.subplots(
-        rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True
-    )
-    for ax in axes.flat[count:]:
-        ax.set_visible(False)
-    return fig, axes
 
 
 def _median_curve(g: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +28,7 @@ def plot_losses(table: pd.DataFrame, path: Path) -> bool:
     panels = _panels(table)
     if not panels:
         return False
-    fig, axes = _grid(len(panels))
+    fig, axes = panel_grid(len(panels), width=4.4)
     for ((name, depth, sigma_b, optimizer), g), ax in zip(panels, axes.flat, strict=False):
         width = g["width"].max()
         g = g[(g["width"] == width) & (g["step"] > 0)]
@@ -77,7 +66,7 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
         "diff_limit": "test ‖f_t − f_t^∞‖ (rms)",
         "diff_lin": "test ‖f_t − f_t^lin‖ (rms)",
     }
-    fig, axes = _grid(len(columns), width=4.8)
+    fig, axes = panel_grid(len(columns), width=4.8)
     curves = list(last.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
     colors = {key: plt.get_cmap("tab10")(i % 10) for i, (key, _) in enumerate(curves)}
     for column, ax in zip(columns, axes.flat, strict=False):
@@ -124,7 +113,7 @@ def plot_drift_in_time(table: pd.DataFrame, path: Path) -> bool:
     panels = _panels(data)
     if not panels:
         return False
-    fig, axes = _grid(len(panels))
+    fig, axes = panel_grid(len(panels), width=4.4)
     for ((name, depth, sigma_b, optimizer), g), ax in zip(panels, axes.flat, strict=False):
         widths = sorted(g["width"].unique())
         cmap = plt.get_cmap("viridis")
