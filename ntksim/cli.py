@@ -112,6 +112,7 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
         "versions": versions,
         "python": platform.python_version(),
         "host": platform.node(),
+        "cwd": os.getcwd(),  # relative data paths are read from here by status and plot
         "devices": [str(d) for d in jax.devices()],
         "started": started,
         "finished": None,

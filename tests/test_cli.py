@@ -459,3 +459,23 @@ def test_load_run_and_fits_csv_for_notebooks(tiny_run: Path) -> None:
         assert f"{row.slope:.3f}" in (tiny_run / "summary.md").read_text()
     with pytest.raises(ConfigError, match=r"no config\.yaml"):
         ntksim_api.load_run(tiny_run.parent / "nowhere")
+
+
+def test_status_and_plot_find_a_relative_data_file_from_any_directory(tmp_path: Path) -> None:
+    """A config with `data.path: points.npy` run from its own directory: `status` and `plot` of
+    that run from another directory read the file relative to where the run started."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    project.mkdir()
+    elsewhere.mkdir()
+    rng = np.random.default_rng(0)
+    np.save(project / "points.npy", rng.normal(size=(6, 4)))
+    raw = {**TINY, "widths": [8], "data": {"kind": "file", "path": "points.npy"}}
+    config = write_config(project / "c.yaml", raw)
+    proc = ntksim("run", config, "--out", "out", "--no-progress", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    status = ntksim("status", project / "out", cwd=elsewhere)
+    assert status.returncode == 0 and "2 cells done, 0 failed, 0 pending" in status.stdout, status.stderr
+    plot = ntksim("plot", project / "out", cwd=elsewhere)
+    assert plot.returncode == 0, plot.stderr
+    again = ntksim("run", config, "--out", "out", "--no-progress", cwd=project)  # config hash unchanged
+    assert again.returncode == 0 and " 0 to run" in again.stdout, again.stdout + again.stderr

@@ -38,13 +38,43 @@ def compute_cells(
     return run_cells(cells, lambda cell: study.compute(cell, memo), store, progress)
 
 
+def started_in(directory: Path) -> Path | None:
+    """The working directory `ntksim run` was started from (run.json's `cwd`), if recorded."""
+    import json
+
+    try:
+        cwd = json.loads((directory / "run.json").read_text()).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(cwd) if isinstance(cwd, str) else None
+
+
+def with_data_paths_from(raw: Any, base: Path | None) -> Any:
+    """The resolved config with every relative file `path` of a data section (`kind: file`) read
+    against `base`, the directory the run was started from, when the file is there and not in the
+    current directory: `status` and `plot` work from anywhere, and config.yaml (whose hash decides
+    resumes) keeps the path as written."""
+    if base is None:
+        return raw
+    if isinstance(raw, list):
+        return [with_data_paths_from(v, base) for v in raw]
+    if not isinstance(raw, dict):
+        return raw
+    out = {k: with_data_paths_from(v, base) for k, v in raw.items()}
+    path = out.get("path")
+    if out.get("kind") == "file" and isinstance(path, str) and not Path(path).is_absolute():
+        if not Path(path).exists() and (base / path).exists():
+            out["path"] = str(base / path)
+    return out
+
+
 def load_run(directory: Path) -> tuple[Any, list[CellLike], RunStore]:
     """(config, cells, store) of an existing run directory; ConfigError if it is not one."""
     path = Path(directory) / "config.yaml"
     if not path.is_file():
         raise ConfigError(f"{directory}: no config.yaml (is it a run directory?)")
     try:
-        config = validate(yaml.safe_load(path.read_text()))
+        config = validate(with_data_paths_from(yaml.safe_load(path.read_text()), started_in(Path(directory))))
         study = study_of(config)
         return config, unique_cells(study.expand(config)), store_for(Path(directory), study)
     except (ConfigError, yaml.YAMLError, OSError) as err:
@@ -91,7 +121,7 @@ def open_run(directory: str | Path) -> Run:
     if not path.is_file():
         raise ConfigError(f"{root}: no config.yaml (is it a run directory?)")
     try:
-        config = validate(yaml.safe_load(path.read_text()))
+        config = validate(with_data_paths_from(yaml.safe_load(path.read_text()), started_in(root)))
     except (ConfigError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
     results = root / "results.csv"
