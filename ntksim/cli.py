@@ -183,7 +183,11 @@ def _run(args: argparse.Namespace) -> None:
         _dry_run(args.executor, store, config, todo)
         return
 
-    info = _run_info(digest, args.executor, _now())
+    info = _run_info(digest, args.executor, _now()) | {
+        "cells": len(cells),
+        "done_before": len(state["done"]),
+        "to_run": len(todo),
+    }
     if args.executor == "inline":  # a submission records the run only once it is accepted
         store.write_run(info)
     if args.retry_failed:
@@ -211,6 +215,7 @@ def _run(args: argparse.Namespace) -> None:
             _fail(
                 f"--executor {args.executor}: submission failed: {said[-1] if said else type(err).__name__}"
             )
+        info = info | {"job_ids": sorted({str(job.job_id).split("_")[0] for job in jobs})}
         store.write_run(info)
         if args.executor == "slurm":
             print(f"submitted {len(jobs)} task(s) as SLURM job {jobs[0].job_id.split('_')[0]}; "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -479,3 +480,26 @@ def test_status_and_plot_find_a_relative_data_file_from_any_directory(tmp_path: 
     assert plot.returncode == 0, plot.stderr
     again = ntksim("run", config, "--out", "out", "--no-progress", cwd=project)  # config hash unchanged
     assert again.returncode == 0 and " 0 to run" in again.stdout, again.stdout + again.stderr
+
+
+def test_run_json_keeps_every_invocation_and_tasks_record_where_they_ran(tmp_path: Path) -> None:
+    """A no-op re-run no longer erases the record of the compute that made the results: it moves
+    into `history`; each executor task writes tasks/<job id>.json (host, devices, job id, counts)."""
+    config = write_config(tmp_path / "c.yaml")
+    first = ntksim("run", config, "--out", "out", "--no-progress", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert record["to_run"] == 4 and record["history"] == [] and record["finished"]
+    again = ntksim("run", config, "--out", "out", "--no-progress", cwd=tmp_path)
+    assert again.returncode == 0
+    latest = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert latest["to_run"] == 0 and latest["done_before"] == 4
+    assert [h["started"] for h in latest["history"]] == [record["started"]] and latest["history"][0][
+        "to_run"
+    ] == 4
+    local = ntksim("run", config, "--out", "loc", "--executor", "local", "--no-progress", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    tasks = sorted((tmp_path / "loc" / "tasks").glob("*.json"))
+    attempts = [a for path in tasks for a in json.loads(path.read_text())]
+    assert tasks and sum(a["computed"] for a in attempts) == 4
+    assert all(a["host"] and a["devices"] and a["job_id"] for a in attempts)

@@ -7,6 +7,9 @@ pre-empted or requeued task resumes where the shards say.
 
 from __future__ import annotations
 
+import datetime
+import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,12 +46,55 @@ class CellTask(submitit.helpers.Checkpointable):
                 f"{len(missing)} of this task's cells are not in the config as this worker expands it "
                 f"(e.g. {example}); is it the same ntksim?"
             )
-        report = compute_cells(config, cells, store_for(Path(out_dir), study), progress=False)
-        return {
+        store = store_for(Path(out_dir), study)
+        started = _now()
+        # progress=None: in a task's log (not a terminal) a line per cell, with an ETA
+        report = compute_cells(config, cells, store, progress=None)
+        counts = {
             "computed": len(report.computed),
             "failed": len(report.failed),
             "skipped": len(report.skipped),
         }
+        name, ids = task_identity()
+        store.write_task(
+            name,
+            {
+                **ids,
+                **counts,
+                "host": platform.node(),
+                "pid": os.getpid(),
+                "devices": [str(d) for d in jax.devices()],
+                "jax": jax.__version__,
+                "cells": len(cells),
+                "started": started,
+                "finished": _now(),
+            },
+        )
+        return counts
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+def task_identity() -> tuple[str, dict[str, Any]]:
+    """A file name and the scheduler's ids for this task: SLURM's array job and task ids (or job
+    id) where SLURM ran it, submitit's job id otherwise, the host and pid in a debug run."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        job, task = env["SLURM_ARRAY_JOB_ID"], env["SLURM_ARRAY_TASK_ID"]
+        return f"{job}_{task}", {
+            "job_id": job,
+            "array_task_id": task,
+            "slurm_job_id": env.get("SLURM_JOB_ID"),
+        }
+    if env.get("SLURM_JOB_ID"):
+        return env["SLURM_JOB_ID"], {"job_id": env["SLURM_JOB_ID"]}
+    try:
+        job_id = str(submitit.JobEnvironment().job_id)
+    except RuntimeError:  # not inside a submitit job (debug executor: the driver's process)
+        job_id = f"{platform.node()}-{os.getpid()}"
+    return job_id.replace("/", "_"), {"job_id": job_id}
 
 
 def group_cells(cells: list[Cell], executor: str, launcher: LauncherConfig) -> list[list[str]]:

@@ -1,7 +1,9 @@
 """A run directory: shards of finished cells, failure records, claims, and the assembled table.
 
     DIR/config.yaml            resolved config
-    DIR/run.json               config hash, versions, devices, start and end times
+    DIR/run.json               config hash, versions, devices, start and end times; `history`:
+                               every earlier invocation
+    DIR/tasks/<job>.json       per executor task: host, devices, job id, cells, one entry per attempt
     DIR/shards/<cell>.csv      rows of one finished cell (written to a temp file, then renamed)
     DIR/failed/<cell>.json     why a cell failed
     DIR/claims/<cell>.claim    "being computed by host:pid" (skipped by other live processes)
@@ -131,7 +133,7 @@ class RunStore:
 
     # What ntksim itself puts in a run directory before config.yaml exists (another process
     # may be setting it up at this moment), so none of it makes the directory "foreign".
-    OWN_ENTRIES = frozenset({"shards", "failed", "claims", "logs", ".lock"})
+    OWN_ENTRIES = frozenset({"shards", "failed", "claims", "logs", "tasks", ".lock"})
 
     def __init__(
         self,
@@ -204,7 +206,30 @@ class RunStore:
             return None
 
     def write_run(self, info: dict[str, Any]) -> None:
-        atomic_write(self.run_path, json.dumps(info, indent=2, sort_keys=True) + "\n")
+        """Record this invocation at the top of run.json; earlier invocations (another `started`)
+        move into its `history` list, so a no-op re-run never erases the compute that made the
+        results."""
+        previous = self.read_run() or {}
+        history = list(previous.get("history", []))
+        if previous and previous.get("started") != info.get("started"):
+            history.append({k: v for k, v in previous.items() if k != "history"})
+        record = {**info, "history": history}
+        atomic_write(self.run_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+    @property
+    def tasks(self) -> Path:
+        return self.root / "tasks"
+
+    def write_task(self, name: str, attempt: dict[str, Any]) -> None:
+        """Append one attempt of an executor task (host, devices, job id, cells) to
+        DIR/tasks/<name>.json; a requeued task adds its next attempt to the same file."""
+        self.tasks.mkdir(parents=True, exist_ok=True)
+        path = self.tasks / f"{name}.json"
+        try:
+            attempts = json.loads(path.read_text())
+        except (OSError, ValueError):
+            attempts = []
+        atomic_write(path, json.dumps([*attempts, attempt], indent=2, sort_keys=True) + "\n")
 
     def write_config(self, text: str) -> None:
         atomic_write(self.config_path, text)
