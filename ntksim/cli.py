@@ -47,14 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run (or resume) a YAML-configured sweep")
     run.add_argument("config", type=Path, help="experiment YAML file")
     run.add_argument("--out", type=Path, default=None, help="output directory (default: runs/<config name>)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key (dotted path, YAML value); repeatable")  # fmt: skip
+    run.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (dotted path, YAML value); repeatable",
+    )
     run.add_argument(
         "--executor", choices=EXECUTORS, default="inline", help="where cells run (default inline)"
     )
-    run.add_argument("--force", action="store_true",
-                     help="accept a config that differs from the one already in --out (finished cells "
-                     "whose content is unchanged are kept)")  # fmt: skip
+    run.add_argument(
+        "--force",
+        action="store_true",
+        help="accept a config that differs from the one already in --out (finished cells "
+        "whose content is unchanged are kept)",
+    )
     run.add_argument("--retry-failed", action="store_true", help="recompute cells recorded as failed")
     run.add_argument("--dry-run", action="store_true", help="show what would run or be submitted, then stop")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -63,12 +72,27 @@ def _parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="redraw the figures of a run from its results (partial ones too)")
     plot.add_argument("dir", type=Path, help="a run's output directory")
     eoc = sub.add_parser("eoc", help="Edge-of-Chaos points of activations: table and phase diagram")
-    eoc.add_argument("activations", nargs="+", metavar="ACTIVATION",
-                     help="preset names, with a parameter as in YAML: tanh elu(0.5) monomial(3)")  # fmt: skip
-    eoc.add_argument("--sigma-b", dest="sigma_b", type=float, nargs="+", default=None, metavar="SB",
-                     help="bias scales for the table (default 0 0.1 0.2 0.5)")  # fmt: skip
-    eoc.add_argument("--out", type=Path, default=Path("runs/eoc"),
-                     help="where eoc.csv and phase_diagram.png go (default runs/eoc)")  # fmt: skip
+    eoc.add_argument(
+        "activations",
+        nargs="+",
+        metavar="ACTIVATION",
+        help="preset names, with a parameter as in YAML: tanh elu(0.5) monomial(3)",
+    )
+    eoc.add_argument(
+        "--sigma-b",
+        dest="sigma_b",
+        type=float,
+        nargs="+",
+        default=None,
+        metavar="SB",
+        help="bias scales for the table (default 0 0.1 0.2 0.5)",
+    )
+    eoc.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/eoc"),
+        help="where eoc.csv and phase_diagram.png go (default runs/eoc)",
+    )
     return parser
 
 
@@ -119,14 +143,21 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
     }
 
 
-def _report(store, state, table, final: bool = False) -> int:
+def _report(store, state, table, final: bool = False, in_flight: dict[str, str] | None = None) -> int:
     """Print cell counts and failures. Exit code 1 if any cell failed or, at the end of a run
-    (`final`), if any is still pending (e.g. its task died); `status` reports pending as normal."""
+    (`final`), if any is still pending (e.g. its task died); `status` reports pending as normal,
+    and says how many of them SLURM tasks still hold (queued or running)."""
     done, failed, pending = (len(state[k]) for k in ("done", "failed", "pending"))
     print(
         f"{store.root}: {done} cells done, {failed} failed, {pending} pending; "
         f"results.csv has {len(table)} rows"
     )
+    if in_flight:
+        jobs = sorted({job.split("_")[0] for job in in_flight.values()})
+        print(
+            f"  {len(in_flight)} of the pending cells are in flight (queued or running in SLURM job "
+            f"{', '.join(jobs)}); {pending - len(in_flight)} are neither done nor in flight"
+        )
     for cell in state["failed"]:
         print(f"  failed: {cell.label()} [{cell.cell_id}]: {store.failure(cell)}")
     if final and pending:
@@ -160,8 +191,10 @@ def _run(args: argparse.Namespace) -> None:
     digest = config_digest(hashed(resolved))
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if args.executor == "slurm" and not args.dry_run and missing:
-        _fail(f"--executor slurm: {' and '.join(missing)} not found on PATH "
-              "(run on a SLURM login node, or use --dry-run)")  # fmt: skip
+        _fail(
+            f"--executor slurm: {' and '.join(missing)} not found on PATH "
+            "(run on a SLURM login node, or use --dry-run)"
+        )
     _check_out(store, resolved, digest, args.force)  # read-only: nothing written on a refusal
     fresh = not store.root.exists()  # a failed submission leaves nothing behind in a new directory
     if not args.dry_run:
@@ -177,8 +210,14 @@ def _run(args: argparse.Namespace) -> None:
 
     state = store.status(cells) if store.root.exists() else {"done": [], "failed": [], "pending": cells}
     todo = state["pending"] + (state["failed"] if args.retry_failed else [])
-    print(f"{study.name}: {len(cells)} cells: {len(state['done'])} done, "
-          f"{len(state['failed'])} failed before, {len(todo)} to run")  # fmt: skip
+    flying = _in_flight(store, todo) if store.root.exists() else {}
+    todo = [cell for cell in todo if cell.cell_id not in flying]
+    print(
+        f"{study.name}: {len(cells)} cells: {len(state['done'])} done, "
+        f"{len(state['failed'])} failed before, "
+        + (f"{len(flying)} in flight on SLURM, " if flying else "")
+        + f"{len(todo)} to run"
+    )
     if args.dry_run:
         _dry_run(args.executor, store, config, todo)
         return
@@ -199,8 +238,11 @@ def _run(args: argparse.Namespace) -> None:
             compute_cells(config, todo, store, progress=False if args.no_progress else None)
         except KeyboardInterrupt:
             table = store.assemble(cells)
-            print(f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
-                  "run the same command again to resume", file=sys.stderr)  # fmt: skip
+            print(
+                f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
+                "run the same command again to resume",
+                file=sys.stderr,
+            )
             raise SystemExit(130) from None
     elif todo:
         from ntksim.engine.launch import submit
@@ -218,8 +260,10 @@ def _run(args: argparse.Namespace) -> None:
         info = info | {"job_ids": sorted({str(job.job_id).split("_")[0] for job in jobs})}
         store.write_run(info)
         if args.executor == "slurm":
-            print(f"submitted {len(jobs)} task(s) as SLURM job {jobs[0].job_id.split('_')[0]}; "
-                  f"logs in {store.logs}. Follow with: ntksim status {out}")  # fmt: skip
+            print(
+                f"submitted {len(jobs)} task(s) as SLURM job {jobs[0].job_id.split('_')[0]}; "
+                f"logs in {store.logs}. Follow with: ntksim status {out}"
+            )
             return
         try:
             for job in jobs:
@@ -231,8 +275,11 @@ def _run(args: argparse.Namespace) -> None:
         except KeyboardInterrupt:
             _stop_local_tasks(jobs)
             table = store.assemble(cells)
-            print(f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
-                  "run the same command again to resume", file=sys.stderr)  # fmt: skip
+            print(
+                f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
+                "run the same command again to resume",
+                file=sys.stderr,
+            )
             raise SystemExit(130) from None
 
     table, state = finish(config, cells, store)
@@ -316,8 +363,10 @@ def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> Non
     out = store.root
     foreign = store.foreign_entries()
     if foreign and not force:
-        _fail(f"--out {out}: holds {', '.join(foreign[:3])} but no ntksim run (no config.yaml); "
-              "choose another --out or pass --force")  # fmt: skip
+        _fail(
+            f"--out {out}: holds {', '.join(foreign[:3])} but no ntksim run (no config.yaml); "
+            "choose another --out or pass --force"
+        )
     if not store.config_path.exists():
         return
     try:
@@ -327,12 +376,16 @@ def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> Non
     except (ConfigError, yaml.YAMLError):
         old = None
     if old is None and not force:
-        _fail(f"--out {out}: holds an unreadable config.yaml; "
-              "pass --force to replace it or choose another --out")  # fmt: skip
+        _fail(
+            f"--out {out}: holds an unreadable config.yaml; "
+            "pass --force to replace it or choose another --out"
+        )
     if old is not None and config_digest(hashed(old)) != digest and not force:
         changed = ", ".join(_changed_keys(hashed(old), hashed(resolved))[:5])
-        _fail(f"--out {out}: holds a run of a different config (changed: {changed}); "
-              "pass --force to reuse it or choose another --out")  # fmt: skip
+        _fail(
+            f"--out {out}: holds a run of a different config (changed: {changed}); "
+            "pass --force to reuse it or choose another --out"
+        )
 
 
 def _dry_run(executor: str, store, config, todo) -> None:
@@ -345,8 +398,10 @@ def _dry_run(executor: str, store, config, todo) -> None:
     if executor == "inline" or not todo:
         return
     groups = group_cells(todo, executor, config.launcher)
-    print(f"would submit {len(groups)} task(s) with up to {max(len(g) for g in groups)} cell(s) each "
-          f"through submitit's {executor} executor")  # fmt: skip
+    print(
+        f"would submit {len(groups)} task(s) with up to {max(len(g) for g in groups)} cell(s) each "
+        f"through submitit's {executor} executor"
+    )
     if executor == "slurm":
         print(render_sbatch(store, config, len(groups)))
 
@@ -362,10 +417,29 @@ def _load_run(directory: Path) -> tuple[Any, list, Any]:
         _fail(str(err))
 
 
+def _in_flight(store, cells: list) -> dict[str, str]:
+    """Cell id → SLURM task for the given cells whose earlier submission is still queued or
+    running; a warning line when squeue could not be asked about earlier submissions."""
+    from ntksim.engine.inflight import cells_in_flight, submitted_path
+
+    if not cells or not submitted_path(store).exists():
+        return {}
+    alive, asked = cells_in_flight(store)
+    if not asked:
+        print(
+            "ntksim: warning: could not ask squeue about this run's earlier SLURM jobs; cells they "
+            "still hold count as pending",
+            file=sys.stderr,
+        )
+    wanted = {cell.cell_id for cell in cells}
+    return {cell: job for cell, job in alive.items() if cell in wanted}
+
+
 def _status(args: argparse.Namespace) -> None:
     _, cells, store = _load_run(args.dir)
     table, state = store.collect(cells)
-    raise SystemExit(_report(store, state, table))
+    flying = _in_flight(store, state["pending"])
+    raise SystemExit(_report(store, state, table, in_flight=flying))
 
 
 def _plot(args: argparse.Namespace) -> None:
@@ -439,9 +513,14 @@ def _eoc(args: argparse.Namespace) -> None:
                 if explicit:
                     _fail(str(err))
                 point = None
-            rows.append({"activation": act.name, "sigma_b": sigma_b,
-                         "sigma_w": point.sigma_w if point else float("nan"),
-                         "q_star": point.q_star if point else float("nan")})  # fmt: skip
+            rows.append(
+                {
+                    "activation": act.name,
+                    "sigma_b": sigma_b,
+                    "sigma_w": point.sigma_w if point else float("nan"),
+                    "q_star": point.q_star if point else float("nan"),
+                }
+            )
     table = pd.DataFrame(rows)
     print("| activation | σ_b | σ_w | q* |\n|---|---|---|---|")
     for r in table.itertuples():
@@ -458,8 +537,11 @@ def _eoc(args: argparse.Namespace) -> None:
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out / "eoc.csv", index=False)
-        curve_rows = [{"activation": name, "sigma_b": b, "sigma_w": w}
-                      for name, (bs, ws) in curves.items() for b, w in zip(bs, ws, strict=True)]  # fmt: skip
+        curve_rows = [
+            {"activation": name, "sigma_b": b, "sigma_w": w}
+            for name, (bs, ws) in curves.items()
+            for b, w in zip(bs, ws, strict=True)
+        ]
         pd.DataFrame(curve_rows).to_csv(args.out / "eoc_curves.csv", index=False)
         plot_phase_diagram(curves, args.out / "phase_diagram.png")
     except OSError as err:

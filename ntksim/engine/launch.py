@@ -169,6 +169,12 @@ def submit(kind: str, store: RunStore, config: RunConfig, resolved: dict, cells:
     else:
         with executor.batch():
             jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+    if kind == "slurm":  # what is in flight, so a re-run neither submits it again nor calls it lost
+        from ntksim.engine.inflight import record_submission
+
+        record_submission(
+            store, [(str(job.job_id), group) for job, group in zip(jobs, groups, strict=True)], _now()
+        )
     # submitit creates the folder template itself ("logs/%j") as an empty directory; jobs log into
     # logs/<job id>/.
     template = store.logs / "%j"

@@ -253,6 +253,23 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
     assert str(out / "logs") in script
     status = ntksim("status", out, cwd=tmp_path)
     assert status.returncode == 0 and "0 cells done, 0 failed, 48 pending" in status.stdout
+    assert "warning: could not ask squeue" in status.stderr  # no squeue on PATH yet
+
+    # The scheduler still holds tasks 0–4 (5 cells each): a re-run leaves them alone, status says so.
+    (bin_dir / "squeue").write_text('#!/bin/sh\nfor t in 0 1 2 3 4; do echo "4242_$t RUNNING"; done\n')
+    (bin_dir / "squeue").chmod(0o755)
+    status = ntksim("status", out, cwd=tmp_path, env=env)
+    assert (
+        "25 of the pending cells are in flight (queued or running in SLURM job 4242); 23 are" in status.stdout
+    )
+    again = ntksim("run", config, "--out", out, "--executor", "slurm", "--dry-run", cwd=tmp_path, env=env)
+    assert again.returncode == 0 and "25 in flight on SLURM, 23 to run" in again.stdout, again.stdout
+    assert "would submit 5 task(s)" in again.stdout
+    (bin_dir / "squeue").write_text(
+        "#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1\n"
+    )
+    gone = ntksim("run", config, "--out", out, "--executor", "slurm", "--dry-run", cwd=tmp_path, env=env)
+    assert "48 to run" in gone.stdout and "in flight" not in gone.stdout  # the jobs have left the queue
 
 
 def test_rejected_submission_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
