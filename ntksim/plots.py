@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FuncFormatter
 
 from ntksim.engine.store import atomic_write
 from ntksim.fit import fit_rate, slope_text
@@ -90,54 +91,104 @@ def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Pa
     save_figure(fig, path)
 
 
-def plot_theory(results: pd.DataFrame, path: Path) -> bool:
-    """Median err_op at each curve's largest m against (Δ^{-2} + √m_l·l)κ²; one point per curve.
+def measured_constant(group: pd.DataFrame) -> float:
+    """C of err_op ≈ C·m^{-1/2} for one curve: the median over its widths of median_seeds(err_op)·√m
+    (every width counts, not only the largest)."""
+    medians = group.groupby("width")["err_op"].median()
+    return float(np.median(medians.to_numpy() * np.sqrt(medians.index.to_numpy(float))))
 
-    Only the family has the bound (a, b given, Δ > 0): without such a curve nothing is drawn and
-    False is returned (e.g. a run of linear φ only, or of tanh)."""
-    colors = activation_colors(results)
-    markers = "osD^v<>ph*"
-    depths = sorted(results["depth"].unique())
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
-    skipped = []
-    points = []
+
+def theory_points(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve of the family with Δ > 0 and depth > 1: its theory prefactor
+    (Δ^{-2} + √m_l·l)κ² and measured constant C; `omitted` lists the activations with Δ = 0."""
+    rows = []
     # Depth 1 is linear in its parameters: its eNTK is the limit and its err_op round-off.
     for (name, a, b, depth, out_dim), group in results[results["depth"] > 1].groupby(
         ["activation", "a", "b", "depth", "out_dim"], sort=False
     ):
-        m_max = group["width"].max()
-        err = float(group[group["width"] == m_max]["err_op"].median())
         second = a * a + b * b
         prefactor = theory_prefactor(b * b / second, (abs(a) + abs(b)) / math.sqrt(second), out_dim, depth)
-        if not math.isfinite(prefactor):
-            skipped.append(name)
-            continue
-        ax.scatter(
-            prefactor, err, color=colors[name], marker=markers[depths.index(depth) % len(markers)], s=36
+        rows.append(
+            {
+                "activation": name,
+                "depth": depth,
+                "out_dim": out_dim,
+                "prefactor": prefactor,
+                "constant": measured_constant(group),
+                "widths": group["width"].nunique(),
+            }
         )
-        points.append((prefactor, err))
-    if not points:
-        plt.close(fig)
+    return pd.DataFrame(rows, columns=["activation", "depth", "out_dim", "prefactor", "constant", "widths"])
+
+
+def plot_theory(results: pd.DataFrame, path: Path) -> bool:
+    """The bound's shape against the measurement: per curve, the measured constant C (err_op ≈
+    C·m^{-1/2}, from every width) against the prefactor (Δ^{-2} + √m_l·l)κ²; one panel per m_l,
+    a colour per activation, a marker per depth, and the log–log slope of C against the prefactor
+    where three or more points allow one (the bound predicts at most proportionality).
+
+    Only the family has the bound (a, b given, Δ > 0): without such a curve nothing is drawn and
+    False is returned (e.g. a run of linear φ only, or of tanh)."""
+    points = theory_points(results)
+    if not len(points):
         return False
-    if points:
-        # error ∝ prefactor through the points' geometric mean: the bound's shape, constant unknown
-        px, py = np.array(points).T
-        scale = np.exp(np.mean(np.log(py) - np.log(px)))
-        grid = np.geomspace(px.min(), px.max(), 20) if px.min() < px.max() else px
-        ax.plot(grid, scale * grid, "k--", lw=1, label="∝ prefactor")
-    for name in colors:
-        if name not in skipped:
+    omitted = sorted(set(points[~np.isfinite(points["prefactor"].to_numpy(float))]["activation"]))
+    points = points[np.isfinite(points["prefactor"].to_numpy(float))]
+    if not len(points):
+        return False
+    colors = activation_colors(results)
+    markers = "osD^v<>ph*"
+    depths = sorted(points["depth"].unique())
+    out_dims = sorted(points["out_dim"].unique())
+    fig, axes = plt.subplots(
+        1, len(out_dims), figsize=(5.2 * len(out_dims), 4.2), squeeze=False, constrained_layout=True
+    )
+    for out_dim, ax in zip(out_dims, axes.flat, strict=True):
+        panel = points[points["out_dim"] == out_dim]
+        for row in panel.itertuples():
+            ax.scatter(
+                row.prefactor,
+                row.constant,
+                color=colors[row.activation],
+                marker=markers[depths.index(row.depth) % len(markers)],
+                s=40,
+            )
+        px, py = panel["prefactor"].to_numpy(float), panel["constant"].to_numpy(float)
+        if len(panel) >= 3 and px.min() < px.max():
+            slope, intercept = np.polyfit(np.log(px), np.log(py), 1)
+            grid = np.geomspace(px.min(), px.max(), 20)
+            ax.plot(
+                grid, np.exp(intercept) * grid**slope, "k--", lw=1, label=f"fit: C ∝ prefactor^{slope:.2f}"
+            )
+        else:
+            ax.plot([], [], " ", label=f"{len(panel)} point(s): no slope")
+        for name in dict.fromkeys(panel["activation"]):
             ax.scatter([], [], color=colors[name], label=name)
-    for i, depth in enumerate(depths):
-        ax.scatter([], [], color="gray", marker=markers[i % len(markers)], label=f"depth {depth}")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log", base=2)
-    ax.set_xlabel(r"theory prefactor $(\Delta_\varphi^{-2} + \sqrt{m_l}\,l)\,\kappa_\varphi^2$")
-    ax.set_ylabel(r"median $\|K - K_\infty\|_2$ at largest m")
-    note = f"  (omitted, Δ=0: {', '.join(sorted(set(skipped)))})" if skipped else ""
-    ax.set_title("bound shape vs measured error" + note, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+        for depth in sorted(panel["depth"].unique()):
+            ax.scatter(
+                [],
+                [],
+                color="gray",
+                marker=markers[depths.index(depth) % len(markers)],
+                label=f"depth {depth}",
+            )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 3, 4, 6, 10 rather than 3×10⁰
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(plain)
+            axis.set_minor_formatter(plain)
+        ax.set_xlabel(r"theory prefactor $(\Delta_\varphi^{-2} + \sqrt{m_l}\,l)\,\kappa_\varphi^2$")
+        ax.set_title(f"$m_l$ = {out_dim}", fontsize=9)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes.flat[0].set_ylabel(r"measured C: median over m of err_op$\cdot\sqrt{m}$")
+    widths = sorted(results["width"].unique())
+    note = f"; omitted (Δ = 0): {', '.join(omitted)}" if omitted else ""
+    fig.suptitle(
+        f"bound shape against measurement\nC from every width m ∈ {{{', '.join(map(str, widths))}}}{note}",
+        fontsize=9,
+    )
     save_figure(fig, path)
     return True
 
@@ -214,8 +265,11 @@ def plot_depth_limit(limit: pd.DataFrame, path: Path) -> None:
     axes[1].set_yscale("symlog", linthresh=1e-3)
     axes[0].legend(fontsize=7)
     sigma_b = limit["sigma_b"].iloc[0]
-    fig.suptitle(f"limit kernels along depth, σ_b = {sigma_b:g}, pair {pair} "
-                 "(solid: EOC, dashed: ordered, dotted: chaotic)", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"limit kernels along depth, σ_b = {sigma_b:g}, pair {pair} "
+        "(solid: EOC, dashed: ordered, dotted: chaotic)",
+        fontsize=10,
+    )
     save_figure(fig, path)
 
 
@@ -224,8 +278,9 @@ def plot_depth_finite(finite: pd.DataFrame, path: Path) -> None:
     band; colour per activation, line style per phase, one row of panels per σ_b."""
     colors = activation_colors(finite)
     sigma_bs = sorted(finite["sigma_b"].unique())
-    fig, axes = plt.subplots(len(sigma_bs), 2, figsize=(10, 3.8 * len(sigma_bs)), squeeze=False,
-                             constrained_layout=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(sigma_bs), 2, figsize=(10, 3.8 * len(sigma_bs)), squeeze=False, constrained_layout=True
+    )
     for row, sigma_b in zip(axes, sigma_bs, strict=True):
         panel = finite[finite["sigma_b"] == sigma_b]
         for ax, metric in zip(row, ("err_op", "rel_op"), strict=True):
@@ -247,8 +302,11 @@ def plot_depth_finite(finite: pd.DataFrame, path: Path) -> None:
         row[1].set_ylabel(r"$\|K(\theta) - K_\infty\|_2 / \|K_\infty\|_2$")
     axes[0, 1].legend(fontsize=7)
     width = int(finite["width"].iloc[0])
-    fig.suptitle(f"finite-width NTK error against depth, m = {width} (median, 10–90%; solid EOC, "
-                 "dashed ordered, dotted chaotic)", fontsize=10)  # fmt: skip
+    fig.suptitle(
+        f"finite-width NTK error against depth, m = {width} (median, 10–90%; solid EOC, "
+        "dashed ordered, dotted chaotic)",
+        fontsize=10,
+    )
     save_figure(fig, path)
 
 
@@ -272,8 +330,14 @@ def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Pa
             continue
         text = "q→∞" if not np.isfinite(row.xi_c) else f"{abs(row.xi_c):.3g}"
         offset = (4, 4 - 9 * names.index(row.activation))  # one row per activation, no overlap
-        ax.annotate(text, (row.sigma_b, row.sigma_w), fontsize=6, color=colors[row.activation],
-                    xytext=offset, textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            text,
+            (row.sigma_b, row.sigma_w),
+            fontsize=6,
+            color=colors[row.activation],
+            xytext=offset,
+            textcoords="offset points",
+        )
     ax.set_xlabel(r"$\sigma_b$")
     ax.set_ylabel(r"$\sigma_w$")
     ax.set_xlim(left=-0.03)
@@ -305,8 +369,9 @@ def _facets(frame: pd.DataFrame, rows: str | None, cols: str) -> tuple[plt.Figur
     row_values = sorted(frame[rows].unique()) if rows else [None]
     col_values = sorted(frame[cols].unique())
     size = (4.6 * len(col_values), 3.8 * len(row_values))
-    fig, axes = plt.subplots(len(row_values), len(col_values), figsize=size,
-                             squeeze=False, constrained_layout=True, sharex=True)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(row_values), len(col_values), figsize=size, squeeze=False, constrained_layout=True, sharex=True
+    )
     return fig, axes, row_values, col_values
 
 

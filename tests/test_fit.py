@@ -183,3 +183,16 @@ def test_theory_figure_skips_what_has_no_prefactor(tmp_path) -> None:
     paths = plot_all(_table("linear", 1.0, 0.0, 3, [16, 32], 2), tmp_path / "figures")
     assert [p.name for p in paths] == ["err_op_depth3.png"]
     assert plot_theory(_table("relu", 0.5, 0.5, 3, [16, 32], 2), tmp_path / "t.png")
+
+
+def test_theory_figure_uses_every_width_and_separates_out_dims(tmp_path) -> None:
+    """The measured constant C is the median over widths of median(err_op)·√m (here exactly 1.05,
+    from err_op = (1 + 0.1 s)·m^{-1/2} with seeds 0, 1), one panel per m_l."""
+    from ntksim.plots import plot_theory, theory_points
+
+    table = pd.concat([_table("relu", 0.5, 0.5, d, [16, 64, 256], 2) for d in (2, 3, 4)], ignore_index=True)
+    wide = _table("relu", 0.5, 0.5, 3, [16, 64], 2).assign(out_dim=4)
+    points = theory_points(pd.concat([table, wide], ignore_index=True))
+    assert len(points) == 4 and np.allclose(points["constant"], 1.05)
+    assert sorted(points["out_dim"]) == [1, 1, 1, 4]
+    assert plot_theory(pd.concat([table, wide], ignore_index=True), tmp_path / "t.png")
