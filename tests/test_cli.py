@@ -125,7 +125,9 @@ def test_run_writes_results_config_summary_and_figures(tiny_run: Path) -> None:
         "limit_backend",
         "limit_version",
         "jax_version",
+        "data",
     ]
+    assert set(results["data"]) == {"sphere n=6 dim=4 seed=0"}  # which inputs, in every row
     assert set(results["limit_backend"]) == {"closed_form"} and set(results["dtype"]) == {"float32"}
     assert set(results["jax_version"]) == {importlib.metadata.version("jax")}
     assert set(results["limit_version"]) == {importlib.metadata.version("ntksim")}

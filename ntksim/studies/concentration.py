@@ -53,8 +53,10 @@ COLUMNS = (
 # Provenance of every row: the kernel (ntk or nngp), the eNTK dtype, the limit backend and the
 # version of the code behind it, and the JAX that computed the eNTK, so rows from two runs (or
 # two profiles) can be told apart. Shards written before these columns existed are read with them empty.
-PROVENANCE = ("kernel", "dtype", "limit_backend", "limit_version", "jax_version")
+PROVENANCE = ("kernel", "dtype", "limit_backend", "limit_version", "jax_version", "data")
 TABLE_COLUMNS = (*COLUMNS, *PROVENANCE)
+# Headers of shards written before the data identity was recorded (read with `data` empty).
+LEGACY_TABLE_COLUMNS = (*COLUMNS, *PROVENANCE[:-1])
 
 
 class CellFailure(RuntimeError):
@@ -234,6 +236,13 @@ def expand(config: Config) -> list[Cell]:
     return cells
 
 
+def data_label(data: tuple[tuple[str, Any], ...]) -> str:
+    """The inputs in one table cell: "sphere n=32 dim=8 seed=0" or "file sha256=… key=…"."""
+    return " ".join(
+        f"{key}={value}" if key != "kind" else str(value) for key, value in data if value is not None
+    )
+
+
 def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None = None) -> list[dict]:
     """One results row per seed of the cell; CellFailure if any number is not finite."""
     net = cell.net()
@@ -268,6 +277,7 @@ def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None =
         "limit_backend": cell.backend,
         "limit_version": backend_version(cell.backend),
         "jax_version": jax.__version__,
+        "data": data_label(cell.data),
     }
     rows = []
     for i, seed in enumerate(cell.seeds):
@@ -305,6 +315,6 @@ STUDY = Study(
     compute=compute,
     summarize=summarize,
     figures=figures,
-    legacy_columns=(COLUMNS,),
+    legacy_columns=(COLUMNS, LEGACY_TABLE_COLUMNS),
     fits=lambda table, config: fit_table(table),
 )

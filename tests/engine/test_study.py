@@ -134,4 +134,6 @@ def test_concentration_run_from_before_studies_resumes_with_nothing_recomputed(t
     assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.csv")} == stamps
     old = pd.read_csv(OLD_RUN / "results.csv")
     new = pd.read_csv(out / "results.csv")
-    pd.testing.assert_frame_equal(old, new)
+    # columns may be added, none removed: the data identity came later and is empty for old shards
+    assert new["data"].isna().all()
+    pd.testing.assert_frame_equal(old, new.drop(columns=["data"]))
