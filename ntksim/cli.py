@@ -14,8 +14,10 @@ import contextlib
 import datetime
 import os
 import platform
+import re
 import shutil
 import sys
+import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -137,6 +139,7 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "host": platform.node(),
         "cwd": os.getcwd(),  # relative data paths are read from here by status and plot
+        "invocation": uuid.uuid4().hex,  # tells two runs started in the same second apart
         "devices": [str(d) for d in jax.devices()],
         "started": started,
         "finished": None,
@@ -196,13 +199,14 @@ def _run(args: argparse.Namespace) -> None:
             "(run on a SLURM login node, or use --dry-run)"
         )
     _check_out(store, resolved, digest, args.force)  # read-only: nothing written on a refusal
-    fresh = not store.root.exists()  # a failed submission leaves nothing behind in a new directory
+    fresh = False  # whether this command made the directory: decided under its lock below
     if not args.dry_run:
         # Check again and write the config under the directory's lock: a run started at the same
         # moment may be setting the directory up.
         try:
             with store.setup_lock():
                 _check_out(store, resolved, digest, args.force)
+                fresh = not store.config_path.exists()
                 store.create()
                 store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
         except OSError as err:
@@ -245,18 +249,31 @@ def _run(args: argparse.Namespace) -> None:
             )
             raise SystemExit(130) from None
     elif todo:
-        from ntksim.engine.launch import submit
+        from ntksim.engine.launch import record_tasks, submit
 
         before = set(store.logs.iterdir()) if store.logs.is_dir() else set()
+        kept = _Kept()
         try:
-            with _stderr_kept() as kept:  # sbatch's own complaint goes into our one line
-                jobs = submit(args.executor, store, config, resolved, todo)
+            # sbatch's own complaint goes into our one line; local controllers (which inherit fd 2)
+            # write theirs, e.g. a traceback on Ctrl-C, to logs/controllers.err instead of the terminal
+            if args.executor == "slurm":
+                quiet = _stderr_kept(kept)
+            elif args.executor == "local":
+                quiet = _stderr_to(store.logs / "controllers.err")
+            else:
+                quiet = contextlib.nullcontext()
+            with quiet:
+                jobs, groups = submit(args.executor, store, config, resolved, todo)
         except Exception as err:  # e.g. sbatch rejecting a partition or account
             said = [line for line in (kept.read() + "\n" + str(err)).strip().splitlines() if line.strip()]
             _forget_submission(store, before, fresh)
             _fail(
                 f"--executor {args.executor}: submission failed: {said[-1] if said else type(err).__name__}"
             )
+        if kept.read().strip():  # accepted, but whatever was said (warnings) is not lost
+            print(kept.read().rstrip(), file=sys.stderr)
+        if args.executor == "slurm":
+            record_tasks(store, jobs, groups)
         info = info | {"job_ids": sorted({str(job.job_id).split("_")[0] for job in jobs})}
         store.write_run(info)
         if args.executor == "slurm":
@@ -274,6 +291,7 @@ def _run(args: argparse.Namespace) -> None:
                     print(f"ntksim: task {job.job_id} failed: {last} (logs in {store.logs})", file=sys.stderr)
         except KeyboardInterrupt:
             _stop_local_tasks(jobs)
+            _drop_if_empty(store.logs / "controllers.err")
             table = store.assemble(cells)
             print(
                 f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
@@ -282,6 +300,7 @@ def _run(args: argparse.Namespace) -> None:
             )
             raise SystemExit(130) from None
 
+    _drop_if_empty(store.logs / "controllers.err")
     table, state = finish(config, cells, store)
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
@@ -300,14 +319,21 @@ class _Kept:
 
 
 @contextlib.contextmanager
-def _stderr_kept() -> Iterator[_Kept]:
+def _stderr_kept(kept: _Kept) -> Iterator[_Kept]:
     """Hold back what subprocesses (sbatch) write to stderr during the block: fd 2 goes to a
-    temporary file, restored on exit, and its text is kept for the caller's one-line message."""
+    temporary file, restored on exit, and its text is kept for the caller's one-line message.
+    Where there is no fd 2 to redirect (stderr closed), the block runs as it is."""
     import tempfile
 
-    kept = _Kept()
+    if sys.stderr is None:
+        yield kept
+        return
     sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield kept
+        return
     with tempfile.TemporaryFile(mode="w+b") as sink:
         os.dup2(sink.fileno(), 2)
         try:
@@ -326,31 +352,71 @@ def _stop_local_tasks(jobs: list, grace_s: float = 10.0) -> None:
     outlive the grace period, so no orphan keeps computing."""
     import time
 
+    processes = [p for p in (getattr(job, "_process", None) for job in jobs) if p is not None]
     for job in jobs:
         with contextlib.suppress(Exception):
             job.cancel(check=False)
     deadline = time.monotonic() + grace_s
-    for job in jobs:
-        process = getattr(job, "_process", None)
-        if process is None:
-            continue
-        with contextlib.suppress(Exception):
-            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    try:
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, kill what is left
+        pass
+    for process in processes:
         if process.poll() is None:
-            process.kill()
+            with contextlib.suppress(Exception):
+                process.kill()
+
+
+def _drop_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        if path.stat().st_size == 0:
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """fd 2 appended to `path` during the block (processes started there keep writing to it)."""
+    if sys.stderr is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(path, "ab") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _forget_submission(store, before: set[Path], fresh: bool) -> None:
-    """After a rejected submission: remove what it wrote (submitit's pickles and script in logs/),
-    and the whole run directory if this command created it, so a re-run starts clean."""
-    if fresh:
-        shutil.rmtree(store.root, ignore_errors=True)
-        return
-    for path in set(store.logs.iterdir()) - before if store.logs.is_dir() else ():
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+    """After a rejected submission: remove what it wrote — submitit's pickles and sbatch script in
+    logs/ (by their names: "<uuid>.pkl", ".submission_file_<uuid>.sh"), nothing else — and, if
+    this command created the directory and nothing else has appeared in it meanwhile, the config
+    and the empty scaffolding, so a re-run starts clean. Under the directory's lock: a run started
+    beside it never loses a file."""
+    ours = re.compile(r"^(\.submission_file_[0-9a-f]{32}\.sh|[0-9a-f]{32}\.pkl)$")
+    with store.setup_lock():
+        for path in set(store.logs.iterdir()) - before if store.logs.is_dir() else ():
+            if path.is_file() and ours.match(path.name):
+                path.unlink(missing_ok=True)
+        scaffolding = [store.root / sub for sub in ("shards", "failed", "claims")] + [store.logs]
+        untouched = not store.run_path.exists() and not any(
+            any(d.iterdir()) for d in scaffolding if d.is_dir()
+        )
+        if fresh and untouched and not (store.root / "submitted.json").exists():
+            store.config_path.unlink(missing_ok=True)
+            for d in scaffolding:
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            (store.root / ".lock").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                store.root.rmdir()  # only if nothing else is there
 
 
 def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> None:
@@ -464,7 +530,8 @@ def _plot(args: argparse.Namespace) -> None:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
         _fail(f"{path}: cannot parse as CSV ({str(err).splitlines()[0]})")
     study = study_of(config) if config is not None else load_study(DEFAULT_STUDY)
-    legacy = study.legacy_columns[-1] if study.legacy_columns else study.columns
+    # the oldest header a study still reads is the least a results.csv must have
+    legacy = min(study.legacy_columns, key=len) if study.legacy_columns else study.columns
     missing = [c for c in legacy if c not in results.columns]
     if missing:
         _fail(f"{path}: missing columns {', '.join(missing)}")

@@ -476,6 +476,7 @@ def test_status_and_plot_find_a_relative_data_file_from_any_directory(tmp_path: 
     config = write_config(project / "c.yaml", raw)
     proc = ntksim("run", config, "--out", "out", "--no-progress", cwd=project)
     assert proc.returncode == 0, proc.stderr
+    np.save(elsewhere / "points.npy", rng.normal(size=(6, 4)))  # another file of the same name here
     status = ntksim("status", project / "out", cwd=elsewhere)
     assert status.returncode == 0 and "2 cells done, 0 failed, 0 pending" in status.stdout, status.stderr
     plot = ntksim("plot", project / "out", cwd=elsewhere)
@@ -505,3 +506,13 @@ def test_run_json_keeps_every_invocation_and_tasks_record_where_they_ran(tmp_pat
     attempts = [a for path in tasks for a in json.loads(path.read_text())]
     assert tasks and sum(a["computed"] for a in attempts) == 4
     assert all(a["host"] and a["devices"] and a["job_id"] for a in attempts)
+
+
+def test_plot_reads_a_results_csv_with_only_the_original_columns(tmp_path: Path, tiny_run: Path) -> None:
+    """A results.csv copied from elsewhere and older than every provenance column still plots."""
+    copy = tmp_path / "copied"
+    copy.mkdir()
+    pd.read_csv(tiny_run / "results.csv")[COLUMNS].to_csv(copy / "results.csv", index=False)
+    proc = ntksim("plot", copy, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (copy / "figures" / "err_op_depth2.png").exists()

@@ -8,7 +8,9 @@ be asked (not on PATH, failing), nothing is assumed in flight and the caller say
 
 from __future__ import annotations
 
+import getpass
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -29,6 +31,7 @@ ALIVE = frozenset(
         "REQUEUE_FED",
         "SIGNALING",
         "STAGE_OUT",
+        "STOPPED",
     }
 )
 
@@ -38,14 +41,16 @@ def submitted_path(store: RunStore) -> Path:
 
 
 def record_submission(store: RunStore, tasks: list[tuple[str, list[str]]], when: str) -> None:
-    """Append (job id, cell ids) per submitted task to DIR/submitted.json."""
+    """Append (job id, cell ids) per submitted task to DIR/submitted.json, under the directory's
+    lock (two drivers submitting at once must not lose each other's entries)."""
     path = submitted_path(store)
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = []
-    known += [{"job": job, "cells": cells, "submitted": when} for job, cells in tasks]
-    atomic_write(path, json.dumps(known, indent=1) + "\n")
+    with store.setup_lock():
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = []
+        known += [{"job": job, "cells": cells, "submitted": when} for job, cells in tasks]
+        atomic_write(path, json.dumps(known, indent=1) + "\n")
 
 
 def squeue_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str] | None:
@@ -54,7 +59,8 @@ def squeue_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str] |
     absent (finished, failed or cancelled)."""
     if not job_ids or shutil.which("squeue") is None:
         return None if job_ids else {}
-    cmd = ["squeue", "-h", "-r", "-o", "%i %T", "-j", ",".join(sorted(set(job_ids)))]
+    # -u: this user's jobs only (a job id reused on another cluster or by someone else is not ours)
+    cmd = ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T", "-j", ",".join(sorted(set(job_ids)))]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired):
@@ -66,23 +72,28 @@ def squeue_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str] |
     for line in proc.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 2:
-            states[parts[0]] = parts[1].upper()
+            # "4242_3" (array task) or "4242+0" (heterogeneous component): keyed as submitit's "4242_3"
+            states[parts[0].replace("+", "_")] = parts[1].upper()
     return states
 
 
 def cells_in_flight(store: RunStore) -> tuple[dict[str, str], bool]:
     """(cell id → job task still alive, whether the scheduler could be asked)."""
-    try:
-        known: list[dict[str, Any]] = json.loads(submitted_path(store).read_text())
-    except (OSError, ValueError):
+    path = submitted_path(store)
+    if not path.exists():
         return {}, True
-    states = squeue_states([entry["job"].split("_")[0] for entry in known])
+    try:
+        known: list[dict[str, Any]] = json.loads(path.read_text())
+        jobs = [re.split(r"[_+]", str(entry["job"]))[0] for entry in known]
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}, False  # unreadable record: nothing can be said about what is in flight
+    states = squeue_states(jobs)
     if states is None:
         return {}, False
     alive = {}
     for entry in known:
-        job = entry["job"]
-        base = job.split("_")[0]
+        job = str(entry["job"])
+        base = re.split(r"[_+]", job)[0]
         if states.get(job, states.get(base)) in ALIVE:
             alive.update({cell: job for cell in entry["cells"]})
     return alive, True

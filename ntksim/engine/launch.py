@@ -7,6 +7,7 @@ pre-empted or requeued task resumes where the shards say.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -159,8 +160,11 @@ def render_sbatch(store: RunStore, config: RunConfig, num_tasks: int) -> str:
     return submitit_slurm._make_sbatch_string(command=command, folder=store.logs / "%j", **params)
 
 
-def submit(kind: str, store: RunStore, config: RunConfig, resolved: dict, cells: list[Cell]) -> list:
-    """Submit the cells as tasks; returns submitit jobs (an array for several tasks)."""
+def submit(
+    kind: str, store: RunStore, config: RunConfig, resolved: dict, cells: list[Cell]
+) -> tuple[list, list[list[str]]]:
+    """Submit the cells as tasks; returns submitit jobs (an array for several tasks) and each
+    task's cell ids."""
     executor = make_executor(kind, store, config)
     groups = group_cells(cells, kind, config.launcher)
     task = CellTask()
@@ -169,15 +173,19 @@ def submit(kind: str, store: RunStore, config: RunConfig, resolved: dict, cells:
     else:
         with executor.batch():
             jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
-    if kind == "slurm":  # what is in flight, so a re-run neither submits it again nor calls it lost
-        from ntksim.engine.inflight import record_submission
-
-        record_submission(
-            store, [(str(job.job_id), group) for job, group in zip(jobs, groups, strict=True)], _now()
-        )
     # submitit creates the folder template itself ("logs/%j") as an empty directory; jobs log into
     # logs/<job id>/.
     template = store.logs / "%j"
-    if template.is_dir() and not any(template.iterdir()):
-        template.rmdir()
-    return jobs
+    with contextlib.suppress(OSError):  # tidying only: never turns an accepted submission into a failure
+        if template.is_dir() and not any(template.iterdir()):
+            template.rmdir()
+    return jobs, groups
+
+
+def record_tasks(store: RunStore, jobs: list, groups: list[list[str]]) -> None:
+    """What is in flight, so a re-run neither submits it again nor calls it lost."""
+    from ntksim.engine.inflight import record_submission
+
+    record_submission(
+        store, [(str(job.job_id), group) for job, group in zip(jobs, groups, strict=True)], _now()
+    )

@@ -51,9 +51,9 @@ def started_in(directory: Path) -> Path | None:
 
 def with_data_paths_from(raw: Any, base: Path | None) -> Any:
     """The resolved config with every relative file `path` of a data section (`kind: file`) read
-    against `base`, the directory the run was started from, when the file is there and not in the
-    current directory: `status` and `plot` work from anywhere, and config.yaml (whose hash decides
-    resumes) keeps the path as written."""
+    against `base`, the directory the run was started from, when the file is there (before the
+    current directory, where a file of the same name may be another): `status` and `plot` work
+    from anywhere, and config.yaml (whose hash decides resumes) keeps the path as written."""
     if base is None:
         return raw
     if isinstance(raw, list):
@@ -63,7 +63,7 @@ def with_data_paths_from(raw: Any, base: Path | None) -> Any:
     out = {k: with_data_paths_from(v, base) for k, v in raw.items()}
     path = out.get("path")
     if out.get("kind") == "file" and isinstance(path, str) and not Path(path).is_absolute():
-        if not Path(path).exists() and (base / path).exists():
+        if (base / path).exists():  # the run's own file first: one of that name here may be another
             out["path"] = str(base / path)
     return out
 

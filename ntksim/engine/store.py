@@ -209,12 +209,14 @@ class RunStore:
         """Record this invocation at the top of run.json; earlier invocations (another `started`)
         move into its `history` list, so a no-op re-run never erases the compute that made the
         results."""
-        previous = self.read_run() or {}
-        history = list(previous.get("history", []))
-        if previous and previous.get("started") != info.get("started"):
-            history.append({k: v for k, v in previous.items() if k != "history"})
-        record = {**info, "history": history}
-        atomic_write(self.run_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
+        with self.setup_lock():  # drivers finishing together must not drop each other's record
+            previous = self.read_run() or {}
+            history = list(previous.get("history", []))
+            same = ("invocation", "started")
+            if previous and any(previous.get(k) != info.get(k) for k in same):
+                history.append({k: v for k, v in previous.items() if k != "history"})
+            record = {**info, "history": history}
+            atomic_write(self.run_path, json.dumps(record, indent=2, sort_keys=True) + "\n")
 
     @property
     def tasks(self) -> Path:

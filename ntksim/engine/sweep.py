@@ -91,14 +91,19 @@ class ProgressLines:
     mean so far — for logs, where a progress bar would be a wall of carriage returns."""
 
     def __init__(self, total: int) -> None:
-        self.total, self.count, self.failed, self.spent = total, 0, 0, 0.0
+        self.total, self.count, self.failed, self.skipped, self.spent = total, 0, 0, 0, 0.0
+
+    def skip(self) -> None:
+        """A cell found done (another process, an earlier run): counted, not printed."""
+        self.count += 1
+        self.skipped += 1
 
     def done(self, label: str, seconds: float, failed: bool = False) -> None:
         self.count += 1
         self.failed += failed
         if not failed:
             self.spent += seconds
-        computed = self.count - self.failed
+        computed = self.count - self.failed - self.skipped
         left = self.total - self.count
         eta = f", ETA {self.spent / computed * left:.0f} s" if computed and left else ""
         state = "FAILED" if failed else f"{seconds:.1f} s"
@@ -133,6 +138,8 @@ def run_cells(
         """Compute the cell unless another process holds it; True when it needs no more work."""
         if store.is_done(cell):
             report.skipped.append(cell)
+            if lines:
+                lines.skip()
             return True
         if not store.claim(cell):
             return False
