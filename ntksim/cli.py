@@ -241,13 +241,7 @@ def _run(args: argparse.Namespace) -> None:
         try:
             compute_cells(config, todo, store, progress=False if args.no_progress else None)
         except KeyboardInterrupt:
-            table = store.assemble(cells)
-            print(
-                f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
-                "run the same command again to resume",
-                file=sys.stderr,
-            )
-            raise SystemExit(130) from None
+            _interrupted(store, cells)
     elif todo:
         from ntksim.engine.launch import record_tasks, submit
 
@@ -292,13 +286,7 @@ def _run(args: argparse.Namespace) -> None:
         except KeyboardInterrupt:
             _stop_local_tasks(jobs)
             _drop_if_empty(store.logs / "controllers.err")
-            table = store.assemble(cells)
-            print(
-                f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
-                "run the same command again to resume",
-                file=sys.stderr,
-            )
-            raise SystemExit(130) from None
+            _interrupted(store, cells)
 
     _drop_if_empty(store.logs / "controllers.err")
     table, state = finish(config, cells, store)
@@ -367,6 +355,14 @@ def _stop_local_tasks(jobs: list, grace_s: float = 10.0) -> None:
         if process.poll() is None:
             with contextlib.suppress(Exception):
                 process.kill()
+
+
+def _interrupted(store, cells: list) -> NoReturn:
+    """Ctrl-C: assemble what finished, say how to resume, exit 130 (no traceback)."""
+    table = store.assemble(cells)
+    print(f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
+          "run the same command again to resume", file=sys.stderr)  # fmt: skip
+    raise SystemExit(130) from None
 
 
 def _drop_if_empty(path: Path) -> None:
