@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 REF := .venv-reference
 REF_BIN := $(REF)/bin
 
-.PHONY: install install-reference install-gpu install-reference-gpu demo test test-current test-reference test-fast bench \
+.PHONY: install install-reference install-gpu install-reference-gpu demo test test-current test-reference test-slurm test-fast bench \
 	bench-reference bench-limits bench-profiles lint format lock clean
 
 define make_venv
@@ -58,6 +58,23 @@ test-current: $(VENV)/.installed
 test-reference: $(REF)/.installed
 	JAX_ENABLE_X64=0 $(REF_BIN)/python -m pytest -q -m reference
 	JAX_ENABLE_X64=1 $(REF_BIN)/python -m pytest -q -m "not cli"
+
+# The SLURM executor against a real one-node cluster that the tests start and stop themselves
+# (scripts/one_node_slurm.py: own munge key and slurm.conf in /tmp, SLURM_CONF; no system config).
+# Needs root: installs Debian's SLURM 22.05 and munge when missing and apt-get is there, and then
+# requires the cluster (a failure to start it fails the run instead of skipping). A few minutes.
+SLURM_PACKAGES := slurmctld slurmd slurm-client munge
+test-slurm: $(VENV)/.installed
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		if [ ! -x /usr/sbin/slurmctld ] || [ ! -x /usr/sbin/munged ] || ! command -v sbatch >/dev/null; then \
+			echo "installing $(SLURM_PACKAGES) (Debian)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SLURM_PACKAGES) >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(SLURM_PACKAGES) >/dev/null; }; \
+		fi; \
+		NTKSIM_REQUIRE_SLURM=1 $(BIN)/python -m pytest -q -m slurm tests/slurm; \
+	else \
+		$(BIN)/python -m pytest -q -m slurm tests/slurm; \
+	fi
 
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -x -m "not slow and not cli"

@@ -148,8 +148,9 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
 
 def _report(store, state, table, final: bool = False, in_flight: dict[str, str] | None = None) -> int:
     """Print cell counts and failures. Exit code 1 if any cell failed or, at the end of a run
-    (`final`), if any is still pending (e.g. its task died); `status` reports pending as normal,
-    and says how many of them SLURM tasks still hold (queued or running)."""
+    (`final`), if any is still pending that no SLURM task holds (e.g. its task died); `status`
+    reports pending as normal, and says how many of them SLURM tasks still hold (queued or
+    running)."""
     done, failed, pending = (len(state[k]) for k in ("done", "failed", "pending"))
     print(
         f"{store.root}: {done} cells done, {failed} failed, {pending} pending; "
@@ -163,9 +164,10 @@ def _report(store, state, table, final: bool = False, in_flight: dict[str, str] 
         )
     for cell in state["failed"]:
         print(f"  failed: {cell.label()} [{cell.cell_id}]: {store.failure(cell)}")
-    if final and pending:
-        print(f"  {pending} cells are still pending: run the same command again to compute them")
-    return 1 if failed or (final and pending) else 0
+    stranded = pending - len(in_flight or {})  # pending that no queued or running task holds
+    if final and stranded:
+        print(f"  {stranded} cells are still pending: run the same command again to compute them")
+    return 1 if failed or (final and stranded) else 0
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -293,7 +295,9 @@ def _run(args: argparse.Namespace) -> None:
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
-    raise SystemExit(_report(store, state, table, final=True))
+    pending = {cell.cell_id for cell in state["pending"]}
+    held = {cell: job for cell, job in flying.items() if cell in pending}  # SLURM tasks still on them
+    raise SystemExit(_report(store, state, table, final=True, in_flight=held))
 
 
 class _Kept:
@@ -501,7 +505,25 @@ def _status(args: argparse.Namespace) -> None:
     _, cells, store = _load_run(args.dir)
     table, state = store.collect(cells)
     flying = _in_flight(store, state["pending"])
-    raise SystemExit(_report(store, state, table, in_flight=flying))
+    code = _report(store, state, table, in_flight=flying)
+    _report_ended_tasks(store, {c.cell_id for c in state["pending"]} - set(flying))
+    raise SystemExit(code)
+
+
+def _report_ended_tasks(store, stranded: set[str], shown: int = 5) -> None:
+    """For pending cells that no live task holds: which submitted task left them, the last
+    exception its log shows, and where the log is (a task that crashed, was cancelled or ran out
+    of requeues)."""
+    from ntksim.engine.inflight import ended_tasks, submitted_path
+
+    if not stranded or not submitted_path(store).exists():
+        return
+    tasks = ended_tasks(store, stranded)
+    for job, count, logs, error in tasks[:shown]:
+        said = f": {error}" if error else ""
+        print(f"  task {job} ended with {count} cells not done{said} (log: {logs})")
+    if len(tasks) > shown:
+        print(f"  … and {len(tasks) - shown} more such tasks; their logs are under {store.logs}")
 
 
 def _plot(args: argparse.Namespace) -> None:

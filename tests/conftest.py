@@ -6,6 +6,9 @@ Numeric tests read `tol` to use tolerances that fit the active dtype.
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
 import subprocess
 import sys
 
@@ -23,7 +26,14 @@ REFERENCE = neural_tangents_available()  # the reference profile (jax 0.5.3 + ne
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `reference` compare against neural-tangents, which only the reference profile
-    has; in the current profile they are skipped with that reason (and run by `make test-reference`)."""
+    has; in the current profile they are skipped with that reason (and run by `make test-reference`).
+    Tests marked `slurm` run on a real one-node cluster only when asked for (`-m slurm`: `make
+    test-slurm`), as they start SLURM's daemons."""
+    if "slurm" not in (config.getoption("markexpr") or ""):
+        real = pytest.mark.skip(reason="needs a real one-node SLURM: make test-slurm")
+        for item in items:
+            if "slurm" in item.keywords:
+                item.add_marker(real)
     if REFERENCE:
         return
     skip = pytest.mark.skip(reason="needs the reference profile (neural-tangents): make test-reference")
@@ -41,18 +51,35 @@ class Tolerance:
         self.atol = 1e-12 if x64 else 1e-5
 
 
+SCHEDULER_TOOLS = ("sbatch", "srun", "squeue", "scancel", "scontrol", "salloc", "sinfo")
+
+
 def without_scheduler(env: dict[str, str]) -> dict[str, str]:
-    """env with every PATH directory that holds SLURM's sbatch or srun left out: a test never
-    reaches a real scheduler (a login node would run the job) unless it put a fake one there."""
+    """env whose PATH reaches no SLURM command: a test never reaches a real scheduler (a login
+    node, or `make test-slurm`'s cluster, would run the job) unless it put a fake one there.
+    A PATH directory holding sbatch or srun is replaced by a copy of it made of links to all of
+    its other programs (Debian's slurm-client lives in /usr/bin, beside python3 and sh)."""
     import os
+
+    directories = env.get("PATH", "").split(os.pathsep)
+    return {**env, "PATH": os.pathsep.join(_without_scheduler_dir(d) for d in directories)}
+
+
+@functools.cache
+def _without_scheduler_dir(directory: str) -> str:
+    import os
+    import tempfile
     from pathlib import Path
 
-    kept = [
-        d
-        for d in env.get("PATH", "").split(os.pathsep)
-        if not any((Path(d) / t).exists() for t in ("sbatch", "srun"))
-    ]
-    return {**env, "PATH": os.pathsep.join(kept)}
+    path = Path(directory)
+    if not any((path / t).exists() for t in ("sbatch", "srun")):
+        return directory
+    shadow = Path(tempfile.mkdtemp(prefix="ntksim-path-"))
+    atexit.register(shutil.rmtree, shadow, ignore_errors=True)
+    for entry in path.iterdir():
+        if entry.name not in SCHEDULER_TOOLS:
+            os.symlink(entry, shadow / entry.name)
+    return str(shadow)
 
 
 def assert_matches_neural_tangents(ours, nt, tol: Tolerance, out_dim: int = 1) -> None:

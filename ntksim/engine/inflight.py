@@ -97,3 +97,35 @@ def cells_in_flight(store: RunStore) -> tuple[dict[str, str], bool]:
         if states.get(job, states.get(base)) in ALIVE:
             alive.update({cell: job for cell in entry["cells"]})
     return alive, True
+
+
+ERROR_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b.*")
+
+
+def last_error(log_dir: Path) -> str | None:
+    """The last exception line ("ModuleNotFoundError: …") in a task's stderr logs, if any."""
+    for path in sorted(log_dir.glob("*_log.err"), reverse=True):
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in reversed(lines):
+            if ERROR_LINE.match(line.strip()):
+                return line.strip()
+    return None
+
+
+def ended_tasks(store: RunStore, stranded: set[str]) -> list[tuple[str, int, Path, str | None]]:
+    """The submitted tasks that left cells neither done nor in flight: (job id, how many of those
+    cells it held, its log directory, the last exception line of its stderr), by the latest
+    submission of each cell."""
+    try:
+        known: list[dict[str, Any]] = json.loads(submitted_path(store).read_text())
+        latest = {cell: str(entry["job"]) for entry in known for cell in entry["cells"]}
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    held: dict[str, int] = {}
+    for cell in stranded:
+        if cell in latest:
+            held[latest[cell]] = held.get(latest[cell], 0) + 1
+    return [(job, n, store.logs / job, last_error(store.logs / job)) for job, n in sorted(held.items())]

@@ -49,28 +49,30 @@ class CellTask(submitit.helpers.Checkpointable):
             )
         store = store_for(Path(out_dir), study)
         started = _now()
-        # progress=None: in a task's log (not a terminal) a line per cell, with an ETA
-        report = compute_cells(config, cells, store, progress=None)
+        name, ids = task_identity()
+        devices = [str(d) for d in jax.devices()]
+        attempt = {**ids, "host": platform.node(), "pid": os.getpid(), "devices": devices,
+                   "jax": jax.__version__, "cells": len(cells), "started": started}  # fmt: skip
+        try:
+            # progress=None: in a task's log (not a terminal) a line per cell, with an ETA.
+            # submitit raises UncompletedJobError from its SIGUSR2 handler when a task's time is
+            # up and no requeue is left: the cell it interrupts stays pending, it has not failed.
+            report = compute_cells(
+                config, cells, store, progress=None, interruptions=(submitit.core.utils.UncompletedJobError,)
+            )
+        except BaseException as err:  # pre-empted, timed out, stopped: the attempt is still on record
+            done = sum(store.is_done(c) for c in cells)
+            reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
+            if isinstance(err, SystemExit):  # submitit's exit after requeueing the task
+                reason = "requeued by submitit (time limit or pre-emption)"
+            store.write_task(name, {**attempt, "done": done, "interrupted": reason, "finished": _now()})
+            raise
         counts = {
             "computed": len(report.computed),
             "failed": len(report.failed),
             "skipped": len(report.skipped),
         }
-        name, ids = task_identity()
-        store.write_task(
-            name,
-            {
-                **ids,
-                **counts,
-                "host": platform.node(),
-                "pid": os.getpid(),
-                "devices": [str(d) for d in jax.devices()],
-                "jax": jax.__version__,
-                "cells": len(cells),
-                "started": started,
-                "finished": _now(),
-            },
-        )
+        store.write_task(name, {**attempt, **counts, "finished": _now()})
         return counts
 
 
@@ -108,11 +110,24 @@ def group_cells(cells: list[Cell], executor: str, launcher: LauncherConfig) -> l
     return [ids[i : i + size] for i in range(0, len(ids), size)]
 
 
+def signal_delay_s(time_min: int) -> int:
+    """Seconds before the time limit that SLURM warns a task (SIGUSR2: checkpoint and requeue).
+
+    submitit's 90 s, but at most a quarter of the limit. slurmctld looks at time limits every 30 s
+    and sends the warning at the first look that finds less than delay + 30 s left, so a delay
+    near the limit warns a task as it starts (seen on a real SLURM with time_min 1 and 90 s, then
+    30 s: requeued tasks were "timed out" again within seconds, and max_requeue was spent with
+    little progress); with a quarter, a 1-minute task gets 15–45 s of work per attempt.
+    """
+    return min(90, 15 * time_min)
+
+
 def slurm_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
     """submitit SlurmExecutor parameters (sbatch options) from the launcher section."""
     params: dict[str, Any] = {
         "job_name": f"ntksim-{name}"[:64].replace(" ", "_"),
         "time": launcher.time_min,
+        "signal_delay_s": signal_delay_s(launcher.time_min),
         "array_parallelism": launcher.array_parallelism,
         "setup": list(launcher.setup),
         "nodes": 1,

@@ -30,12 +30,19 @@ def store_for(root: Path, study: Study) -> RunStore:
 
 
 def compute_cells(
-    config: Any, cells: list[CellLike], store: RunStore, progress: bool | None = None
+    config: Any,
+    cells: list[CellLike],
+    store: RunStore,
+    progress: bool | None = None,
+    interruptions: tuple[type[BaseException], ...] = (),
 ) -> SweepReport:
-    """Compute the cells that have no shard yet, in this process (one memo for all of them)."""
+    """Compute the cells that have no shard yet, in this process (one memo for all of them);
+    `interruptions` stop the sweep instead of failing a cell (see `run_cells`)."""
     study = study_of(config)
     memo = Memo(config)
-    return run_cells(cells, lambda cell: study.compute(cell, memo), store, progress)
+    return run_cells(
+        cells, lambda cell: study.compute(cell, memo), store, progress, interruptions=interruptions
+    )
 
 
 def started_in(directory: Path) -> Path | None:

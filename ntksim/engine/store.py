@@ -270,18 +270,20 @@ class RunStore:
         """
         path = self.claim_path(cell)
         tmp = _tmp_name(path)
-        _write_synced(tmp, f"{socket.gethostname()}:{os.getpid()}")
-        try:
+        try:  # the temp file inside: an interrupt during its fsync must not leave it behind
+            _write_synced(tmp, f"{socket.gethostname()}:{os.getpid()}")
             for _ in range(2):
+                with self._lock:  # before the link: an interrupt right after it must not leak it
+                    self._held.add(path)
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
+                    with self._lock:
+                        self._held.discard(path)
                     if self.claim_is_live(cell):
                         return False
                     _remove_stale_claim(path)
                     continue
-                with self._lock:
-                    self._held.add(path)
                 self._start_keeper()
                 return True
             return False
@@ -293,6 +295,17 @@ class RunStore:
         with self._lock:
             self._held.discard(path)
         path.unlink(missing_ok=True)
+
+    def release_held(self) -> None:
+        """Release every claim this process holds (an interrupt can land between a claim and the
+        try block that would release it)."""
+        with self._lock:
+            held, self._held = set(self._held), set()
+        mine = f"{socket.gethostname()}:{os.getpid()}"
+        for path in held:
+            with contextlib.suppress(OSError):
+                if path.read_text() == mine:  # never another's (held is marked before linking)
+                    path.unlink()
 
     def reap(self) -> None:
         """Remove what dead processes left: stale claims (e.g. of a cell whose shard was written

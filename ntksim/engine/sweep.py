@@ -116,6 +116,7 @@ def run_cells(
     store: RunStore,
     progress: bool | None = None,
     poll_s: float = 1.0,
+    interruptions: tuple[type[BaseException], ...] = (),
 ) -> SweepReport:
     """Compute every cell that has no shard yet.
 
@@ -124,7 +125,9 @@ def run_cells(
     only when every cell is done or failed; then it removes the claims and temp files that dead
     processes left. progress: tqdm bar with ETA; None shows it only on
     an interactive terminal. KeyboardInterrupt propagates after releasing the current claim;
-    shards already written stay.
+    shards already written stay. `interruptions`: exceptions that stop the sweep like Ctrl-C
+    instead of failing the cell they interrupted (a scheduler's "time is up" raised from a
+    signal handler in the middle of a cell says nothing about that cell).
     """
     cells = list(cells)
     report = SweepReport()
@@ -153,7 +156,7 @@ def run_cells(
             report.computed.append(cell)
             if lines:
                 lines.done(cell.label(), time.perf_counter() - started)
-        except (KeyboardInterrupt, SystemExit):
+        except (KeyboardInterrupt, SystemExit, *interruptions):
             raise
         except Exception as err:  # recorded, and the sweep goes on
             message = str(err).splitlines()[0] if str(err) else ""
@@ -166,6 +169,18 @@ def run_cells(
         return True
 
     store.reap()
+    try:
+        _sweep(cells, attempt, store, bar, report, poll_s)
+    except (KeyboardInterrupt, SystemExit, *interruptions):
+        store.release_held()
+        raise
+    store.reap()  # claims of processes that died after writing their shard
+    return report
+
+
+def _sweep(cells: list[Cell], attempt: Callable[[Cell], bool], store: RunStore, bar: tqdm,
+           report: SweepReport, poll_s: float) -> None:  # fmt: skip
+    """Attempt every cell, then wait for those other processes hold (taking over stale ones)."""
     with Interrupts().installed() as interrupts, bar:
         waiting = []
         for cell in cells:
@@ -187,5 +202,3 @@ def run_cells(
                 else:
                     still.append(cell)
             waiting = still
-    store.reap()  # claims of processes that died after writing their shard
-    return report
