@@ -150,3 +150,33 @@ def test_legacy_shards_without_provenance_columns_are_read(store: RunStore) -> N
     frame = store.read_shard(cell)
     assert frame is not None and len(frame) == 2 and frame["limit_backend"].isna().all()
     assert list(store.assemble([cell]).columns) == list(TABLE_COLUMNS)
+
+
+def test_interrupt_leaves_no_claim_behind(store: RunStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C inside claim() — during the temp file's fsync, or right after the link — and the
+    sweep's release_held() leave neither a claim nor its temp file; another's claim is kept."""
+    first, second = expand(CONFIG)[:2]
+
+    def interrupted(path: Path, text: str) -> None:
+        path.write_text(text)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module, "_write_synced", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            store.claim(first)
+    assert not list((store.root / "claims").iterdir())
+    real_link = os.link
+
+    def link_then_interrupt(src: object, dst: object) -> None:
+        real_link(src, dst)
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store_module.os, "link", link_then_interrupt)
+        with pytest.raises(KeyboardInterrupt):
+            store.claim(first)
+    store.claim_path(second).write_text("node17:4242")  # another process's, never released here
+    store._held.add(store.claim_path(second))  # as if interrupted between marking and a failed link
+    store.release_held()
+    assert [p.name for p in (store.root / "claims").iterdir()] == [store.claim_path(second).name]

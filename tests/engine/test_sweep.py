@@ -248,7 +248,7 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
                  "#SBATCH --qos=high", "#SBATCH --time=90", "#SBATCH --gpus-per-node=1",
                  "#SBATCH --cpus-per-task=4", "#SBATCH --mem=16GB", "#SBATCH --constraint=h100",
                  "module load cuda/12.4", "submitit.core._submit", "#SBATCH --gres=gpu:a100:1",
-                 "#SBATCH --exclusive\n", "#SBATCH --mail-type=END"):  # fmt: skip
+                 "#SBATCH --exclusive\n", "#SBATCH --mail-type=END", "#SBATCH --signal=USR2@90"):  # fmt: skip
         assert line in script, line
     assert str(out / "logs") in script
     status = ntksim("status", out, cwd=tmp_path)
@@ -262,14 +262,42 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
     assert (
         "25 of the pending cells are in flight (queued or running in SLURM job 4242); 23 are" in status.stdout
     )
+    # the 23 others' tasks ended (cancelled, crashed): status names them and their logs
+    for task in (5, 9):  # a traceback in one task's log, nothing in another's
+        (out / "logs" / f"4242_{task}").mkdir(parents=True, exist_ok=True)
+    (out / "logs" / "4242_5" / "4242_5_0_log.err").write_text(
+        "Traceback (most recent call last):\n  File 'x'\nMemoryError: out of memory\nsrun: error: task 0\n"
+    )
+    status = ntksim("status", out, cwd=tmp_path, env=env)
+    for task in (5, 6, 7, 8):
+        assert f"task 4242_{task} ended with 5 cells not done" in status.stdout, status.stdout
+    assert "task 4242_5 ended with 5 cells not done: MemoryError: out of memory (log: " in status.stdout
+    assert "task 4242_9 ended with 3 cells not done (log: " in status.stdout
     again = ntksim("run", config, "--out", out, "--executor", "slurm", "--dry-run", cwd=tmp_path, env=env)
     assert again.returncode == 0 and "25 in flight on SLURM, 23 to run" in again.stdout, again.stdout
     assert "would submit 5 task(s)" in again.stdout
+    # every pending cell in flight: a real re-run submits nothing and exits 0 (nothing is lost)
+    (bin_dir / "squeue").write_text('#!/bin/sh\nfor t in $(seq 0 9); do echo "4242_$t PENDING"; done\n')
+    submissions = (out / "submitted.json").read_text()
+    held = ntksim("run", config, "--out", out, "--executor", "slurm", cwd=tmp_path, env=env)
+    assert held.returncode == 0 and "48 in flight on SLURM, 0 to run" in held.stdout, held.stdout
+    assert "still pending" not in held.stdout and (out / "submitted.json").read_text() == submissions
     (bin_dir / "squeue").write_text(
         "#!/bin/sh\necho 'slurm_load_jobs error: Invalid job id specified' >&2\nexit 1\n"
     )
     gone = ntksim("run", config, "--out", out, "--executor", "slurm", "--dry-run", cwd=tmp_path, env=env)
     assert "48 to run" in gone.stdout and "in flight" not in gone.stdout  # the jobs have left the queue
+
+
+@pytest.mark.parametrize(("time_min", "delay"), [(1, 15), (4, 60), (6, 90), (600, 90)])
+def test_time_limit_warning_leaves_a_short_task_time_to_work(time_min: int, delay: int) -> None:
+    """SIGUSR2 comes `delay` s before the limit: submitit's 90 s, at most a quarter of the limit
+    (SLURM sends it at the first 30 s check with less than delay + 30 s left)."""
+    from ntksim.engine.launch import signal_delay_s, slurm_parameters
+
+    assert signal_delay_s(time_min) == delay
+    launcher = validate({**SWEEP, "launcher": {"time_min": time_min}}).launcher
+    assert slurm_parameters(launcher, "x")["signal_delay_s"] == delay
 
 
 def test_rejected_submission_is_one_line_and_leaves_nothing_behind(tmp_path: Path) -> None:
@@ -365,3 +393,31 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
             interrupts.check()  # taken as the request, and nothing printed
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     signal.signal(signal.SIGINT, before)
+
+
+def test_a_scheduler_interruption_stops_the_sweep_and_fails_no_cell(tmp_path: Path) -> None:
+    """submitit's "no requeue left" raised in the middle of a cell: the sweep stops, that cell is
+    pending (no failure record, no claim), the cells finished before keep their shards."""
+    from ntksim.engine.store import RunStore
+    from ntksim.engine.sweep import run_cells
+    from ntksim.studies.concentration import COLUMNS, TABLE_COLUMNS
+
+    class TimeIsUp(RuntimeError):
+        pass
+
+    cells = expand(validate(SWEEP))[:3]
+    store = RunStore(tmp_path / "run", TABLE_COLUMNS, [COLUMNS])
+    store.create()
+
+    def compute(cell: object) -> list[dict]:
+        if cell is cells[1]:
+            raise TimeIsUp("timed-out too many times")
+        return [dict.fromkeys(COLUMNS, 0.0) | {"seed": s, "activation": "relu"} for s in cell.seeds]
+
+    with pytest.raises(TimeIsUp):
+        run_cells(cells, compute, store, progress=False, interruptions=(TimeIsUp,))
+    assert [store.is_done(c) for c in cells] == [True, False, False]
+    assert not list((store.root / "failed").iterdir()) and not list((store.root / "claims").iterdir())
+    assert not run_cells(cells[2:], compute, store, progress=False).failed
+    # not listed as an interruption, the same exception is that cell's recorded failure
+    assert len(run_cells(cells[1:2], compute, store, progress=False).failed) == 1
