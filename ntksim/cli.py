@@ -216,7 +216,7 @@ def _run(args: argparse.Namespace) -> None:
 
     state = store.status(cells) if store.root.exists() else {"done": [], "failed": [], "pending": cells}
     todo = state["pending"] + (state["failed"] if args.retry_failed else [])
-    flying = _in_flight(store, todo) if store.root.exists() else {}
+    flying = (_in_flight(store, todo) if store.root.exists() else {}) or {}
     todo = [cell for cell in todo if cell.cell_id not in flying]
     print(
         f"{study.name}: {len(cells)} cells: {len(state['done'])} done, "
@@ -483,9 +483,9 @@ def _load_run(directory: Path) -> tuple[Any, list, Any]:
         _fail(str(err))
 
 
-def _in_flight(store, cells: list) -> dict[str, str]:
+def _in_flight(store, cells: list) -> dict[str, str] | None:
     """Cell id → SLURM task for the given cells whose earlier submission is still queued or
-    running; a warning line when squeue could not be asked about earlier submissions."""
+    running; None (and a warning line) when squeue could not be asked about earlier submissions."""
     from ntksim.engine.inflight import cells_in_flight, submitted_path
 
     if not cells or not submitted_path(store).exists():
@@ -497,6 +497,7 @@ def _in_flight(store, cells: list) -> dict[str, str]:
             "still hold count as pending",
             file=sys.stderr,
         )
+        return None
     wanted = {cell.cell_id for cell in cells}
     return {cell: job for cell, job in alive.items() if cell in wanted}
 
@@ -506,7 +507,8 @@ def _status(args: argparse.Namespace) -> None:
     table, state = store.collect(cells)
     flying = _in_flight(store, state["pending"])
     code = _report(store, state, table, in_flight=flying)
-    _report_ended_tasks(store, {c.cell_id for c in state["pending"]} - set(flying))
+    if flying is not None:  # only where squeue said what is still alive
+        _report_ended_tasks(store, {c.cell_id for c in state["pending"]} - set(flying))
     raise SystemExit(code)
 
 
@@ -521,7 +523,7 @@ def _report_ended_tasks(store, stranded: set[str], shown: int = 5) -> None:
     tasks = ended_tasks(store, stranded)
     for job, count, logs, error in tasks[:shown]:
         said = f": {error}" if error else ""
-        print(f"  task {job} ended with {count} cells not done{said} (log: {logs})")
+        print(f"  task {job} ended with {count} cell{'s' if count != 1 else ''} not done{said} (log: {logs})")
     if len(tasks) > shown:
         print(f"  … and {len(tasks) - shown} more such tasks; their logs are under {store.logs}")
 

@@ -120,24 +120,45 @@ def _node_state(env: dict[str, str]) -> str:
 def start(directory: Path, cpus: int = 4, memory_mb: int = 4000, timeout_s: float = 60) -> Path:
     """Start munged, slurmctld and slurmd for a new cluster in `directory`; returns slurm.conf's
     path once the node is idle. `cpus` may exceed the machine's (config_overrides): array tests
-    need free slots, and the daemons do not check."""
+    need free slots, and the daemons do not check. On any failure, what was started is stopped."""
     reason = why_unavailable()
     if reason:
         raise SlurmUnavailable(reason)
     directory = Path(directory).resolve()
+    _check_directory(directory)
     if (directory / "slurm.conf").exists():
-        raise RuntimeError(f"{directory} already holds a cluster; stop it first")
-    for sub in ("state", "spool"):
-        (directory / sub).mkdir(parents=True, exist_ok=True)
-    # munged refuses a socket in a directory the world cannot traverse (pytest's tmp is 0700)
+        raise RuntimeError(f"{directory} holds a running cluster (slurm.conf); stop it first")
+    try:
+        return _start(directory, cpus, memory_mb, timeout_s)
+    except BaseException:
+        stop(directory)
+        raise
+
+
+def _check_directory(directory: Path) -> None:
+    """Root's daemons read their configuration from here: refuse a directory another user made
+    (or can write), which could hand them a slurm.conf of its own; munged wants its socket's
+    directories world-traversable (pytest's tmp is 0700)."""
+    if directory.exists():
+        info = directory.stat()
+        if info.st_uid != 0 or info.st_mode & 0o022:
+            raise RuntimeError(f"{directory} is not root's own (or others can write it): use a new directory")
+    else:
+        directory.mkdir(mode=0o755, parents=True)
     for parent in (directory, *directory.parents):
         if parent == Path(parent.anchor):
             break
         if not os.stat(parent).st_mode & 0o001:
             raise RuntimeError(f"{parent} is not world-executable (munged needs it): use a directory in /tmp")
+
+
+def _start(directory: Path, cpus: int, memory_mb: int, timeout_s: float) -> Path:
+    for sub in ("state", "spool"):
+        (directory / sub).mkdir(exist_ok=True)
     env = environment(directory)
     host = socket.gethostname().split(".")[0]
     (directory / "slurm.conf").write_text(slurm_conf(directory, host, cpus, memory_mb, _free_ports(2)))
+    (directory / "munge.key").unlink(missing_ok=True)
     _run(["mungekey", "--create", "--keyfile", str(directory / "munge.key")], env)
     munged = ["munged", f"--key-file={directory}/munge.key", f"--socket={directory}/munge.sock"]
     munged += [f"--pid-file={directory}/munged.pid", f"--log-file={directory}/munged.log"]
@@ -147,7 +168,6 @@ def start(directory: Path, cpus: int = 4, memory_mb: int = 4000, timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while (state := _node_state(env)) != "idle":
         if time.monotonic() > deadline:
-            stop(directory)
             raise RuntimeError(
                 f"the node is not idle after {timeout_s:.0f} s (state {state!r}); see {directory}"
             )
@@ -163,17 +183,23 @@ def _alive(pid: int, name: str) -> bool:
         return False
 
 
-def stop(directory: Path, timeout_s: float = 30) -> None:
-    """Cancel every job of this cluster, then end its daemons by their recorded pids."""
+def stop(directory: Path, timeout_s: float = 30) -> list[str]:
+    """Cancel every job of this cluster (whoever submitted it), end its daemons by their recorded
+    pids, and remove its configuration and state, so `start` can use the directory again (logs
+    stay). Returns the job ids still queued when the daemons had to go (normally none)."""
     directory = Path(directory).resolve()
     env = environment(directory)
+    left: list[str] = []
     if (directory / "slurmctld.pid").exists():
-        subprocess.run(["scancel", "--user", "root", "--full"], env=env, capture_output=True, timeout=30)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:  # let slurmd end the job steps before it goes
-            proc = subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True, timeout=30)
-            if proc.returncode != 0 or not proc.stdout.strip():
+            proc = subprocess.run(
+                ["squeue", "-h", "-o", "%A"], env=env, capture_output=True, text=True, timeout=30
+            )
+            left = proc.stdout.split() if proc.returncode == 0 else []
+            if not left:
                 break
+            subprocess.run(["scancel", "--full", *left], env=env, capture_output=True, timeout=30)
             time.sleep(0.5)
     for name in DAEMONS:
         pid_file = directory / f"{name}.pid"
@@ -189,20 +215,37 @@ def stop(directory: Path, timeout_s: float = 30) -> None:
             if _alive(pid, name):
                 os.kill(pid, signal.SIGKILL)
         pid_file.unlink(missing_ok=True)
+    (directory / "slurm.conf").unlink(missing_ok=True)
+    for sub in ("state", "spool"):
+        shutil.rmtree(directory / sub, ignore_errors=True)
+    return left
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("start", "stop"))
-    parser.add_argument("directory", type=Path, help="where the cluster keeps everything (under /tmp)")
+    parser.add_argument(
+        "action", choices=("start", "stop", "check"), help="check: exit 1 if a program is missing"
+    )
+    parser.add_argument(
+        "directory", type=Path, nargs="?", help="where the cluster keeps everything (in /tmp)"
+    )
     parser.add_argument("--cpus", type=int, default=4, help="CPUs the node offers (default 4)")
     args = parser.parse_args(argv)
+    if args.action == "check":
+        missing = missing_tools()
+        if missing:
+            print(f"one_node_slurm: missing {', '.join(missing)}", file=sys.stderr)
+        return 1 if missing else 0
+    if args.directory is None:
+        parser.error(f"{args.action} needs the cluster's directory")
     try:
         if args.action == "start":
             conf = start(args.directory, cpus=args.cpus)
             print(f"export SLURM_CONF={conf}")
         else:
-            stop(args.directory)
+            left = stop(args.directory)
+            if left:
+                print(f"one_node_slurm: jobs {', '.join(left)} were still queued when the daemons stopped")
     except (SlurmUnavailable, RuntimeError) as err:
         print(f"one_node_slurm: {err}", file=sys.stderr)
         return 2

@@ -51,7 +51,10 @@ class Tolerance:
         self.atol = 1e-12 if x64 else 1e-5
 
 
-SCHEDULER_TOOLS = ("sbatch", "srun", "squeue", "scancel", "scontrol", "salloc", "sinfo")
+SCHEDULER_TOOLS = frozenset(  # slurm-client's programs (submitit's watcher calls sacct)
+    "sacct sacctmgr salloc sattach sbatch sbcast scancel scontrol scrontab sdiag sinfo sprio squeue "
+    "sreport srun sshare sstat strigger".split()
+)
 
 
 def without_scheduler(env: dict[str, str]) -> dict[str, str]:

@@ -60,7 +60,21 @@ def squeue_states(job_ids: list[str], timeout_s: float = 30) -> dict[str, str] |
     if not job_ids or shutil.which("squeue") is None:
         return None if job_ids else {}
     # -u: this user's jobs only (a job id reused on another cluster or by someone else is not ours)
-    cmd = ["squeue", "-h", "-r", "-u", getpass.getuser(), "-o", "%i %T", "-j", ",".join(sorted(set(job_ids)))]
+    # -t all: every state, by name; what counts as alive is decided here (ALIVE), not by the
+    # subset squeue lists by default
+    cmd = [
+        "squeue",
+        "-h",
+        "-r",
+        "-t",
+        "all",
+        "-u",
+        getpass.getuser(),
+        "-o",
+        "%i %T",
+        "-j",
+        ",".join(sorted(set(job_ids))),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     except (OSError, subprocess.TimeoutExpired):

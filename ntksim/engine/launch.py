@@ -11,7 +11,10 @@ import contextlib
 import datetime
 import os
 import platform
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +56,13 @@ class CellTask(submitit.helpers.Checkpointable):
         devices = [str(d) for d in jax.devices()]
         attempt = {**ids, "host": platform.node(), "pid": os.getpid(), "devices": devices,
                    "jax": jax.__version__, "cells": len(cells), "started": started}  # fmt: skip
+        interruptions = (submitit.core.utils.UncompletedJobError, Terminated)
         try:
-            # progress=None: in a task's log (not a terminal) a line per cell, with an ETA.
-            # submitit raises UncompletedJobError from its SIGUSR2 handler when a task's time is
-            # up and no requeue is left: the cell it interrupts stays pending, it has not failed.
-            report = compute_cells(
-                config, cells, store, progress=None, interruptions=(submitit.core.utils.UncompletedJobError,)
-            )
+            with _terminate_on_sigterm():
+                # progress=None: in a task's log (not a terminal) a line per cell, with an ETA.
+                # submitit raises UncompletedJobError from its SIGUSR2 handler when a task's time
+                # is up and no requeue is left: the cell it interrupts stays pending, not failed.
+                report = compute_cells(config, cells, store, progress=None, interruptions=interruptions)
         except BaseException as err:  # pre-empted, timed out, stopped: the attempt is still on record
             done = sum(store.is_done(c) for c in cells)
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")
@@ -74,6 +77,29 @@ class CellTask(submitit.helpers.Checkpointable):
         }
         store.write_task(name, {**attempt, **counts, "finished": _now()})
         return counts
+
+
+class Terminated(Exception):
+    """SIGTERM from the scheduler: scancel, requeue, pre-emption or the time limit."""
+
+
+@contextlib.contextmanager
+def _terminate_on_sigterm() -> Iterator[None]:
+    """Stop the task at SIGTERM instead of computing on until SIGKILL (submitit ignores it): the
+    cell in progress releases its claim, so a requeued or resubmitted task on another host does
+    not wait out the claim's lease, and the attempt is recorded as interrupted."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise Terminated("SIGTERM from the scheduler (scancel, requeue, pre-emption or time limit)")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _now() -> str:

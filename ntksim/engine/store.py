@@ -145,6 +145,7 @@ class RunStore:
         self.columns = list(columns) if columns is not None else None
         self.legacy_columns = [list(c) for c in legacy_columns]
         self._held: set[Path] = set()
+        self._linking: set[Path] = set()  # claims being linked: maybe ours, never refreshed
         self._lock = threading.Lock()
         self._keeper: threading.Thread | None = None
 
@@ -273,17 +274,22 @@ class RunStore:
         try:  # the temp file inside: an interrupt during its fsync must not leave it behind
             _write_synced(tmp, f"{socket.gethostname()}:{os.getpid()}")
             for _ in range(2):
-                with self._lock:  # before the link: an interrupt right after it must not leak it
-                    self._held.add(path)
+                # marked before the link, so an interrupt right after it cannot leak the claim;
+                # apart from _held, so the keeper never refreshes another's claim meanwhile
+                with self._lock:
+                    self._linking.add(path)
                 try:
                     os.link(tmp, path)
                 except FileExistsError:
                     with self._lock:
-                        self._held.discard(path)
+                        self._linking.discard(path)
                     if self.claim_is_live(cell):
                         return False
                     _remove_stale_claim(path)
                     continue
+                with self._lock:
+                    self._held.add(path)
+                    self._linking.discard(path)
                 self._start_keeper()
                 return True
             return False
@@ -300,7 +306,8 @@ class RunStore:
         """Release every claim this process holds (an interrupt can land between a claim and the
         try block that would release it)."""
         with self._lock:
-            held, self._held = set(self._held), set()
+            held = self._held | self._linking
+            self._held, self._linking = set(), set()
         mine = f"{socket.gethostname()}:{os.getpid()}"
         for path in held:
             with contextlib.suppress(OSError):

@@ -177,6 +177,6 @@ def test_interrupt_leaves_no_claim_behind(store: RunStore, monkeypatch: pytest.M
         with pytest.raises(KeyboardInterrupt):
             store.claim(first)
     store.claim_path(second).write_text("node17:4242")  # another process's, never released here
-    store._held.add(store.claim_path(second))  # as if interrupted between marking and a failed link
+    store._linking.add(store.claim_path(second))  # as if interrupted between marking and a failed link
     store.release_held()
     assert [p.name for p in (store.root / "claims").iterdir()] == [store.claim_path(second).name]

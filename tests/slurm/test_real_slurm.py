@@ -12,6 +12,8 @@ first test, which runs the concentration study and compares it with an inline ru
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import importlib.util
 import json
 import os
@@ -27,6 +29,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
+from ntksim.engine.inflight import ALIVE
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = "tests.engine.toy_study"
@@ -53,16 +57,25 @@ class Cluster:
         return proc
 
     def states(self, job: str) -> dict[str, str]:
-        """Every live task of the job: "<job>_<task>" (or "<job>") → state."""
-        proc = self.run("squeue", "-h", "-r", "-o", "%i %T", "-j", job, check=False)
-        return dict(line.split()[:2] for line in proc.stdout.splitlines() if len(line.split()) >= 2)
+        """Every live task of the job: "<job>_<task>" (or "<job>") → state. All states are asked
+        for by name: squeue's default list can miss a task for a moment while it is requeued."""
+        proc = self.run("squeue", "-h", "-r", "-t", "all", "-o", "%i %T", "-j", job, check=False)
+        pairs = (line.split()[:2] for line in proc.stdout.splitlines() if len(line.split()) >= 2)
+        return {task: state for task, state in pairs if state in ALIVE}
 
     def release_requeued(self, job: str) -> None:
         """A requeued task waits ~2 min (SLURM's begin-time delay) before it may start again; a
-        test does not wait: it makes the job's pending tasks eligible now."""
-        for task, state in self.states(job).items():
-            if state == "PENDING":
-                self.run("scontrol", "update", f"jobid={task}", "StartTime=now", check=False)
+        test makes it eligible 5 s from now instead. Not at once: a task started within a moment
+        of its requeue was killed ("Job credential revoked") and ended for good."""
+        proc = self.run("squeue", "-h", "-r", "-t", "PD", "-o", "%i %r %S", "-j", job, check=False)
+        now = datetime.datetime.now()
+        for line in proc.stdout.splitlines():
+            task, reason, begin = [*line.split(), "", "", ""][:3]
+            with contextlib.suppress(ValueError):
+                if reason == "BeginTime" and datetime.datetime.fromisoformat(
+                    begin
+                ) > now + datetime.timedelta(seconds=10):
+                    self.run("scontrol", "update", f"jobid={task}", "StartTime=now+5", check=False)
 
 
 @pytest.fixture(scope="session")
@@ -75,15 +88,15 @@ def cluster() -> Iterator[Cluster]:
         pytest.skip(reason)
     directory = Path(tempfile.mkdtemp(prefix="ntksim-slurm-", dir="/tmp"))
     directory.chmod(0o755)  # munged's socket directory must be world-traversable
-    conf = slurm.start(directory, cpus=4)
-    env = dict(
-        slurm.environment(directory),
-        SLURM_CONF=str(conf),
-        JAX_PLATFORMS="cpu",
-        PYTHONUNBUFFERED="1",
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
-    )
     try:
+        conf = slurm.start(directory, cpus=4)  # stops what it started if it fails
+        env = dict(
+            slurm.environment(directory),
+            SLURM_CONF=str(conf),
+            JAX_PLATFORMS="cpu",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+        )
         yield Cluster(directory, env)
     finally:
         slurm.stop(directory)
@@ -147,7 +160,8 @@ def test_sweep_completes_and_status_matches_an_inline_run(cluster: Cluster, tmp_
             "seeds": 2,
             "data": {"n": 8, "dim": 4},
             "limit": {"backend": "closed_form"},
-            "launcher": {"cells_per_task": 2, "cpus_per_task": 1, "time_min": 10},
+            # held at submission: status is asked while every task is surely still queued
+            "launcher": {"cells_per_task": 2, "cpus_per_task": 1, "time_min": 10, "sbatch": {"hold": True}},
         },
     )
     proc = ntksim(cluster, "run", config, "--out", "slurm", "--executor", "slurm", cwd=tmp_path)
@@ -156,7 +170,11 @@ def test_sweep_completes_and_status_matches_an_inline_run(cluster: Cluster, tmp_
     job = array_of(tmp_path / "slurm")
     during = ntksim(cluster, "status", "slurm", cwd=tmp_path)
     assert during.returncode == 0, during.stderr
-    assert "pending" in during.stdout and f"in flight (queued or running in SLURM job {job})" in during.stdout
+    assert "0 cells done, 0 failed, 6 pending" in during.stdout
+    assert (
+        f"6 of the pending cells are in flight (queued or running in SLURM job {job}); 0 are" in during.stdout
+    )
+    cluster.run("scontrol", "release", job)
     wait_for_job(cluster, job)
     after = ntksim(cluster, "status", "slurm", cwd=tmp_path)
     assert after.returncode == 0, after.stdout
@@ -221,18 +239,21 @@ def test_requeued_task_resumes_from_its_shards(cluster: Cluster, tmp_path: Path)
     counts = pd.Series(computations(log)).value_counts()
     assert counts.max() <= 2 and (counts == 2).sum() <= 1  # at most the interrupted cell, once more
     assert all(counts[value] == 1 for value in range(1, len(before) + 1))  # finished before: never again
+    attempts = json.loads((out / "tasks" / f"{job}.json").read_text())
+    assert attempts[0]["interrupted"].startswith("Terminated: SIGTERM from the scheduler")
+    assert attempts[-1]["computed"] + attempts[-1]["skipped"] == 6
 
 
 def test_time_limit_requeues_and_completes_or_leaves_cells_pending(cluster: Cluster, tmp_path: Path) -> None:
-    """Twelve 5 s cells in a 1-minute task. SLURM warns it (SIGUSR2) 15–45 s after it starts (a
-    look every 30 s). With max_requeue 5 — each attempt does at least two cells — the task is
-    requeued by submitit, resumes from its shards and completes; with max_requeue 0 it stops at
-    the warning, and the cells left are reported pending: none failed, none half-written."""
-    values = list(range(1, 13))
+    """36 cells of 2 s in a 1-minute task. SLURM warns it (SIGUSR2) 15–45 s after it starts (it
+    looks every 30 s). With max_requeue 10 the task is requeued by submitit each time, resumes
+    from its shards and completes; with max_requeue 0 it stops at the warning, and the cells left
+    are reported pending: none failed, none half-written."""
+    values = list(range(1, 37))
     runs = {}
-    for requeues in (5, 0):
-        config = toy(tmp_path / f"t{requeues}.yaml", values, sleep_s=5,
-                     launcher={"cells_per_task": 12, "time_min": 1, "max_requeue": requeues})  # fmt: skip
+    for requeues in (10, 0):
+        config = toy(tmp_path / f"t{requeues}.yaml", values, sleep_s=2,
+                     launcher={"cells_per_task": 36, "time_min": 1, "max_requeue": requeues})  # fmt: skip
         out = f"out{requeues}"
         proc = ntksim(cluster, "run", config, "--out", out, "--executor", "slurm", cwd=tmp_path)
         assert proc.returncode == 0, proc.stderr
@@ -243,52 +264,62 @@ def test_time_limit_requeues_and_completes_or_leaves_cells_pending(cluster: Clus
             cluster.release_requeued(job)  # requeued after its warning: may start again now
         return all(not cluster.states(job) for _, job in runs.values())
 
-    wait_until(settled, 360, "both time-limited jobs to end", poll_s=1)
-    full, job = runs[5]
+    wait_until(settled, 600, "both time-limited jobs to end", poll_s=1)
+    full, job = runs[10]
     status = ntksim(cluster, "status", full.name, cwd=tmp_path)
-    assert "12 cells done, 0 failed, 0 pending" in status.stdout, status.stdout
+    assert "36 cells done, 0 failed, 0 pending" in status.stdout, status.stdout
     attempts = json.loads((full / "tasks" / f"{job}.json").read_text())
     assert len(attempts) >= 2 and attempts[0]["interrupted"].startswith("requeued by submitit")
-    assert "interrupted" not in attempts[-1] and sum(a.get("computed", 0) for a in attempts) >= 1
+    assert "interrupted" not in attempts[-1]
     stopped, job = runs[0]
     status = ntksim(cluster, "status", stopped.name, cwd=tmp_path)
     assert status.returncode == 0, status.stdout
     done = len(shards(stopped))
-    assert 0 < done < 12 and f"{done} cells done, 0 failed, {12 - done} pending" in status.stdout
+    assert done < 36 and f"{done} cells done, 0 failed, {36 - done} pending" in status.stdout
+    assert (
+        f"task {job} ended with {36 - done} cells not done" in status.stdout
+        and "timed-out too many" in status.stdout
+    )
     assert not list((stopped / "failed").glob("*")) and not list((stopped / "shards").glob("*.tmp*"))
-    err = "".join(p.read_text() for p in (stopped / "logs" / job).glob("*_log.err"))
-    assert "timed-out too many times" in err
+    assert json.loads((stopped / "tasks" / f"{job}.json").read_text())[-1]["interrupted"].startswith(
+        "UncompletedJobError"
+    )
 
 
-def test_scancel_then_run_again_submits_only_the_missing_cells(cluster: Cluster, tmp_path: Path) -> None:
+def test_scancel_of_a_task_then_run_again_submits_only_its_cells(cluster: Cluster, tmp_path: Path) -> None:
     """While the array runs, the same `ntksim run` submits nothing (its cells are done or in
-    flight, asked of squeue); after `scancel`, it submits exactly the cells without a shard."""
+    flight, asked of squeue); after `scancel` of one queued task, it submits exactly that task's
+    cells while the others stay in flight; then everything completes."""
     config = toy(tmp_path / "t.yaml", [1, 2, 3, 4, 5, 6], sleep_s=3, launcher={"array_parallelism": 2})
     assert ntksim(cluster, "run", config, "--out", "out", "--executor", "slurm", cwd=tmp_path).returncode == 0
     out = tmp_path / "out"
     job = array_of(out)
     wait_until(lambda: len(shards(out)) >= 2, 120, "two finished cells")
+    cluster.run("scontrol", "hold", job)  # the tasks not started yet stay queued while we look
     while_running = ntksim(cluster, "run", config, "--out", "out", "--executor", "slurm", cwd=tmp_path)
     assert while_running.returncode == 0, while_running.stderr  # nothing to submit: all done or in flight
     assert re.search(r"\d+ in flight on SLURM, 0 to run", while_running.stdout), while_running.stdout
     assert array_of(out) == job  # no second submission
-    cluster.run("scancel", job)
-    wait_for_job(cluster, job, 60)
-    finished = {name.removesuffix(".csv") for name in shards(out)}  # shards are named by cell id
-    done = len(finished)
-    assert done < 6
+    cluster.run("scancel", f"{job}_5")  # the last task: queued (held) until now
+    wait_until(lambda: f"{job}_5" not in cluster.states(job), 60, "the cancelled task to leave the queue")
+    record = json.loads((out / "submitted.json").read_text())
+    cancelled = next(entry["cells"] for entry in record if entry["job"] == f"{job}_5")
     status = ntksim(cluster, "status", "out", cwd=tmp_path)
-    assert f"{done} cells done, 0 failed, {6 - done} pending" in status.stdout
+    assert f"task {job}_5 ended with 1 cell not done" in status.stdout, status.stdout
     again = ntksim(cluster, "run", config, "--out", "out", "--executor", "slurm", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert f"{done} done, 0 failed before, {6 - done} to run" in again.stdout
-    assert f"submitted {6 - done} task(s)" in again.stdout
+    assert "in flight on SLURM, 1 to run" in again.stdout and "submitted 1 task(s)" in again.stdout, (
+        again.stdout
+    )
     second = array_of(out)
+    assert second != job
     record = json.loads((out / "submitted.json").read_text())
     resubmitted = [
         cell for entry in record if entry["job"].split("_")[0] == second for cell in entry["cells"]
     ]
-    assert len(resubmitted) == len(set(resubmitted)) == 6 - done and finished.isdisjoint(resubmitted)
+    assert resubmitted == cancelled
+    cluster.run("scontrol", "release", job, check=False)  # fails for the tasks that have finished
+    wait_for_job(cluster, job)
     wait_for_job(cluster, second)
     final = ntksim(cluster, "status", "out", cwd=tmp_path)
     assert "6 cells done, 0 failed, 0 pending; results.csv has 12 rows" in final.stdout
