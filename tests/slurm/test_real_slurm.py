@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -79,7 +80,7 @@ class Cluster:
 
 
 @pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     slurm = _one_node_slurm()
     reason = slurm.why_unavailable()
     if reason and os.environ.get("NTKSIM_REQUIRE_SLURM"):  # make test-slurm installed it: must work
@@ -100,6 +101,8 @@ def cluster() -> Iterator[Cluster]:
         yield Cluster(directory, env)
     finally:
         slurm.stop(directory)
+        if not request.session.testsfailed:  # the daemons' logs stay for a failure to be read
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def ntksim(cluster: Cluster, *args: object, cwd: Path) -> subprocess.CompletedProcess:
