@@ -69,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="recompute cells recorded as failed")
     run.add_argument("--dry-run", action="store_true", help="show what would run or be submitted, then stop")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--compile-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="JAX's persistent compilation cache, shared by runs and array tasks (default: OUT/jax-cache)",
+    )
+    run.add_argument(
+        "--no-compile-cache", action="store_true", help="compile everything afresh, write no cache"
+    )
     status = sub.add_parser("status", help="report done / pending / failed cells and assemble results.csv")
     status.add_argument("dir", type=Path, help="a run's output directory")
     plot = sub.add_parser("plot", help="redraw the figures of a run from its results (partial ones too)")
@@ -178,7 +188,7 @@ def _run(args: argparse.Namespace) -> None:
 
     from ntksim.engine.cells import config_digest
     from ntksim.engine.config import ConfigError, hashed, load
-    from ntksim.engine.run import compute_cells, finish, store_for, study_of
+    from ntksim.engine.run import compile_cache_dir, compute_cells, finish, store_for, study_of, time_report
     from ntksim.engine.store import unique_cells
 
     try:
@@ -191,6 +201,7 @@ def _run(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a directory")
     store = store_for(out, study)
+    cache = compile_cache_dir(out, args.compile_cache, enabled=not args.no_compile_cache)
     digest = config_digest(hashed(resolved))
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if args.executor == "slurm" and not args.dry_run and missing:
@@ -230,6 +241,7 @@ def _run(args: argparse.Namespace) -> None:
         "cells": len(cells),
         "done_before": len(state["done"]),
         "to_run": len(todo),
+        "compile_cache": None if cache is None else str(cache),
     }
     if args.executor == "inline":  # a submission records the run only once it is accepted
         store.write_run(info)
@@ -238,6 +250,7 @@ def _run(args: argparse.Namespace) -> None:
             store.failure_path(cell).unlink(missing_ok=True)
 
     if args.executor == "inline":
+        _use_compile_cache(cache)
         try:
             compute_cells(config, todo, store, progress=False if args.no_progress else None)
         except KeyboardInterrupt:
@@ -257,7 +270,7 @@ def _run(args: argparse.Namespace) -> None:
             else:
                 quiet = contextlib.nullcontext()
             with quiet:
-                jobs, groups = submit(args.executor, store, config, resolved, todo)
+                jobs, groups = submit(args.executor, store, config, resolved, todo, cache)
         except Exception as err:  # e.g. sbatch rejecting a partition or account
             said = [line for line in (kept.read() + "\n" + str(err)).strip().splitlines() if line.strip()]
             _forget_submission(store, before, fresh)
@@ -293,7 +306,27 @@ def _run(args: argparse.Namespace) -> None:
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
+    timing = time_report(store, cells)
+    if timing:
+        print(timing)
     raise SystemExit(_report(store, state, table, final=True))
+
+
+def _use_compile_cache(cache: Path | None) -> None:
+    """JAX's persistent compilation cache in `cache` for this process (None: off); a directory
+    that cannot be made is one warning line, and the run goes on without it."""
+    from ntksim.engine.compilation import disable_persistent_cache, enable_persistent_cache
+
+    if cache is None:
+        disable_persistent_cache()
+        return
+    try:
+        enable_persistent_cache(cache)
+    except OSError as err:
+        print(
+            f"ntksim: warning: --compile-cache {cache}: {err.strerror}; compiling without it", file=sys.stderr
+        )
+        disable_persistent_cache()
 
 
 class _Kept:
@@ -498,10 +531,16 @@ def _in_flight(store, cells: list) -> dict[str, str]:
 
 
 def _status(args: argparse.Namespace) -> None:
+    from ntksim.engine.run import time_report
+
     _, cells, store = _load_run(args.dir)
     table, state = store.collect(cells)
     flying = _in_flight(store, state["pending"])
-    raise SystemExit(_report(store, state, table, in_flight=flying))
+    code = _report(store, state, table, in_flight=flying)
+    timing = time_report(store, cells)
+    if timing:
+        print(f"  {timing}")
+    raise SystemExit(code)
 
 
 def _plot(args: argparse.Namespace) -> None:

@@ -30,10 +30,18 @@ class CellTask(submitit.helpers.Checkpointable):
     cells whose shards exist.
     """
 
-    def __call__(self, out_dir: str, resolved: dict[str, Any], cell_ids: list[str]) -> dict[str, int]:
+    def __call__(
+        self, out_dir: str, resolved: dict[str, Any], cell_ids: list[str], compile_cache: str | None = None
+    ) -> dict[str, int]:
+        """compile_cache: JAX's persistent compilation cache directory shared by the run's tasks
+        (None: off)."""
         import jax
 
         jax.config.update("jax_enable_x64", True)  # entry point of the worker process
+        if compile_cache is not None:  # before the first compilation
+            from ntksim.engine.compilation import enable_persistent_cache
+
+            enable_persistent_cache(compile_cache)
         from ntksim.engine.run import compute_cells, store_for, study_of
 
         config = validate(resolved)
@@ -161,18 +169,24 @@ def render_sbatch(store: RunStore, config: RunConfig, num_tasks: int) -> str:
 
 
 def submit(
-    kind: str, store: RunStore, config: RunConfig, resolved: dict, cells: list[Cell]
+    kind: str,
+    store: RunStore,
+    config: RunConfig,
+    resolved: dict,
+    cells: list[Cell],
+    compile_cache: Path | None = None,
 ) -> tuple[list, list[list[str]]]:
     """Submit the cells as tasks; returns submitit jobs (an array for several tasks) and each
-    task's cell ids."""
+    task's cell ids. compile_cache: the persistent compilation cache every task shares (None: off)."""
     executor = make_executor(kind, store, config)
     groups = group_cells(cells, kind, config.launcher)
     task = CellTask()
+    cache = None if compile_cache is None else str(compile_cache)
     if kind == "debug":  # runs each job in this process when its result is asked for
-        jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+        jobs = [executor.submit(task, str(store.root), resolved, group, cache) for group in groups]
     else:
         with executor.batch():
-            jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+            jobs = [executor.submit(task, str(store.root), resolved, group, cache) for group in groups]
     # submitit creates the folder template itself ("logs/%j") as an empty directory; jobs log into
     # logs/<job id>/.
     template = store.logs / "%j"

@@ -38,6 +38,43 @@ def compute_cells(
     return run_cells(cells, lambda cell: study.compute(cell, memo), store, progress)
 
 
+def compile_cache_dir(root: Path, directory: Path | None = None, enabled: bool = True) -> Path | None:
+    """Where a run's JAX compilation cache lives: `directory` if given, else DIR/jax-cache (inside
+    the run directory, so the array tasks of a cluster run share it); None when switched off."""
+    from ntksim.engine.compilation import CACHE_DIRNAME
+
+    if not enabled:
+        return None
+    return (Path(directory) if directory is not None else Path(root) / CACHE_DIRNAME).expanduser().absolute()
+
+
+def recorded_cache_dir(root: Path) -> Path | None:
+    """The compilation cache run.json says the run used (None: off or not recorded)."""
+    import json
+
+    try:
+        where = json.loads((Path(root) / "run.json").read_text()).get("compile_cache")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(where) if isinstance(where, str) else None
+
+
+def time_report(store: RunStore, cells: list[CellLike]) -> str:
+    """One line: compile and compute seconds summed over the cells with a timing record, and the
+    compilation cache's size ("" when no cell has a record)."""
+    from ntksim.engine.compilation import describe_cache
+
+    times = store.timings(cells)
+    if not len(times):
+        return ""
+    compile_s, compute_s = float(times["compile_s"].sum()), float(times["compute_s"].sum())
+    hits = int(times["cache_hits"].fillna(0).sum())
+    return (
+        f"time in {len(times)} cells: {compile_s:.1f} s compiling, {compute_s:.1f} s computing "
+        f"({hits} programs loaded from the cache); {describe_cache(recorded_cache_dir(store.root))}"
+    )
+
+
 def started_in(directory: Path) -> Path | None:
     """The working directory `ntksim run` was started from (run.json's `cwd`), if recorded."""
     import json
@@ -86,10 +123,28 @@ def write_outputs(config: Any, table: pd.DataFrame, root: Path) -> list[Path]:
     if not len(table):
         return []
     study = study_of(config)
-    atomic_write(root / "summary.md", study.summarize(table, config))
+    text = study.summarize(table, config)
+    timing = time_summary(RunStore(root), study.expand(config))
+    if timing:  # under the study's title: the rest of the page is the study's own
+        title, newline, rest = text.partition("\n") if text.startswith("# ") else ("", "", text)
+        text = f"{title}{newline}\n{timing}\n{rest.lstrip(chr(10))}" if title else f"{timing}\n{text}"
+    atomic_write(root / "summary.md", text)
     if study.fits is not None:  # every fitted rate with its interval, for scripts and notebooks
         atomic_write(root / "fits.csv", study.fits(table, config).to_csv(index=False))
     return study.figures(table, config, root / "figures")
+
+
+def time_summary(store: RunStore, cells: list[CellLike]) -> str:
+    """summary.md's section on where the time went: compile vs compute seconds over all cells."""
+    times = store.timings(cells)
+    if not len(times):
+        return ""
+    compile_s, compute_s = float(times["compile_s"].sum()), float(times["compute_s"].sum())
+    hits, misses = (int(times[c].fillna(0).sum()) for c in ("cache_hits", "cache_misses"))
+    return (
+        f"Time: {len(times)} cells, {compile_s:.1f} s compiling (tracing, lowering, XLA; {hits} programs "
+        f"loaded from the persistent cache, {misses} compiled) and {compute_s:.1f} s computing.\n"
+    )
 
 
 def finish(config: Any, cells: list[CellLike], store: RunStore) -> tuple[pd.DataFrame, dict[str, list]]:
