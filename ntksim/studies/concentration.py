@@ -243,14 +243,25 @@ def data_label(data: tuple[tuple[str, Any], ...]) -> str:
     )
 
 
-def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None = None) -> list[dict]:
-    """One results row per seed of the cell; CellFailure if any number is not finite."""
+def compute_cell(
+    cell: Cell,
+    x: np.ndarray,
+    kinf: jax.Array,
+    chunk: int | None = None,
+    traced: bool = False,
+    pad_to: int | None = None,
+) -> list[dict]:
+    """One results row per seed of the cell; CellFailure if any number is not finite.
+
+    traced: one compilation per shape (`empirical_ntk_seeds`); pad_to: the run's seed block, to
+    which a short last block is padded when that at most doubles its work (one program fewer)."""
     net = cell.net()
     sigma_w, sigma_b = net.sigmas
     keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in cell.seeds])
     start = time.perf_counter()
     how = cell.method if cell.kernel == "ntk" else "nngp"  # the NNGP is one Gram, whatever the method
-    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk)
+    pad = pad_to if pad_to is not None and cell.seed_count < pad_to <= 2 * cell.seed_count else None
+    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk, pad_to=pad, traced=traced)
     metrics = concentration(ks, kinf)
     seconds = (time.perf_counter() - start) / cell.seed_count
     bad = [name for name, values in metrics.items() if not np.all(np.isfinite(values))]
@@ -292,7 +303,8 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
     config: Config = memo.config
     x = memo.get("data", lambda: load_data(config.data))
     kinf = memo.get(("kinf", cell.limit_key), lambda: limit_kernel(cell.net(), x, cell.kernel, cell.backend))
-    return compute_cell(cell, x, kinf, config.ntk.chunk)
+    block = config.seeds_per_cell or config.seeds
+    return compute_cell(cell, x, kinf, config.ntk.chunk, bool(config.ntk.traced), pad_to=block)
 
 
 def summarize(table: pd.DataFrame, config: Config) -> str:
