@@ -257,6 +257,10 @@ def _run(args: argparse.Namespace) -> None:
             _interrupted(store, cells)
     elif todo:
         from ntksim.engine.launch import record_tasks, submit
+        from ntksim.engine.run import cell_costs
+
+        costs = cell_costs(config, todo)
+        _report_oversized(args.executor, config, todo, costs)  # before submission
 
         before = set(store.logs.iterdir()) if store.logs.is_dir() else set()
         kept = _Kept()
@@ -270,7 +274,7 @@ def _run(args: argparse.Namespace) -> None:
             else:
                 quiet = contextlib.nullcontext()
             with quiet:
-                jobs, groups = submit(args.executor, store, config, resolved, todo, cache)
+                jobs, groups = submit(args.executor, store, config, resolved, todo, cache, costs)
         except Exception as err:  # e.g. sbatch rejecting a partition or account
             said = [line for line in (kept.read() + "\n" + str(err)).strip().splitlines() if line.strip()]
             _forget_submission(store, before, fresh)
@@ -484,21 +488,66 @@ def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> Non
 
 
 def _dry_run(executor: str, store, config, todo) -> None:
-    from ntksim.engine.launch import group_cells, render_sbatch
+    from ntksim.engine.launch import group_cells, plan_tasks, render_sbatch
+    from ntksim.engine.packing import gib
+    from ntksim.engine.run import cell_costs
 
     for cell in todo[:20]:
         print(f"  would run: {cell.label()} [{cell.cell_id}]")
     if len(todo) > 20:
         print(f"  … and {len(todo) - 20} more")
+    costs = cell_costs(config, todo)
+    _report_oversized(executor, config, todo, costs)
     if executor == "inline" or not todo:
+        if costs:
+            print(f"estimated {sum(c.seconds for c in costs):.0f} s in this process (cost model)")
         return
-    groups = group_cells(todo, executor, config.launcher)
-    print(
-        f"would submit {len(groups)} task(s) with up to {max(len(g) for g in groups)} cell(s) each "
-        f"through submitit's {executor} executor"
-    )
+    if costs is None:
+        groups = group_cells(todo, executor, config.launcher)
+        print(
+            f"would submit {len(groups)} task(s) with up to {max(len(g) for g in groups)} cell(s) each "
+            f"through submitit's {executor} executor (config order: the study estimates no costs)"
+        )
+    else:
+        tasks = plan_tasks(todo, executor, config.launcher, costs)
+        seconds = [t.seconds for t in tasks]
+        mean = sum(seconds) / len(seconds)
+        print(
+            f"would submit {len(tasks)} task(s) through submitit's {executor} executor, packed by "
+            f"estimated cost (largest first onto the least loaded task):"
+        )
+        for number, task in enumerate(tasks[:40]):
+            print(
+                f"  task {number}: {len(task.cell_ids)} cells, estimated {task.seconds:.0f} s, "
+                f"peak memory {gib(task.peak_bytes)}"
+            )
+        if len(tasks) > 40:
+            print(f"  … and {len(tasks) - 40} more tasks")
+        print(
+            f"slowest task {max(seconds):.0f} s = {max(seconds) / mean:.2f} × the mean task ({mean:.0f} s); "
+            f"total {sum(seconds):.0f} s"
+        )
     if executor == "slurm":
+        groups = group_cells(todo, executor, config.launcher, costs)
         print(render_sbatch(store, config, len(groups)))
+
+
+def _report_oversized(executor: str, config, todo: list, costs) -> int:
+    """One line per cell whose memory estimate exceeds the device it will run on (they are
+    refused there and recorded as failed, without allocating); returns how many."""
+    from ntksim.engine.run import oversized, planned_device_bytes
+
+    device = planned_device_bytes(executor, config.launcher)
+    refused = oversized(todo, costs, device)
+    for cell, reason in refused:
+        print(f"ntksim: too large: {cell.label()} [{cell.cell_id}]: {reason}", file=sys.stderr)
+    if costs and device is None and executor == "slurm":
+        print(
+            "ntksim: note: the nodes' device memory is unknown (set launcher.device_mem_gb); "
+            "cells were not checked against it",
+            file=sys.stderr,
+        )
+    return len(refused)
 
 
 def _load_run(directory: Path) -> tuple[Any, list, Any]:

@@ -19,6 +19,7 @@ import submitit
 from submitit.slurm import slurm as submitit_slurm
 
 from ntksim.engine.config import LauncherConfig, RunConfig, validate
+from ntksim.engine.packing import CellCost, Task, balanced, task_count
 from ntksim.engine.store import RunStore
 from ntksim.engine.study import CellLike as Cell
 
@@ -106,9 +107,24 @@ def task_identity() -> tuple[str, dict[str, Any]]:
     return job_id.replace("/", "_"), {"job_id": job_id}
 
 
-def group_cells(cells: list[Cell], executor: str, launcher: LauncherConfig) -> list[list[str]]:
-    """Cell ids per task: `cells_per_task` each; local/debug merged down to `local_parallelism`
-    tasks, because a local executor starts every task at once."""
+def plan_tasks(
+    cells: list[Cell], executor: str, launcher: LauncherConfig, costs: list[CellCost]
+) -> list[Task]:
+    """Tasks packed by estimated cost (`packing.balanced`: largest first onto the least loaded
+    task): as many tasks as `cells_per_task` gives (local/debug: at most `local_parallelism`), fewer
+    where more would leave the slowest task over 1.5 × the mean."""
+    count = task_count(len(cells), executor, launcher.cells_per_task, launcher.local_parallelism)
+    return balanced([c.cell_id for c in cells], costs, count)
+
+
+def group_cells(
+    cells: list[Cell], executor: str, launcher: LauncherConfig, costs: list[CellCost] | None = None
+) -> list[list[str]]:
+    """Cell ids per task. With cost estimates: packed by cost (`plan_tasks`). Without: config
+    order, `cells_per_task` each; local/debug merged down to `local_parallelism` tasks, because a
+    local executor starts every task at once."""
+    if costs is not None and cells:
+        return [list(task.cell_ids) for task in plan_tasks(cells, executor, launcher, costs)]
     ids = [c.cell_id for c in cells]
     size = launcher.cells_per_task
     if executor in ("local", "debug"):
@@ -175,11 +191,13 @@ def submit(
     resolved: dict,
     cells: list[Cell],
     compile_cache: Path | None = None,
+    costs: list[CellCost] | None = None,
 ) -> tuple[list, list[list[str]]]:
     """Submit the cells as tasks; returns submitit jobs (an array for several tasks) and each
-    task's cell ids. compile_cache: the persistent compilation cache every task shares (None: off)."""
+    task's cell ids. compile_cache: the persistent compilation cache every task shares (None: off);
+    costs: the cells' estimates, to pack tasks by cost (None: config order)."""
     executor = make_executor(kind, store, config)
-    groups = group_cells(cells, kind, config.launcher)
+    groups = group_cells(cells, kind, config.launcher, costs)
     task = CellTask()
     cache = None if compile_cache is None else str(compile_cache)
     if kind == "debug":  # runs each job in this process when its result is asked for

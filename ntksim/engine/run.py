@@ -6,6 +6,7 @@ these functions, so every study gets the same resume, failure and output behavio
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ntksim.engine.config import ConfigError, validate
+from ntksim.engine.config import ConfigError, LauncherConfig, validate
+from ntksim.engine.packing import CellCost, gib, local_device_bytes, too_large
 from ntksim.engine.store import RunStore, atomic_write, unique_cells
 from ntksim.engine.study import CellLike, Memo, Study, load_study
 from ntksim.engine.sweep import SweepReport, run_cells
@@ -29,13 +31,58 @@ def store_for(root: Path, study: Study) -> RunStore:
     return RunStore(root, study.columns, study.legacy_columns)
 
 
+def cell_costs(config: Any, cells: list[CellLike]) -> list[CellCost] | None:
+    """The study's estimate of each cell's seconds and peak bytes (None: it makes none)."""
+    study = study_of(config)
+    return None if study.cost is None or not cells else list(study.cost(list(cells), config))
+
+
+def planned_device_bytes(executor: str, launcher: LauncherConfig) -> int | None:
+    """Memory of the device a cell will run on: `launcher.device_mem_gb` if given; for SLURM
+    tasks on CPUs their `mem_gb`, with GPUs unknown (None); here, this process's first device."""
+    if launcher.device_mem_gb is not None:
+        return int(launcher.device_mem_gb * 2**30)
+    if executor == "slurm":
+        return int(launcher.mem_gb * 2**30) if launcher.mem_gb and not launcher.gpus_per_node else None
+    return local_device_bytes()
+
+
+def oversized(
+    cells: list[CellLike], costs: list[CellCost] | None, device_bytes: int | None
+) -> list[tuple[CellLike, str]]:
+    """(cell, one-line reason) for every cell whose estimated peak memory exceeds the device."""
+    if costs is None:
+        return []
+    return [
+        (
+            cell,
+            f"needs an estimated {gib(cost.peak_bytes)} of memory, the device has {gib(device_bytes or 0)}",
+        )
+        for cell, cost in zip(cells, costs, strict=True)
+        if too_large(cost, device_bytes)
+    ]
+
+
 def compute_cells(
     config: Any, cells: list[CellLike], store: RunStore, progress: bool | None = None
 ) -> SweepReport:
-    """Compute the cells that have no shard yet, in this process (one memo for all of them)."""
+    """Compute the cells that have no shard yet, in this process (one memo for all of them).
+
+    A cell whose memory estimate exceeds this process's device is refused before anything is
+    allocated: one line on stderr, recorded as failed ("MemoryEstimate: …"), the sweep goes on."""
     study = study_of(config)
     memo = Memo(config)
-    return run_cells(cells, lambda cell: study.compute(cell, memo), store, progress)
+    refused = oversized(cells, cell_costs(config, cells), local_device_bytes())
+    for cell, reason in refused:
+        if not store.is_done(cell):
+            store.write_failure(cell, f"MemoryEstimate: {reason}")
+            print(f"ntksim: refused {cell.label()}: {reason}", file=sys.stderr, flush=True)
+    skip = {cell.cell_id for cell, _ in refused}
+    report = run_cells(
+        [c for c in cells if c.cell_id not in skip], lambda cell: study.compute(cell, memo), store, progress
+    )
+    report.failed.extend(cell for cell, _ in refused if not store.is_done(cell))
+    return report
 
 
 def compile_cache_dir(root: Path, directory: Path | None = None, enabled: bool = True) -> Path | None:

@@ -7,6 +7,7 @@ depend on m or the seed, so each process computes it once per (activation, depth
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -20,9 +21,10 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import AnyActivation
-from ntksim.empirical import empirical_ntk_seeds
+from ntksim.empirical import bytes_per_seed, empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import MAX_SEED, PositiveInt, RunConfig, StrictFloat, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
 from ntksim.fit import fit_table
 from ntksim.limits import backend_version, limit_kernel, resolve_backend
@@ -307,6 +309,53 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
     return compute_cell(cell, x, kinf, config.ntk.chunk, bool(config.ntk.traced), pad_to=block)
 
 
+# The cost model: a cell's seconds = compilation + seeds × (flops / rate), from its shapes alone.
+# Calibrated against measured cell times (DIR/timings of configs/paper_cpu.yaml, static path, 2
+# CPU cores; scripts/bench_sweeps.py): compilation grows with depth, compute with the flops below.
+COMPILE_S = (0.15, 0.12)  # seconds: a + b·depth (tracing, lowering and XLA, one program per cell)
+FLOP_RATE = 2.0e10  # flop/s, float32 matmuls on 2 cores
+INIT_FLOPS = 40  # per parameter drawn (threefry bits and the normal transform)
+
+
+def cell_flops(net: MLP, n: int, in_dim: int, method: str, kernel: str) -> float:
+    """Floating-point operations of one seed of a cell: drawing the parameters, the forward pass,
+    the backward signals and layer Grams (structured), or the Jacobian and its contraction, and
+    the metrics' eigenvalues of an (n·m_l)² matrix."""
+    widths = net.layer_widths(in_dim)
+    out_dim, size = widths[-1], n * widths[-1]
+    params = net.num_params(in_dim)
+    pairs = list(itertools.pairwise(widths))
+    forward_flops = sum(2 * n * a * b for a, b in pairs)
+    if kernel == "nngp":
+        work = forward_flops + 2 * n * n * widths[-2]
+    elif method == "jacobian":
+        work = forward_flops * (1 + out_dim) + 2 * size * size * params
+    else:
+        backward = sum(2 * a * b * size for a, b in pairs[1:])
+        work = forward_flops + backward + sum(2 * n * n * a + 3 * size * size for a, _ in pairs)
+    return INIT_FLOPS * params + work + 10 * size**3
+
+
+def cell_cost(cell: Cell, n: int, in_dim: int) -> CellCost:
+    """Estimated seconds and peak bytes of one cell (one device)."""
+    net = cell.net()
+    how = cell.method if cell.kernel == "ntk" else "nngp"
+    size = n * cell.out_dim
+    itemsize = jnp.dtype(net.compute_dtype).itemsize
+    seconds = COMPILE_S[0] + COMPILE_S[1] * cell.depth
+    seconds += cell.seed_count * cell_flops(net, n, in_dim, cell.method, cell.kernel) / FLOP_RATE
+    # one seed's working set (seeds beyond one are chunked to fit), the kernels of every seed,
+    # and K∞ with the metrics' float64 copy of one kernel
+    peak = bytes_per_seed(net, n, in_dim, how) + cell.seed_count * size**2 * itemsize + 3 * size**2 * 8
+    return CellCost(seconds, int(peak))
+
+
+def cost(cells: list[Cell], config: Config) -> list[CellCost]:
+    """`Study.cost`: every cell's estimate (the data's shape read once)."""
+    x = load_data(config.data)
+    return [cell_cost(cell, x.shape[0], x.shape[1]) for cell in cells]
+
+
 def summarize(table: pd.DataFrame, config: Config) -> str:
     from ntksim.fit import summary_markdown
 
@@ -329,4 +378,5 @@ STUDY = Study(
     figures=figures,
     legacy_columns=(COLUMNS, LEGACY_TABLE_COLUMNS),
     fits=lambda table, config: fit_table(table),
+    cost=cost,
 )
