@@ -262,8 +262,7 @@ def compute_cell(
     keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in cell.seeds])
     start = time.perf_counter()
     how = cell.method if cell.kernel == "ntk" else "nngp"  # the NNGP is one Gram, whatever the method
-    pad = pad_to if pad_to is not None and cell.seed_count < pad_to <= 2 * cell.seed_count else None
-    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk, pad_to=pad, traced=traced)
+    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk, pad_to=_pad(cell, pad_to), traced=traced)
     metrics = concentration(ks, kinf)
     seconds = (time.perf_counter() - start) / cell.seed_count
     bad = [name for name, values in metrics.items() if not np.all(np.isfinite(values))]
@@ -300,6 +299,11 @@ def compute_cell(
     return rows
 
 
+def _pad(cell: Cell, pad_to: int | None) -> int | None:
+    """The padded seed count of a short last block (at most doubling its work), else None."""
+    return pad_to if pad_to is not None and cell.seed_count < pad_to <= 2 * cell.seed_count else None
+
+
 def compute(cell: Cell, memo: Memo) -> list[dict]:
     """The cell's rows, with the data and K∞ shared through the per-process memo."""
     config: Config = memo.config
@@ -310,10 +314,12 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
 
 
 # The cost model: a cell's seconds = compilation + seeds × (flops / rate), from its shapes alone.
-# Calibrated against measured cell times (DIR/timings of configs/paper_cpu.yaml, static path, 2
-# CPU cores; scripts/bench_sweeps.py): compilation grows with depth, compute with the flops below.
-COMPILE_S = (0.15, 0.12)  # seconds: a + b·depth (tracing, lowering and XLA, one program per cell)
-FLOP_RATE = 2.0e10  # flop/s, float32 matmuls on 2 cores
+# Calibrated against measured cell times (DIR/timings of configs/paper_cpu.yaml, 96 cells, static
+# path, cold cache, 2 CPU cores, least squares): compile_s ≈ 0.30 + 0.155·depth, compute_s ≈
+# 0.07 + flops / 4.1e10 (flops from `cell_flops`). On a GPU both are smaller, compilation less so:
+# the packing only needs the ratios, and `--dry-run` labels the seconds as estimates.
+COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (tracing, lowering and XLA, one program per cell)
+FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on 2 cores
 INIT_FLOPS = 40  # per parameter drawn (threefry bits and the normal transform)
 
 
