@@ -497,7 +497,7 @@ def _dry_run(executor: str, store, config, todo) -> None:
     if len(todo) > 20:
         print(f"  … and {len(todo) - 20} more")
     costs = cell_costs(config, todo)
-    _report_oversized(executor, config, todo, costs)
+    _report_oversized(executor, config, todo, costs, dry_run=True)
     if executor == "inline" or not todo:
         if costs:
             print(f"estimated {sum(c.seconds for c in costs):.0f} s in this process (cost model)")
@@ -532,16 +532,17 @@ def _dry_run(executor: str, store, config, todo) -> None:
         print(render_sbatch(store, config, len(groups)))
 
 
-def _report_oversized(executor: str, config, todo: list, costs) -> int:
+def _report_oversized(executor: str, config, todo: list, costs, dry_run: bool = False) -> int:
     """One line per cell whose memory estimate exceeds the device it will run on (they are
-    refused there and recorded as failed, without allocating); returns how many."""
+    refused there and recorded as failed, without allocating); returns how many. A dry run also
+    says when the device's memory is unknown."""
     from ntksim.engine.run import oversized, planned_device_bytes
 
     device = planned_device_bytes(executor, config.launcher)
     refused = oversized(todo, costs, device)
     for cell, reason in refused:
         print(f"ntksim: too large: {cell.label()} [{cell.cell_id}]: {reason}", file=sys.stderr)
-    if costs and device is None and executor == "slurm":
+    if dry_run and costs and device is None and executor == "slurm":
         print(
             "ntksim: note: the nodes' device memory is unknown (set launcher.device_mem_gb); "
             "cells were not checked against it",
