@@ -85,6 +85,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_mercer.py
 	$(BIN)/python scripts/bench_training.py
+	$(BIN)/python scripts/bench_sweeps.py
 
 # The same benchmarks with neural-tangents' columns (its empirical NTK needs the reference profile).
 bench-reference: $(REF)/.installed

@@ -69,6 +69,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="recompute cells recorded as failed")
     run.add_argument("--dry-run", action="store_true", help="show what would run or be submitted, then stop")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument(
+        "--compile-cache",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="JAX's persistent compilation cache, shared by runs and array tasks (default: OUT/jax-cache)",
+    )
+    run.add_argument(
+        "--no-compile-cache", action="store_true", help="compile everything afresh, write no cache"
+    )
     status = sub.add_parser("status", help="report done / pending / failed cells and assemble results.csv")
     status.add_argument("dir", type=Path, help="a run's output directory")
     plot = sub.add_parser("plot", help="redraw the figures of a run from its results (partial ones too)")
@@ -180,7 +190,7 @@ def _run(args: argparse.Namespace) -> None:
 
     from ntksim.engine.cells import config_digest
     from ntksim.engine.config import ConfigError, hashed, load
-    from ntksim.engine.run import compute_cells, finish, store_for, study_of
+    from ntksim.engine.run import compile_cache_dir, compute_cells, finish, store_for, study_of, time_report
     from ntksim.engine.store import unique_cells
 
     try:
@@ -193,6 +203,7 @@ def _run(args: argparse.Namespace) -> None:
     if out.exists() and not out.is_dir():
         _fail(f"--out {out}: exists and is not a directory")
     store = store_for(out, study)
+    cache = compile_cache_dir(out, args.compile_cache, enabled=not args.no_compile_cache)
     digest = config_digest(hashed(resolved))
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
     if args.executor == "slurm" and not args.dry_run and missing:
@@ -232,6 +243,7 @@ def _run(args: argparse.Namespace) -> None:
         "cells": len(cells),
         "done_before": len(state["done"]),
         "to_run": len(todo),
+        "compile_cache": None if cache is None else str(cache),
     }
     if args.executor == "inline":  # a submission records the run only once it is accepted
         store.write_run(info)
@@ -240,12 +252,17 @@ def _run(args: argparse.Namespace) -> None:
             store.failure_path(cell).unlink(missing_ok=True)
 
     if args.executor == "inline":
+        _use_compile_cache(cache)
         try:
             compute_cells(config, todo, store, progress=False if args.no_progress else None)
         except KeyboardInterrupt:
             _interrupted(store, cells)
     elif todo:
         from ntksim.engine.launch import record_tasks, submit
+        from ntksim.engine.run import cell_costs
+
+        costs = cell_costs(config, todo)
+        _report_oversized(args.executor, config, todo, costs)  # before submission
 
         before = set(store.logs.iterdir()) if store.logs.is_dir() else set()
         kept = _Kept()
@@ -259,7 +276,7 @@ def _run(args: argparse.Namespace) -> None:
             else:
                 quiet = contextlib.nullcontext()
             with quiet:
-                jobs, groups = submit(args.executor, store, config, resolved, todo)
+                jobs, groups = submit(args.executor, store, config, resolved, todo, cache, costs)
         except Exception as err:  # e.g. sbatch rejecting a partition or account
             said = [line for line in (kept.read() + "\n" + str(err)).strip().splitlines() if line.strip()]
             _forget_submission(store, before, fresh)
@@ -295,9 +312,29 @@ def _run(args: argparse.Namespace) -> None:
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
+    timing = time_report(store, cells)
+    if timing:
+        print(timing)
     pending = {cell.cell_id for cell in state["pending"]}
     held = {cell: job for cell, job in flying.items() if cell in pending}  # SLURM tasks still on them
     raise SystemExit(_report(store, state, table, final=True, in_flight=held))
+
+
+def _use_compile_cache(cache: Path | None) -> None:
+    """JAX's persistent compilation cache in `cache` for this process (None: off); a directory
+    that cannot be made is one warning line, and the run goes on without it."""
+    from ntksim.engine.compilation import disable_persistent_cache, enable_persistent_cache
+
+    if cache is None:
+        disable_persistent_cache()
+        return
+    try:
+        enable_persistent_cache(cache)
+    except OSError as err:
+        print(
+            f"ntksim: warning: --compile-cache {cache}: {err.strerror}; compiling without it", file=sys.stderr
+        )
+        disable_persistent_cache()
 
 
 class _Kept:
@@ -455,21 +492,67 @@ def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> Non
 
 
 def _dry_run(executor: str, store, config, todo) -> None:
-    from ntksim.engine.launch import group_cells, render_sbatch
+    from ntksim.engine.launch import group_cells, plan_tasks, render_sbatch
+    from ntksim.engine.packing import gib
+    from ntksim.engine.run import cell_costs
 
     for cell in todo[:20]:
         print(f"  would run: {cell.label()} [{cell.cell_id}]")
     if len(todo) > 20:
         print(f"  … and {len(todo) - 20} more")
+    costs = cell_costs(config, todo)
+    _report_oversized(executor, config, todo, costs, dry_run=True)
     if executor == "inline" or not todo:
+        if costs:
+            print(f"estimated {sum(c.seconds for c in costs):.0f} s in this process (cost model)")
         return
-    groups = group_cells(todo, executor, config.launcher)
-    print(
-        f"would submit {len(groups)} task(s) with up to {max(len(g) for g in groups)} cell(s) each "
-        f"through submitit's {executor} executor"
-    )
+    if costs is None:
+        groups = group_cells(todo, executor, config.launcher)
+        print(
+            f"would submit {len(groups)} task(s) with up to {max(len(g) for g in groups)} cell(s) each "
+            f"through submitit's {executor} executor (config order: the study estimates no costs)"
+        )
+    else:
+        tasks = plan_tasks(todo, executor, config.launcher, costs)
+        seconds = [t.seconds for t in tasks]
+        mean = sum(seconds) / len(seconds)
+        print(
+            f"would submit {len(tasks)} task(s) through submitit's {executor} executor, packed by "
+            f"estimated cost (largest first onto the least loaded task):"
+        )
+        for number, task in enumerate(tasks[:40]):
+            print(
+                f"  task {number}: {len(task.cell_ids)} cells, estimated {task.seconds:.0f} s, "
+                f"peak memory {gib(task.peak_bytes)}"
+            )
+        if len(tasks) > 40:
+            print(f"  … and {len(tasks) - 40} more tasks")
+        print(
+            f"slowest task {max(seconds):.0f} s = {max(seconds) / mean:.2f} × the mean task ({mean:.0f} s); "
+            f"total {sum(seconds):.0f} s"
+        )
     if executor == "slurm":
+        groups = group_cells(todo, executor, config.launcher, costs)
         print(render_sbatch(store, config, len(groups)))
+
+
+def _report_oversized(executor: str, config, todo: list, costs, dry_run: bool = False) -> int:
+    """One line per cell whose memory estimate exceeds the device it will run on (they are
+    refused there and recorded as failed, without allocating); returns how many. A dry run also
+    says when the device's memory is unknown."""
+    from ntksim.engine.run import oversized, planned_device_bytes
+
+    device = planned_device_bytes(executor, config.launcher)
+    refused = oversized(todo, costs, device)
+    for cell, reason in refused:
+        print(f"ntksim: too large: {cell.label()} [{cell.cell_id}]: {reason}", file=sys.stderr)
+    if dry_run and costs and device is None and executor == "slurm":
+        print(
+            "ntksim: note: the nodes' device memory is unknown (set launcher.device_mem_gb); "
+            "cells were not checked against it",
+            file=sys.stderr,
+        )
+    return len(refused)
 
 
 def _load_run(directory: Path) -> tuple[Any, list, Any]:
@@ -503,10 +586,15 @@ def _in_flight(store, cells: list) -> dict[str, str] | None:
 
 
 def _status(args: argparse.Namespace) -> None:
+    from ntksim.engine.run import time_report
+
     _, cells, store = _load_run(args.dir)
     table, state = store.collect(cells)
     flying = _in_flight(store, state["pending"])
     code = _report(store, state, table, in_flight=flying)
+    timing = time_report(store, cells)
+    if timing:
+        print(f"  {timing}")
     if flying is not None:  # only where squeue said what is still alive
         _report_ended_tasks(store, {c.cell_id for c in state["pending"]} - set(flying))
     raise SystemExit(code)

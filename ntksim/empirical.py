@@ -12,7 +12,6 @@ Two methods that must agree to round-off:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Literal
@@ -23,8 +22,19 @@ import numpy as np
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ntksim.activations import AnyActivation
-from ntksim.model import MLP, Params, depth_of, forward, init_params
+from ntksim.activations import Activation, AnyActivation
+from ntksim.model import (
+    MLP,
+    HostScalars,
+    Params,
+    bias_scale_sq,
+    depth_of,
+    forward,
+    init_params,
+    readout_scale,
+    weight_scale,
+    weight_scale_sq,
+)
 
 Method = Literal["structured", "jacobian"]
 METHODS: tuple[str, ...] = ("structured", "jacobian")
@@ -43,10 +53,10 @@ def structured_ntk(
     theta = jnp.zeros((out_dim * n, out_dim * n), out.dtype)  # rows and columns (a, i)
     for k in range(depth_of(params), 0, -1):
         z_prev = x if k == 1 else activation(pre[k - 2])
-        scale = sigma_w / math.sqrt(z_prev.shape[1])
-        gram_z = scale**2 * (z_prev @ z_prev.T)
+        scale = weight_scale(sigma_w, z_prev.shape[1])
+        gram_z = weight_scale_sq(sigma_w, z_prev.shape[1]) * (z_prev @ z_prev.T)
         if f"b{k}" in params:
-            gram_z = gram_z + sigma_b**2
+            gram_z = gram_z + bias_scale_sq(sigma_b)
         theta = theta + jnp.tile(gram_z, (out_dim, out_dim)) * (d.T @ d)
         if k > 1:
             slope = jnp.tile(activation.derivative(pre[k - 2]).T, (1, out_dim))  # (m_{k-1}, m_l·n)
@@ -83,9 +93,9 @@ def feature_nngp(
         hidden = {k: v for k, v in params.items() if k[1:] != str(depth)}  # all but the readout
         _, pre = forward(hidden, x, activation, sigma_w, sigma_b)
         z = activation(pre[-1])
-    gram = (sigma_w**2 / z.shape[1]) * (z @ z.T)
+    gram = readout_scale(sigma_w, z.shape[1]) * (z @ z.T)
     if f"b{depth}" in params:
-        gram = gram + sigma_b**2
+        gram = gram + bias_scale_sq(sigma_b)
     return jnp.kron(gram, jnp.eye(out_dim, dtype=gram.dtype)) / x.shape[0]
 
 
@@ -152,6 +162,96 @@ def _empirical_seeds(
     return out if sharding is None else jax.lax.with_sharding_constraint(out, sharding)
 
 
+# --- one compilation per shape ---------------------------------------------------------------
+# `_empirical_seeds` takes the whole MLP as a static argument, so every (a, b), σ_w and σ_b is a
+# new compilation although the arrays have the same shapes. The sweep's path below splits the
+# network into what shapes the arrays (depth, widths, m_l, whether there are biases, the dtype,
+# and φ itself unless it is the family) and the numbers, which are traced: cells that differ only
+# in the family's (a, b), σ_w or σ_b share one compiled program. The numbers reach the kernels as
+# weakly typed scalars computed in Python by the static path's own functions (model.HostScalars),
+# so every scalar is the static path's. The results still differ in the last bits: with constants
+# XLA's algebraic simplifier folds scalar chains (c·G)/n into G·(c/n), which it cannot do with a
+# traced c (measured: 15 of quick.yaml's 96 err_op values differ, by at most 2.5e-9 relative).
+# So the static path stays the default (bit-identical to earlier runs); `ntk.traced: true` opts in.
+
+_PLACEHOLDER = Activation(1.0, 1.0, "traced")  # stands for every family member in a shape key
+
+
+def shape_key(net: MLP) -> MLP:
+    """The network with every traced number replaced by a fixed one: equal for all networks that
+    differ only in the family's (a, b), σ_w or σ_b (the presence of biases, σ_b ≠ 0, is kept).
+    Draws exactly the same parameters as `net` from the same key."""
+    _, sigma_b = net.sigmas
+    activation = _PLACEHOLDER if isinstance(net.activation, Activation) else net.activation
+    return net.clone(activation=activation, sigma_w=1.0, sigma_b=None if sigma_b == 0.0 else 1.0, parent=None)
+
+
+def traced_numbers(net: MLP, in_dim: int) -> tuple[tuple[float, ...], HostScalars, HostScalars]:
+    """((a, b) of a family φ, else (); σ_w's and σ_b's scalars for the network's fan-ins), all
+    Python floats (weakly typed when traced)."""
+    sigma_w, sigma_b = net.sigmas
+    act = net.activation
+    coefficients = (float(act.a), float(act.b)) if isinstance(act, Activation) else ()
+    fan_ins = net.layer_widths(in_dim)[:-1]
+    return coefficients, HostScalars.weights(sigma_w, fan_ins), HostScalars.biases(sigma_b)
+
+
+def _family(coefficients: tuple[Any, ...], fallback: AnyActivation) -> AnyActivation:
+    """The family φ with (possibly traced) coefficients, through Activation's own φ and φ'."""
+    if not coefficients:
+        return fallback
+    act = object.__new__(Activation)  # no __post_init__: it would call float() on tracers
+    object.__setattr__(act, "a", coefficients[0])
+    object.__setattr__(act, "b", coefficients[1])
+    object.__setattr__(act, "name", "traced")
+    return act
+
+
+@partial(jax.jit, static_argnames=("shape", "method", "sharding", "vectorize"))
+def _empirical_seeds_traced(
+    shape: MLP,
+    method: str,
+    sharding: NamedSharding | None,
+    keys: Array,
+    x: Array,
+    coefficients: tuple[Any, ...],
+    sigma_w: Any,
+    sigma_b: Any,
+    vectorize: bool = True,
+) -> Array:
+    x = x.astype(shape.compute_dtype)
+    kernel = kernel_fn(method)
+    activation = _family(coefficients, shape.activation)
+    if sharding is not None:
+        keys = jax.lax.with_sharding_constraint(keys, sharding)
+
+    def one(key: Array) -> Array:
+        return kernel(init_params(shape, key, x.shape[1]), x, activation, sigma_w, sigma_b)
+
+    with jax.default_matmul_precision(MATMUL_PRECISION):
+        out = jax.vmap(one)(keys) if vectorize else jax.lax.map(one, keys)
+    return out if sharding is None else jax.lax.with_sharding_constraint(out, sharding)
+
+
+def _seed_batch(
+    net: MLP,
+    method: str,
+    sharding: NamedSharding | None,
+    keys: Array,
+    x: Array,
+    vectorize: bool,
+    traced: bool,
+) -> Array:
+    """One compiled call over a batch of seeds: the traced path (one program per shape) or the
+    static one (one per network)."""
+    if not traced:
+        return _empirical_seeds(net, method, sharding, keys, x, vectorize)
+    coefficients, sigma_w, sigma_b = traced_numbers(net, x.shape[1])
+    return _empirical_seeds_traced(
+        shape_key(net), method, sharding, keys, x, coefficients, sigma_w, sigma_b, vectorize
+    )
+
+
 def seed_sharding(devices: list | None = None) -> NamedSharding | None:
     """Sharding of a seed batch's leading axis over `devices` (default: all local devices).
 
@@ -207,6 +307,8 @@ def empirical_ntk_seeds(
     method: Method = "structured",
     chunk_size: int | None = None,
     devices: list | None = None,
+    pad_to: int | None = None,
+    traced: bool = False,
 ) -> Array:
     """K(θ_s) for a batch of PRNG keys, vmapped in chunks so memory stays bounded.
 
@@ -220,6 +322,12 @@ def empirical_ntk_seeds(
       chunk_size: seeds per compiled call (over all devices); None picks one from `auto_chunk`
         per device. Rounded up to a multiple of the device count.
       devices: devices to spread seeds over; None means all local devices.
+      pad_to: compute at least this many seeds per call (the extra ones repeat the last key and
+        are dropped), so a short last seed block reuses the full blocks' compiled program.
+      traced: one compiled program per array shape (the family's (a, b), σ_w and σ_b traced
+        arguments) instead of one per network. The numbers agree with the static path's to
+        round-off, not bit for bit: XLA folds constant scalars into neighbouring products (σ_w²/m
+        of the last layer into the final 1/n, for one), which it cannot do with traced ones.
     Returns:
       (S, n·m_l, n·m_l).
     """
@@ -230,10 +338,11 @@ def empirical_ntk_seeds(
     num_devices = 1 if sharding is None else sharding.mesh.size
     # One device on CPU: a sequential loop inside one compiled call, one seed's memory at a time.
     vectorize = sharding is not None or (devices or jax.local_devices())[0].platform != "cpu"
+    padded = max(num, pad_to or 0)
     chunk = chunk_size or (
-        num_devices * auto_chunk(net, x.shape[0], x.shape[1], method) if vectorize else num
+        num_devices * auto_chunk(net, x.shape[0], x.shape[1], method) if vectorize else padded
     )
-    chunk = max(1, min(chunk, num))
+    chunk = max(1, min(chunk, padded))
     chunk = -(-chunk // num_devices) * num_devices
     parts = []
     for start in range(0, num, chunk):
@@ -241,7 +350,7 @@ def empirical_ntk_seeds(
         short = chunk - batch.shape[0]
         if short:  # pad the last chunk so every call has one shape (one compilation)
             batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
-        parts.append(_empirical_seeds(net, method, sharding, batch, x, vectorize)[: chunk - short])
+        parts.append(_seed_batch(net, method, sharding, batch, x, vectorize, traced)[: chunk - short])
     return jnp.concatenate(parts)
 
 

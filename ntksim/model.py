@@ -35,6 +35,72 @@ def default_dtype() -> jnp.dtype:
     return jnp.dtype(jax.dtypes.canonicalize_dtype(jnp.float64))
 
 
+# --- the scalars of the arithmetic -------------------------------------------------------------
+# Every scalar the network and its kernels multiply arrays by is computed by one of these
+# functions, in Python from σ_w, σ_b and a fan-in. The sweep compiles one program per shape with
+# σ_w and σ_b traced (ntksim.empirical): it passes `HostScalars` computed by the same functions,
+# so the traced program multiplies by exactly the numbers the static one has as constants (XLA
+# would otherwise evaluate e.g. (σ_w/√m)² in its own order and round differently).
+
+
+def weight_scale(sigma_w: Any, fan_in: int) -> Any:
+    """σ_w/√m_{k-1}, the factor of a layer's matmul."""
+    if isinstance(sigma_w, HostScalars):
+        return sigma_w.values[("weight_scale", fan_in)]
+    return sigma_w / math.sqrt(fan_in)
+
+
+def weight_scale_sq(sigma_w: Any, fan_in: int) -> Any:
+    """(σ_w/√m_{k-1})², the factor of a layer's Gram term in the structured eNTK."""
+    if isinstance(sigma_w, HostScalars):
+        return sigma_w.values[("weight_scale_sq", fan_in)]
+    return weight_scale(sigma_w, fan_in) ** 2
+
+
+def readout_scale(sigma_w: Any, fan_in: int) -> Any:
+    """σ_w²/m_{l-1}, the factor of the empirical NNGP's Gram."""
+    if isinstance(sigma_w, HostScalars):
+        return sigma_w.values[("readout_scale", fan_in)]
+    return sigma_w**2 / fan_in
+
+
+def bias_scale(sigma_b: Any) -> Any:
+    """σ_b, the factor of a layer's bias."""
+    return sigma_b.values[("bias_scale", 0)] if isinstance(sigma_b, HostScalars) else sigma_b
+
+
+def bias_scale_sq(sigma_b: Any) -> Any:
+    """σ_b², the bias term of a Gram."""
+    return sigma_b.values[("bias_scale_sq", 0)] if isinstance(sigma_b, HostScalars) else sigma_b**2
+
+
+@jax.tree_util.register_pytree_node_class
+class HostScalars:
+    """σ_w or σ_b as the table of every scalar derived from it (by the functions above, in Python),
+    for the fan-ins of one network: a pytree whose leaves are those scalars, so they can be traced
+    arguments of a compiled function while the arithmetic stays the static path's."""
+
+    def __init__(self, values: dict[tuple[str, int], Any]) -> None:
+        self.values = values
+
+    @classmethod
+    def weights(cls, sigma_w: float, fan_ins: Sequence[int]) -> HostScalars:
+        fns = (weight_scale, weight_scale_sq, readout_scale)
+        return cls({(fn.__name__, m): fn(float(sigma_w), m) for fn in fns for m in sorted(set(fan_ins))})
+
+    @classmethod
+    def biases(cls, sigma_b: float) -> HostScalars:
+        return cls({(fn.__name__, 0): fn(float(sigma_b)) for fn in (bias_scale, bias_scale_sq)})
+
+    def tree_flatten(self) -> tuple[list[Any], tuple[tuple[str, int], ...]]:
+        keys = tuple(sorted(self.values))
+        return [self.values[k] for k in keys], keys
+
+    @classmethod
+    def tree_unflatten(cls, keys: tuple[tuple[str, int], ...], leaves: list[Any]) -> HostScalars:
+        return cls(dict(zip(keys, leaves, strict=True)))
+
+
 def forward(
     params: Params,
     x: Array,
@@ -55,9 +121,9 @@ def forward(
     for k in range(1, depth_of(params) + 1):
         kernel = params[f"W{k}"]
         # Full precision: GPUs would otherwise run float32 matmuls in TF32 (~1e-3 relative).
-        h = (sigma_w / math.sqrt(kernel.shape[0])) * jnp.matmul(z, kernel, precision="highest")
+        h = weight_scale(sigma_w, kernel.shape[0]) * jnp.matmul(z, kernel, precision="highest")
         if f"b{k}" in params:
-            h = h + sigma_b * params[f"b{k}"][None]
+            h = h + bias_scale(sigma_b) * params[f"b{k}"][None]
         pre.append(h)
         z = activation(h)
     return pre[-1], pre

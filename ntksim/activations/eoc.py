@@ -27,7 +27,6 @@ from typing import Any
 
 import jax
 import numpy as np
-from scipy.optimize import brentq
 
 from ntksim.activations.family import Activation
 from ntksim.activations.gaussian import second_moments
@@ -65,6 +64,8 @@ def _roots(fn: Any, grid: np.ndarray) -> list[float]:
         if values[i] == 0:
             roots.append(float(lo))
             continue
+        from scipy.optimize import brentq  # lazy: scipy.optimize costs ~0.3 s to import
+
         roots.append(brentq(lambda q: float(fn(np.array([q]))[0]), lo, hi, xtol=1e-300, rtol=1e-15))
     return sorted(set(roots))
 
@@ -158,6 +159,8 @@ def fixed_point(activation: Any, sigma_w: float, sigma_b: float = 0.0) -> float:
         grid = Q_GRID
     values = excess(grid)
     for i in np.flatnonzero((values[:-1] >= 0) & (values[1:] < 0)):
+        from scipy.optimize import brentq  # lazy, as in _roots
+
         return float(
             brentq(lambda q: float(excess(np.array([q]))[0]), grid[i], grid[i + 1], xtol=1e-300, rtol=1e-15)
         )

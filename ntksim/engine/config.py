@@ -48,7 +48,9 @@ NAMED_SBATCH_KEYS = frozenset(
 class LauncherConfig(Strict):
     """Where cells run when `--executor` is local, debug or slurm (submitit).
 
-    Cells are grouped `cells_per_task` to an array task. SLURM keys map to sbatch options;
+    Cells are grouped about `cells_per_task` to an array task: packed by the study's cost estimate
+    where it makes one (largest first onto the least loaded task, with no more tasks than keep the
+    slowest within 1.5 × the mean), else in config order. SLURM keys map to sbatch options;
     `sbatch:` passes any other option through unchanged.
     """
 
@@ -72,6 +74,11 @@ class LauncherConfig(Strict):
     gpus_per_node: Annotated[int, Field(ge=0, strict=True)] = 0
     cpus_per_task: PositiveInt | None = None
     mem_gb: Annotated[float, Field(gt=0, strict=True)] | None = None
+    device_mem_gb: Annotated[float, Field(gt=0, strict=True)] | None = Field(
+        default=None,
+        description="memory of one device (GPU) on the nodes, for the check before submission that "
+        "every cell fits; default: mem_gb where tasks run on CPUs, unknown with GPUs",
+    )
     constraint: str | None = None
     setup: list[str] = Field(default_factory=list, description="shell lines run before each task")
     sbatch: dict[str, str | int | float | bool] = Field(

@@ -22,6 +22,7 @@ import submitit
 from submitit.slurm import slurm as submitit_slurm
 
 from ntksim.engine.config import LauncherConfig, RunConfig, validate
+from ntksim.engine.packing import CellCost, Task, balanced, task_count
 from ntksim.engine.store import RunStore
 from ntksim.engine.study import CellLike as Cell
 
@@ -33,10 +34,18 @@ class CellTask(submitit.helpers.Checkpointable):
     cells whose shards exist.
     """
 
-    def __call__(self, out_dir: str, resolved: dict[str, Any], cell_ids: list[str]) -> dict[str, int]:
+    def __call__(
+        self, out_dir: str, resolved: dict[str, Any], cell_ids: list[str], compile_cache: str | None = None
+    ) -> dict[str, int]:
+        """compile_cache: JAX's persistent compilation cache directory shared by the run's tasks
+        (None: off)."""
         import jax
 
         jax.config.update("jax_enable_x64", True)  # entry point of the worker process
+        if compile_cache is not None:  # before the first compilation
+            from ntksim.engine.compilation import enable_persistent_cache
+
+            enable_persistent_cache(compile_cache)
         from ntksim.engine.run import compute_cells, store_for, study_of
 
         config = validate(resolved)
@@ -126,9 +135,24 @@ def task_identity() -> tuple[str, dict[str, Any]]:
     return job_id.replace("/", "_"), {"job_id": job_id}
 
 
-def group_cells(cells: list[Cell], executor: str, launcher: LauncherConfig) -> list[list[str]]:
-    """Cell ids per task: `cells_per_task` each; local/debug merged down to `local_parallelism`
-    tasks, because a local executor starts every task at once."""
+def plan_tasks(
+    cells: list[Cell], executor: str, launcher: LauncherConfig, costs: list[CellCost]
+) -> list[Task]:
+    """Tasks packed by estimated cost (`packing.balanced`: largest first onto the least loaded
+    task): as many tasks as `cells_per_task` gives (local/debug: at most `local_parallelism`), fewer
+    where more would leave the slowest task over 1.5 × the mean."""
+    count = task_count(len(cells), executor, launcher.cells_per_task, launcher.local_parallelism)
+    return balanced([c.cell_id for c in cells], costs, count)
+
+
+def group_cells(
+    cells: list[Cell], executor: str, launcher: LauncherConfig, costs: list[CellCost] | None = None
+) -> list[list[str]]:
+    """Cell ids per task. With cost estimates: packed by cost (`plan_tasks`). Without: config
+    order, `cells_per_task` each; local/debug merged down to `local_parallelism` tasks, because a
+    local executor starts every task at once."""
+    if costs is not None and cells:
+        return [list(task.cell_ids) for task in plan_tasks(cells, executor, launcher, costs)]
     ids = [c.cell_id for c in cells]
     size = launcher.cells_per_task
     if executor in ("local", "debug"):
@@ -202,18 +226,26 @@ def render_sbatch(store: RunStore, config: RunConfig, num_tasks: int) -> str:
 
 
 def submit(
-    kind: str, store: RunStore, config: RunConfig, resolved: dict, cells: list[Cell]
+    kind: str,
+    store: RunStore,
+    config: RunConfig,
+    resolved: dict,
+    cells: list[Cell],
+    compile_cache: Path | None = None,
+    costs: list[CellCost] | None = None,
 ) -> tuple[list, list[list[str]]]:
     """Submit the cells as tasks; returns submitit jobs (an array for several tasks) and each
-    task's cell ids."""
+    task's cell ids. compile_cache: the persistent compilation cache every task shares (None: off);
+    costs: the cells' estimates, to pack tasks by cost (None: config order)."""
     executor = make_executor(kind, store, config)
-    groups = group_cells(cells, kind, config.launcher)
+    groups = group_cells(cells, kind, config.launcher, costs)
     task = CellTask()
+    cache = None if compile_cache is None else str(compile_cache)
     if kind == "debug":  # runs each job in this process when its result is asked for
-        jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+        jobs = [executor.submit(task, str(store.root), resolved, group, cache) for group in groups]
     else:
         with executor.batch():
-            jobs = [executor.submit(task, str(store.root), resolved, group) for group in groups]
+            jobs = [executor.submit(task, str(store.root), resolved, group, cache) for group in groups]
     # submitit creates the folder template itself ("logs/%j") as an empty directory; jobs log into
     # logs/<job id>/.
     template = store.logs / "%j"

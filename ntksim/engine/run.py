@@ -6,6 +6,7 @@ these functions, so every study gets the same resume, failure and output behavio
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ntksim.engine.config import ConfigError, validate
+from ntksim.engine.config import ConfigError, LauncherConfig, validate
+from ntksim.engine.packing import CellCost, gib, local_device_bytes, too_large
 from ntksim.engine.store import RunStore, atomic_write, unique_cells
 from ntksim.engine.study import CellLike, Memo, Study, load_study
 from ntksim.engine.sweep import SweepReport, run_cells
@@ -29,6 +31,38 @@ def store_for(root: Path, study: Study) -> RunStore:
     return RunStore(root, study.columns, study.legacy_columns)
 
 
+def cell_costs(config: Any, cells: list[CellLike]) -> list[CellCost] | None:
+    """The study's estimate of each cell's seconds and peak bytes (None: it makes none)."""
+    study = study_of(config)
+    return None if study.cost is None or not cells else list(study.cost(list(cells), config))
+
+
+def planned_device_bytes(executor: str, launcher: LauncherConfig) -> int | None:
+    """Memory of the device a cell will run on: `launcher.device_mem_gb` if given; for SLURM
+    tasks on CPUs their `mem_gb`, with GPUs unknown (None); here, this process's first device."""
+    if launcher.device_mem_gb is not None:
+        return int(launcher.device_mem_gb * 2**30)
+    if executor == "slurm":
+        return int(launcher.mem_gb * 2**30) if launcher.mem_gb and not launcher.gpus_per_node else None
+    return local_device_bytes()
+
+
+def oversized(
+    cells: list[CellLike], costs: list[CellCost] | None, device_bytes: int | None
+) -> list[tuple[CellLike, str]]:
+    """(cell, one-line reason) for every cell whose estimated peak memory exceeds the device."""
+    if costs is None:
+        return []
+    return [
+        (
+            cell,
+            f"needs an estimated {gib(cost.peak_bytes)} of memory, the device has {gib(device_bytes or 0)}",
+        )
+        for cell, cost in zip(cells, costs, strict=True)
+        if too_large(cost, device_bytes)
+    ]
+
+
 def compute_cells(
     config: Any,
     cells: list[CellLike],
@@ -37,11 +71,63 @@ def compute_cells(
     interruptions: tuple[type[BaseException], ...] = (),
 ) -> SweepReport:
     """Compute the cells that have no shard yet, in this process (one memo for all of them);
-    `interruptions` stop the sweep instead of failing a cell (see `run_cells`)."""
+    `interruptions` stop the sweep instead of failing a cell (see `run_cells`).
+
+    A cell whose memory estimate exceeds this process's device is refused before anything is
+    allocated: one line on stderr, recorded as failed ("MemoryEstimate: …"), the sweep goes on."""
     study = study_of(config)
     memo = Memo(config)
-    return run_cells(
-        cells, lambda cell: study.compute(cell, memo), store, progress, interruptions=interruptions
+    refused = oversized(cells, cell_costs(config, cells), local_device_bytes())
+    for cell, reason in refused:
+        if not store.is_done(cell):
+            store.write_failure(cell, f"MemoryEstimate: {reason}")
+            print(f"ntksim: refused {cell.label()}: {reason}", file=sys.stderr, flush=True)
+    skip = {cell.cell_id for cell, _ in refused}
+    report = run_cells(
+        [c for c in cells if c.cell_id not in skip],
+        lambda cell: study.compute(cell, memo),
+        store,
+        progress,
+        interruptions=interruptions,
+    )
+    report.failed.extend(cell for cell, _ in refused if not store.is_done(cell))
+    return report
+
+
+def compile_cache_dir(root: Path, directory: Path | None = None, enabled: bool = True) -> Path | None:
+    """Where a run's JAX compilation cache lives: `directory` if given, else DIR/jax-cache (inside
+    the run directory, so the array tasks of a cluster run share it); None when switched off."""
+    from ntksim.engine.compilation import CACHE_DIRNAME
+
+    if not enabled:
+        return None
+    return (Path(directory) if directory is not None else Path(root) / CACHE_DIRNAME).expanduser().absolute()
+
+
+def recorded_cache_dir(root: Path) -> Path | None:
+    """The compilation cache run.json says the run used (None: off or not recorded)."""
+    import json
+
+    try:
+        where = json.loads((Path(root) / "run.json").read_text()).get("compile_cache")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return Path(where) if isinstance(where, str) else None
+
+
+def time_report(store: RunStore, cells: list[CellLike]) -> str:
+    """One line: compile and compute seconds summed over the cells with a timing record, and the
+    compilation cache's size ("" when no cell has a record)."""
+    from ntksim.engine.compilation import describe_cache
+
+    times = store.timings(cells)
+    if not len(times):
+        return ""
+    compile_s, compute_s = float(times["compile_s"].sum()), float(times["compute_s"].sum())
+    hits = int(times["cache_hits"].fillna(0).sum())
+    return (
+        f"time in {len(times)} cells: {compile_s:.1f} s compiling, {compute_s:.1f} s computing "
+        f"({hits} programs loaded from the cache); {describe_cache(recorded_cache_dir(store.root))}"
     )
 
 
@@ -93,10 +179,28 @@ def write_outputs(config: Any, table: pd.DataFrame, root: Path) -> list[Path]:
     if not len(table):
         return []
     study = study_of(config)
-    atomic_write(root / "summary.md", study.summarize(table, config))
+    text = study.summarize(table, config)
+    timing = time_summary(RunStore(root), study.expand(config))
+    if timing:  # under the study's title: the rest of the page is the study's own
+        title, newline, rest = text.partition("\n") if text.startswith("# ") else ("", "", text)
+        text = f"{title}{newline}\n{timing}\n{rest.lstrip(chr(10))}" if title else f"{timing}\n{text}"
+    atomic_write(root / "summary.md", text)
     if study.fits is not None:  # every fitted rate with its interval, for scripts and notebooks
         atomic_write(root / "fits.csv", study.fits(table, config).to_csv(index=False))
     return study.figures(table, config, root / "figures")
+
+
+def time_summary(store: RunStore, cells: list[CellLike]) -> str:
+    """summary.md's section on where the time went: compile vs compute seconds over all cells."""
+    times = store.timings(cells)
+    if not len(times):
+        return ""
+    compile_s, compute_s = float(times["compile_s"].sum()), float(times["compute_s"].sum())
+    hits, misses = (int(times[c].fillna(0).sum()) for c in ("cache_hits", "cache_misses"))
+    return (
+        f"Time: {len(times)} cells, {compile_s:.1f} s compiling (tracing, lowering, XLA; {hits} programs "
+        f"loaded from the persistent cache, {misses} compiled) and {compute_s:.1f} s computing.\n"
+    )
 
 
 def finish(config: Any, cells: list[CellLike], store: RunStore) -> tuple[pd.DataFrame, dict[str, list]]:

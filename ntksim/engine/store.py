@@ -6,6 +6,8 @@
     DIR/tasks/<job>.json       per executor task: host, devices, job id, cells, one entry per attempt
     DIR/shards/<cell>.csv      rows of one finished cell (written to a temp file, then renamed)
     DIR/failed/<cell>.json     why a cell failed
+    DIR/timings/<cell>.json    a finished cell's compile and compute seconds (written before its shard)
+    DIR/jax-cache/             JAX's persistent compilation cache (the default place; --compile-cache)
     DIR/claims/<cell>.claim    "being computed by host:pid" (skipped by other live processes)
     DIR/results.csv            assembled from the shards of the config's cells (the study's table)
     DIR/.lock                  held while a run checks and writes config.yaml
@@ -133,7 +135,7 @@ class RunStore:
 
     # What ntksim itself puts in a run directory before config.yaml exists (another process
     # may be setting it up at this moment), so none of it makes the directory "foreign".
-    OWN_ENTRIES = frozenset({"shards", "failed", "claims", "logs", "tasks", ".lock"})
+    OWN_ENTRIES = frozenset({"shards", "failed", "claims", "logs", "tasks", "timings", "jax-cache", ".lock"})
 
     def __init__(
         self,
@@ -174,6 +176,9 @@ class RunStore:
 
     def claim_path(self, cell: Cell) -> Path:
         return self.root / "claims" / f"{cell.cell_id}.claim"
+
+    def timing_path(self, cell: Cell) -> Path:
+        return self.root / "timings" / f"{cell.cell_id}.json"
 
     def create(self) -> None:
         # logs/ only when a submitit executor writes there (submit creates it)
@@ -247,6 +252,24 @@ class RunStore:
         frame = pd.DataFrame(rows, columns=self.columns).assign(cell=cell.cell_id)
         atomic_write(self.shard_path(cell), frame.to_csv(index=False))
         self.failure_path(cell).unlink(missing_ok=True)
+
+    def write_timing(self, cell: Cell, timing: dict[str, Any]) -> None:
+        """Where a cell's seconds went (compile vs compute); written just before its shard."""
+        path = self.timing_path(cell)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps({"cell": cell.cell_id, **timing}, sort_keys=True) + "\n")
+
+    def timings(self, cells: Iterable[Cell]) -> pd.DataFrame:
+        """One row per cell that has a timing record: cell, compile_s, compute_s, cache_hits,
+        cache_misses (runs made before timings were recorded have none)."""
+        rows = []
+        for cell in unique_cells(cells):
+            with contextlib.suppress(OSError, ValueError):
+                record = json.loads(self.timing_path(cell).read_text())
+                if isinstance(record, dict):
+                    rows.append(record)
+        columns = ["cell", "compile_s", "compute_s", "cache_hits", "cache_misses"]
+        return pd.DataFrame(rows).reindex(columns=columns) if rows else pd.DataFrame(columns=columns)
 
     def write_failure(self, cell: Cell, reason: str) -> None:
         record = {"cell": cell.cell_id, "label": cell.label(), "reason": reason}

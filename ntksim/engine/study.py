@@ -66,6 +66,9 @@ class Study(NamedTuple):
         (read with the new columns empty).
     fits: (table, config) → a table of every fitted rate with its interval, written as fits.csv
         beside summary.md (None: the study fits nothing).
+    cost: (cells, config) → each cell's estimated seconds and peak bytes (`CellCost`), from its
+        shapes alone, without computing anything (None: no estimates; cells are then grouped into
+        tasks in config order and nothing is checked against the device's memory).
     """
 
     name: str
@@ -77,6 +80,7 @@ class Study(NamedTuple):
     figures: Callable[[pd.DataFrame, Any, Path], list[Path]]
     legacy_columns: tuple[tuple[str, ...], ...] = ()
     fits: Callable[[pd.DataFrame, Any], pd.DataFrame] | None = None
+    cost: Callable[[list[Any], Any], list[Any]] | None = None
 
 
 def builtin_studies() -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from ntksim.engine.compilation import CompileClock
 from ntksim.engine.store import RunStore
 from ntksim.engine.study import CellLike as Cell
 
@@ -98,7 +99,7 @@ class ProgressLines:
         self.count += 1
         self.skipped += 1
 
-    def done(self, label: str, seconds: float, failed: bool = False) -> None:
+    def done(self, label: str, seconds: float, failed: bool = False, compile_s: float | None = None) -> None:
         self.count += 1
         self.failed += failed
         if not failed:
@@ -107,6 +108,8 @@ class ProgressLines:
         left = self.total - self.count
         eta = f", ETA {self.spent / computed * left:.0f} s" if computed and left else ""
         state = "FAILED" if failed else f"{seconds:.1f} s"
+        if not failed and compile_s is not None:
+            state += f" ({compile_s:.1f} s compiling)"
         print(f"ntksim: [{self.count}/{self.total}] {label}: {state}{eta}", file=sys.stderr, flush=True)
 
 
@@ -152,10 +155,13 @@ def run_cells(
                 report.skipped.append(cell)
                 return True
             started = time.perf_counter()
-            store.write_shard(cell, compute(cell))
+            with CompileClock.measure() as clock:
+                rows = compute(cell)
+            store.write_timing(cell, clock.as_dict())
+            store.write_shard(cell, rows)
             report.computed.append(cell)
             if lines:
-                lines.done(cell.label(), time.perf_counter() - started)
+                lines.done(cell.label(), time.perf_counter() - started, compile_s=clock.compile_s)
         except (KeyboardInterrupt, SystemExit, *interruptions):
             raise
         except Exception as err:  # recorded, and the sweep goes on

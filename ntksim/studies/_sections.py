@@ -93,6 +93,13 @@ class NTKConfig(Strict):
     method: Literal["structured", "jacobian"] = "structured"
     dtype: Literal["float32", "float64"] = "float32"
     chunk: PositiveInt | None = Field(default=None, description="seeds per vmapped batch; auto if null")
+    traced: bool | None = Field(
+        default=None,
+        description="one compilation per array shape, with the family's (a, b), σ_w and σ_b traced "
+        "arguments (faster sweeps); the numbers then differ from the default's in the last bits, "
+        "because XLA folds constant scalars into neighbouring products and a traced one it cannot; "
+        "null or false: one compilation per network, bit-identical to earlier runs",
+    )
 
 
 class LimitConfig(Strict):

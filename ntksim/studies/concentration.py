@@ -7,6 +7,7 @@ depend on m or the seed, so each process computes it once per (activation, depth
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -20,9 +21,10 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import AnyActivation
-from ntksim.empirical import empirical_ntk_seeds
+from ntksim.empirical import bytes_per_seed, empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import MAX_SEED, PositiveInt, RunConfig, StrictFloat, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
 from ntksim.fit import fit_table
 from ntksim.limits import backend_version, limit_kernel, resolve_backend
@@ -243,14 +245,24 @@ def data_label(data: tuple[tuple[str, Any], ...]) -> str:
     )
 
 
-def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None = None) -> list[dict]:
-    """One results row per seed of the cell; CellFailure if any number is not finite."""
+def compute_cell(
+    cell: Cell,
+    x: np.ndarray,
+    kinf: jax.Array,
+    chunk: int | None = None,
+    traced: bool = False,
+    pad_to: int | None = None,
+) -> list[dict]:
+    """One results row per seed of the cell; CellFailure if any number is not finite.
+
+    traced: one compilation per shape (`empirical_ntk_seeds`); pad_to: the run's seed block, to
+    which a short last block is padded when that at most doubles its work (one program fewer)."""
     net = cell.net()
     sigma_w, sigma_b = net.sigmas
     keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in cell.seeds])
     start = time.perf_counter()
     how = cell.method if cell.kernel == "ntk" else "nngp"  # the NNGP is one Gram, whatever the method
-    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk)
+    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk, pad_to=_pad(cell, pad_to), traced=traced)
     metrics = concentration(ks, kinf)
     seconds = (time.perf_counter() - start) / cell.seed_count
     bad = [name for name, values in metrics.items() if not np.all(np.isfinite(values))]
@@ -287,12 +299,67 @@ def compute_cell(cell: Cell, x: np.ndarray, kinf: jax.Array, chunk: int | None =
     return rows
 
 
+def _pad(cell: Cell, pad_to: int | None) -> int | None:
+    """The padded seed count of a short last block (at most doubling its work), else None."""
+    return pad_to if pad_to is not None and cell.seed_count < pad_to <= 2 * cell.seed_count else None
+
+
 def compute(cell: Cell, memo: Memo) -> list[dict]:
     """The cell's rows, with the data and K∞ shared through the per-process memo."""
     config: Config = memo.config
     x = memo.get("data", lambda: load_data(config.data))
     kinf = memo.get(("kinf", cell.limit_key), lambda: limit_kernel(cell.net(), x, cell.kernel, cell.backend))
-    return compute_cell(cell, x, kinf, config.ntk.chunk)
+    block = config.seeds_per_cell or config.seeds
+    return compute_cell(cell, x, kinf, config.ntk.chunk, bool(config.ntk.traced), pad_to=block)
+
+
+# The cost model: a cell's seconds = compilation + seeds × (flops / rate), from its shapes alone.
+# Calibrated against measured cell times (DIR/timings of configs/paper_cpu.yaml, 96 cells, static
+# path, cold cache, 2 CPU cores, least squares): compile_s ≈ 0.30 + 0.155·depth, compute_s ≈
+# 0.07 + flops / 4.1e10 (flops from `cell_flops`). On a GPU both are smaller, compilation less so:
+# the packing only needs the ratios, and `--dry-run` labels the seconds as estimates.
+COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (tracing, lowering and XLA, one program per cell)
+FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on 2 cores
+INIT_FLOPS = 40  # per parameter drawn (threefry bits and the normal transform)
+
+
+def cell_flops(net: MLP, n: int, in_dim: int, method: str, kernel: str) -> float:
+    """Floating-point operations of one seed of a cell: drawing the parameters, the forward pass,
+    the backward signals and layer Grams (structured), or the Jacobian and its contraction, and
+    the metrics' eigenvalues of an (n·m_l)² matrix."""
+    widths = net.layer_widths(in_dim)
+    out_dim, size = widths[-1], n * widths[-1]
+    params = net.num_params(in_dim)
+    pairs = list(itertools.pairwise(widths))
+    forward_flops = sum(2 * n * a * b for a, b in pairs)
+    if kernel == "nngp":
+        work = forward_flops + 2 * n * n * widths[-2]
+    elif method == "jacobian":
+        work = forward_flops * (1 + out_dim) + 2 * size * size * params
+    else:
+        backward = sum(2 * a * b * size for a, b in pairs[1:])
+        work = forward_flops + backward + sum(2 * n * n * a + 3 * size * size for a, _ in pairs)
+    return INIT_FLOPS * params + work + 10 * size**3
+
+
+def cell_cost(cell: Cell, n: int, in_dim: int) -> CellCost:
+    """Estimated seconds and peak bytes of one cell (one device)."""
+    net = cell.net()
+    how = cell.method if cell.kernel == "ntk" else "nngp"
+    size = n * cell.out_dim
+    itemsize = jnp.dtype(net.compute_dtype).itemsize
+    seconds = COMPILE_S[0] + COMPILE_S[1] * cell.depth
+    seconds += cell.seed_count * cell_flops(net, n, in_dim, cell.method, cell.kernel) / FLOP_RATE
+    # one seed's working set (seeds beyond one are chunked to fit), the kernels of every seed,
+    # and K∞ with the metrics' float64 copy of one kernel
+    peak = bytes_per_seed(net, n, in_dim, how) + cell.seed_count * size**2 * itemsize + 3 * size**2 * 8
+    return CellCost(seconds, int(peak))
+
+
+def cost(cells: list[Cell], config: Config) -> list[CellCost]:
+    """`Study.cost`: every cell's estimate (the data's shape read once)."""
+    x = load_data(config.data)
+    return [cell_cost(cell, x.shape[0], x.shape[1]) for cell in cells]
 
 
 def summarize(table: pd.DataFrame, config: Config) -> str:
@@ -317,4 +384,5 @@ STUDY = Study(
     figures=figures,
     legacy_columns=(COLUMNS, LEGACY_TABLE_COLUMNS),
     fits=lambda table, config: fit_table(table),
+    cost=cost,
 )

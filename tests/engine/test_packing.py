@@ -1,0 +1,143 @@
+"""Cells into tasks by estimated cost: never split or duplicated, deterministic, balanced; and the
+memory check that refuses an impossible cell before anything is allocated."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ntksim.engine.config import load
+from ntksim.engine.launch import group_cells, plan_tasks
+from ntksim.engine.packing import BALANCE, CellCost, balanced, pack
+from ntksim.engine.run import cell_costs, study_of
+from tests.conftest import without_scheduler
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _costs(count: int, seed: int = 0) -> tuple[list[str], list[CellCost]]:
+    rng = random.Random(seed)
+    ids = [f"{i:016x}" for i in range(count)]
+    # heavy-tailed like a sweep over widths: a few cells dominate
+    costs = [CellCost(0.3 + rng.paretovariate(1.2), rng.randrange(1, 2**33)) for _ in ids]
+    return ids, costs
+
+
+@pytest.mark.parametrize(("count", "tasks"), [(1, 1), (7, 3), (96, 12), (512, 64), (5, 9)])
+def test_packing_never_splits_or_duplicates_a_cell(count: int, tasks: int) -> None:
+    ids, costs = _costs(count)
+    for packed in (pack(ids, costs, tasks), balanced(ids, costs, tasks)):
+        placed = [cell for task in packed for cell in task.cell_ids]
+        assert sorted(placed) == sorted(ids)  # every cell exactly once
+        assert all(task.cell_ids for task in packed) and len(packed) <= min(tasks, count)
+        by_id = dict(zip(ids, costs, strict=True))
+        for task in packed:
+            assert task.seconds == pytest.approx(sum(by_id[c].seconds for c in task.cell_ids))
+            assert task.peak_bytes == max(by_id[c].peak_bytes for c in task.cell_ids)
+
+
+def test_packing_is_deterministic_whatever_the_input_order() -> None:
+    ids, costs = _costs(200, seed=3)
+    first = pack(ids, costs, 16)
+    assert pack(ids, costs, 16) == first
+    order = list(range(len(ids)))
+    random.Random(1).shuffle(order)
+    assert pack([ids[i] for i in order], [costs[i] for i in order], 16) == first
+
+
+def test_largest_first_packing_is_within_four_thirds_of_a_lower_bound() -> None:
+    """LPT's guarantee: the slowest task ≤ 4/3 of the optimum ≥ max(mean task, largest cell)."""
+    ids, costs = _costs(300, seed=5)
+    tasks = pack(ids, costs, 20)
+    bound = max(sum(c.seconds for c in costs) / 20, max(c.seconds for c in costs))
+    assert max(t.seconds for t in tasks) <= 4 / 3 * bound + 1e-9
+
+
+def test_fewer_tasks_when_one_cell_outweighs_the_mean() -> None:
+    """One cell of 100 s among 99 of 1 s in 50 tasks: the slowest would be 50× the mean; the
+    balanced plan uses fewer tasks, with the slowest within 1.5 × the mean."""
+    ids = [f"c{i:03d}" for i in range(100)]
+    costs = [CellCost(100.0 if i == 0 else 1.0, 1) for i in range(100)]
+    tasks = balanced(ids, costs, 50)
+    seconds = [t.seconds for t in tasks]
+    assert max(seconds) <= BALANCE * sum(seconds) / len(seconds)
+    assert 1 < len(tasks) < 50
+
+
+def test_cluster_plan_slowest_task_within_one_and_a_half_of_the_mean() -> None:
+    """The issue's target, from the cost model: configs/cluster.yaml on SLURM. Config order
+    (8 cells a task) puts the widest cells together, far above 1.5 × the mean."""
+    config, _ = load(ROOT / "configs" / "cluster.yaml")
+    cells = study_of(config).expand(config)
+    costs = cell_costs(config, cells)
+    tasks = plan_tasks(cells, "slurm", config.launcher, costs)
+    seconds = [t.seconds for t in tasks]
+    assert max(seconds) <= BALANCE * sum(seconds) / len(seconds)
+    assert sorted(c for t in tasks for c in t.cell_ids) == sorted(c.cell_id for c in cells)
+
+    by_id = {c.cell_id: cost.seconds for c, cost in zip(cells, costs, strict=True)}
+    in_order = [sum(by_id[i] for i in group) for group in group_cells(cells, "slurm", config.launcher)]
+    assert max(in_order) > BALANCE * sum(in_order) / len(in_order)
+
+
+def test_cost_model_orders_cells_by_size() -> None:
+    """Wider and deeper cells are estimated slower and larger."""
+    config, _ = load(ROOT / "configs" / "paper_cpu.yaml")
+    cells = study_of(config).expand(config)
+    costs = {
+        (c.activation.name, c.depth, c.width): k
+        for c, k in zip(cells, cell_costs(config, cells), strict=True)
+    }
+    assert costs[("relu", 5, 512)].seconds > costs[("relu", 5, 16)].seconds > costs[("relu", 2, 16)].seconds
+    assert costs[("relu", 5, 512)].peak_bytes > costs[("relu", 2, 512)].peak_bytes
+
+
+@pytest.mark.cli
+def test_an_impossible_cell_is_refused_in_one_line_and_recorded_as_failed_without_allocating(
+    tmp_path: Path,
+) -> None:
+    """depth 4, m = 100 000: terabytes by the memory model. The run refuses it before compiling
+    anything (seconds, not an allocation failure), says so in one line, records it in failed/,
+    and computes the cell beside it; the dry run names it before submission."""
+    raw = {
+        "name": "too large",
+        "activations": ["relu"],
+        "depths": [4],
+        "widths": [2, 100000],
+        "seeds": 1,
+        "data": {"n": 4, "dim": 3},
+        "limit": {"backend": "closed_form"},
+    }
+    config = tmp_path / "big.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    env = without_scheduler(dict(os.environ, JAX_PLATFORMS="cpu", JAX_NUMPY_RANK_PROMOTION="raise"))
+
+    def ntksim(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "ntksim", *args], cwd=tmp_path, env=env, capture_output=True, text=True
+        )
+
+    dry = ntksim("run", str(config), "--out", "out", "--dry-run", "--executor", "local")
+    assert dry.returncode == 0, dry.stderr
+    assert [line for line in dry.stderr.splitlines() if "too large" in line and "m=100000" in line]
+    assert "estimated" in dry.stdout and "peak memory" in dry.stdout
+    assert not (tmp_path / "out").exists()
+
+    started = time.perf_counter()
+    proc = ntksim("run", str(config), "--out", "out", "--no-progress")
+    assert time.perf_counter() - started < 120
+    assert proc.returncode == 1, proc.stderr
+    refused = [line for line in proc.stderr.splitlines() if "refused" in line]
+    assert len(refused) == 1 and "m=100000" in refused[0] and "GiB" in refused[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    (record,) = (tmp_path / "out" / "failed").iterdir()
+    assert json.loads(record.read_text())["reason"].startswith("MemoryEstimate: needs an estimated")
+    assert "1 cells done, 1 failed" in proc.stdout
