@@ -69,14 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--retry-failed", action="store_true", help="recompute cells recorded as failed")
     run.add_argument("--dry-run", action="store_true", help="show what would run or be submitted, then stop")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run.add_argument(
+    cache = run.add_mutually_exclusive_group()
+    cache.add_argument(
         "--compile-cache",
-        type=Path,
+        type=_directory_argument,
         default=None,
         metavar="DIR",
         help="JAX's persistent compilation cache, shared by runs and array tasks (default: OUT/jax-cache)",
     )
-    run.add_argument(
+    cache.add_argument(
         "--no-compile-cache", action="store_true", help="compile everything afresh, write no cache"
     )
     status = sub.add_parser("status", help="report done / pending / failed cells and assemble results.csv")
@@ -257,13 +258,10 @@ def _run(args: argparse.Namespace) -> None:
             compute_cells(config, todo, store, progress=False if args.no_progress else None)
         except KeyboardInterrupt:
             _interrupted(store, cells)
-    elif todo:
+    elif todo and (submitted := _without_oversized(args.executor, config, store, todo))[0]:
         from ntksim.engine.launch import record_tasks, submit
-        from ntksim.engine.run import cell_costs
 
-        costs = cell_costs(config, todo)
-        _report_oversized(args.executor, config, todo, costs)  # before submission
-
+        todo, costs = submitted
         before = set(store.logs.iterdir()) if store.logs.is_dir() else set()
         kept = _Kept()
         try:
@@ -318,6 +316,15 @@ def _run(args: argparse.Namespace) -> None:
     pending = {cell.cell_id for cell in state["pending"]}
     held = {cell: job for cell, job in flying.items() if cell in pending}  # SLURM tasks still on them
     raise SystemExit(_report(store, state, table, final=True, in_flight=held))
+
+
+def _directory_argument(text: str) -> Path:
+    """A directory path given on the command line: not empty, not an existing file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path (give a directory)")
+    if Path(text).exists() and not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a directory")
+    return Path(text)
 
 
 def _use_compile_cache(cache: Path | None) -> None:
@@ -518,7 +525,8 @@ def _dry_run(executor: str, store, config, todo) -> None:
         mean = sum(seconds) / len(seconds)
         print(
             f"would submit {len(tasks)} task(s) through submitit's {executor} executor, packed by "
-            f"estimated cost (largest first onto the least loaded task):"
+            f"estimated cost (largest first onto the least loaded task; seconds from a model fitted on "
+            f"a 2-core CPU: their ratios matter, not their values):"
         )
         for number, task in enumerate(tasks[:40]):
             print(
@@ -536,10 +544,27 @@ def _dry_run(executor: str, store, config, todo) -> None:
         print(render_sbatch(store, config, len(groups)))
 
 
-def _report_oversized(executor: str, config, todo: list, costs, dry_run: bool = False) -> int:
-    """One line per cell whose memory estimate exceeds the device it will run on (they are
-    refused there and recorded as failed, without allocating); returns how many. A dry run also
-    says when the device's memory is unknown."""
+def _without_oversized(executor: str, config, store, todo: list) -> tuple[list, list | None]:
+    """(cells to submit, their cost estimates): the cells whose memory estimate exceeds the
+    device they would run on are said (one line each) and recorded as failed now, without
+    allocating, instead of being sent to fail on a node."""
+    from ntksim.engine.run import cell_costs
+
+    costs = cell_costs(config, todo)
+    refused = _report_oversized(executor, config, todo, costs)
+    if not refused:
+        return todo, costs
+    for cell, reason in refused:
+        store.write_failure(cell, f"MemoryEstimate: {reason}")
+    skip = {cell.cell_id for cell, _ in refused}
+    kept = [(cell, cost) for cell, cost in zip(todo, costs, strict=True) if cell.cell_id not in skip]
+    return [cell for cell, _ in kept], [cost for _, cost in kept]
+
+
+def _report_oversized(executor: str, config, todo: list, costs, dry_run: bool = False) -> list:
+    """One line per cell whose memory estimate exceeds the device it will run on; returns those
+    (cell, reason) (the caller records them as failed instead of submitting them). A dry run
+    also says when the device's memory is unknown."""
     from ntksim.engine.run import oversized, planned_device_bytes
 
     device = planned_device_bytes(executor, config.launcher)
@@ -552,7 +577,7 @@ def _report_oversized(executor: str, config, todo: list, costs, dry_run: bool = 
             "cells were not checked against it",
             file=sys.stderr,
         )
-    return len(refused)
+    return refused
 
 
 def _load_run(directory: Path) -> tuple[Any, list, Any]:

@@ -45,8 +45,12 @@ class CellTask(submitit.helpers.Checkpointable):
         if compile_cache is not None:  # before the first compilation
             from ntksim.engine.compilation import enable_persistent_cache
 
-            enable_persistent_cache(compile_cache)
-        from ntksim.engine.run import compute_cells, store_for, study_of
+            try:
+                enable_persistent_cache(compile_cache)
+            except OSError as err:  # as inline: a warning, and the task compiles without it
+                print(f"ntksim: warning: compile cache {compile_cache}: {err.strerror}; compiling without it",
+                      file=sys.stderr)  # fmt: skip
+        from ntksim.engine.run import compute_cells, store_for, study_of, task_device_bytes
 
         config = validate(resolved)
         study = study_of(config)
@@ -71,7 +75,14 @@ class CellTask(submitit.helpers.Checkpointable):
                 # progress=None: in a task's log (not a terminal) a line per cell, with an ETA.
                 # submitit raises UncompletedJobError from its SIGUSR2 handler when a task's time
                 # is up and no requeue is left: the cell it interrupts stays pending, not failed.
-                report = compute_cells(config, cells, store, progress=None, interruptions=interruptions)
+                report = compute_cells(
+                    config,
+                    cells,
+                    store,
+                    progress=None,
+                    interruptions=interruptions,
+                    device_bytes=task_device_bytes(config.launcher),
+                )
         except BaseException as err:  # pre-empted, timed out, stopped: the attempt is still on record
             done = sum(store.is_done(c) for c in cells)
             reason = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}".rstrip(": ")

@@ -73,14 +73,17 @@ def balanced(
     """`pack` into at most `num_tasks` tasks, fewer where that many would leave the slowest task
     more than `ratio` × the mean: a cell is never split, so when the largest cell alone is longer
     than the mean task the extra tasks would only finish early while the slowest still runs (the
-    makespan is the same, and each task pays its start-up). Deterministic."""
+    makespan is the same, and each task pays its start-up). Never fewer than half of `num_tasks`:
+    the estimates come from a model fitted on one machine, and the user's `cells_per_task` (their
+    tasks' time limit) should not be exceeded more than twice. Deterministic."""
+    floor = max(1, -(-num_tasks // 2))
     tasks = pack(ids, costs, num_tasks)
-    while len(tasks) > 1:
+    while len(tasks) > floor:
         seconds = [t.seconds for t in tasks]
         mean = sum(seconds) / len(seconds)
         if max(seconds) <= ratio * mean:
             break
-        fewer = min(len(tasks) - 1, max(1, int(ratio * sum(seconds) / max(seconds))))
+        fewer = min(len(tasks) - 1, max(floor, int(ratio * sum(seconds) / max(seconds))))
         tasks = pack(ids, costs, fewer)
     return tasks
 
@@ -107,10 +110,9 @@ def local_device_bytes() -> int | None:
     import jax
 
     device = jax.local_devices()[0]
-    if device.platform != "cpu":
+    if device.platform != "cpu":  # an accelerator that does not say (e.g. the platform allocator): unknown
         stats = device.memory_stats() or {}
-        if stats.get("bytes_limit"):
-            return int(stats["bytes_limit"])
+        return int(stats["bytes_limit"]) if stats.get("bytes_limit") else None
     return host_memory_bytes()
 
 

@@ -6,6 +6,7 @@ these functions, so every study gets the same resume, failure and output behavio
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +45,21 @@ def planned_device_bytes(executor: str, launcher: LauncherConfig) -> int | None:
         return int(launcher.device_mem_gb * 2**30)
     if executor == "slurm":
         return int(launcher.mem_gb * 2**30) if launcher.mem_gb and not launcher.gpus_per_node else None
+    if executor in ("local", "debug"):
+        # unknown here: asking JAX would start it in the driver, which on a GPU takes the memory
+        # its tasks need; each task checks its own device
+        return None
     return local_device_bytes()
+
+
+def task_device_bytes(launcher: LauncherConfig) -> int | None:
+    """What a cell may use inside an executor task: this process's device, and under SLURM no
+    more than the task was given (`device_mem_gb`, or `mem_gb` on CPUs), whichever is smaller."""
+    limits = [local_device_bytes()]
+    if os.environ.get("SLURM_JOB_ID"):
+        limits.append(planned_device_bytes("slurm", launcher))
+    known = [b for b in limits if b]
+    return min(known) if known else None
 
 
 def oversized(
@@ -69,15 +84,18 @@ def compute_cells(
     store: RunStore,
     progress: bool | None = None,
     interruptions: tuple[type[BaseException], ...] = (),
+    device_bytes: int | None = None,
 ) -> SweepReport:
     """Compute the cells that have no shard yet, in this process (one memo for all of them);
     `interruptions` stop the sweep instead of failing a cell (see `run_cells`).
 
-    A cell whose memory estimate exceeds this process's device is refused before anything is
-    allocated: one line on stderr, recorded as failed ("MemoryEstimate: …"), the sweep goes on."""
+    A cell whose memory estimate exceeds `device_bytes` (default: this process's device) is
+    refused before anything is allocated: one line on stderr, recorded as failed
+    ("MemoryEstimate: …"), the sweep goes on."""
     study = study_of(config)
     memo = Memo(config)
-    refused = oversized(cells, cell_costs(config, cells), local_device_bytes())
+    limit = device_bytes if device_bytes is not None else local_device_bytes()
+    refused = oversized(cells, cell_costs(config, cells), limit)
     for cell, reason in refused:
         if not store.is_done(cell):
             store.write_failure(cell, f"MemoryEstimate: {reason}")

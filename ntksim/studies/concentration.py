@@ -149,6 +149,7 @@ class Cell:
     backend: str
     data: tuple[tuple[str, Any], ...]
     kernel: str = "ntk"
+    traced: bool = False  # ntk.traced: equal to the default path to round-off, not bit for bit
 
     def net(self) -> MLP:
         return MLP(
@@ -192,6 +193,8 @@ class Cell:
         content["data"] = dict(self.data)
         if self.kernel == "ntk":
             del content["kernel"]
+        if not self.traced:  # the default path: ids as before the option existed
+            del content["traced"]
         return content
 
     @property
@@ -233,6 +236,7 @@ def expand(config: Config) -> list[Cell]:
                                 backend=resolve_backend(act, config.limit.backend),
                                 data=data,
                                 kernel=config.kernel,
+                                traced=bool(config.ntk.traced),
                             )
                         )
     return cells
@@ -309,17 +313,21 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
     config: Config = memo.config
     x = memo.get("data", lambda: load_data(config.data))
     kinf = memo.get(("kinf", cell.limit_key), lambda: limit_kernel(cell.net(), x, cell.kernel, cell.backend))
-    block = config.seeds_per_cell or config.seeds
-    return compute_cell(cell, x, kinf, config.ntk.chunk, bool(config.ntk.traced), pad_to=block)
+    traced = bool(config.ntk.traced)
+    # padding changes the batch a short block is computed in: bit-identical on CPU (tested), not
+    # known to be on a GPU, whose kernels may depend on the batch, so only the opt-in traced path pads
+    block = (config.seeds_per_cell or config.seeds) if traced else None
+    return compute_cell(cell, x, kinf, config.ntk.chunk, traced, pad_to=block)
 
 
-# The cost model: a cell's seconds = compilation + seeds × (flops / rate), from its shapes alone.
-# Calibrated against measured cell times (DIR/timings of configs/paper_cpu.yaml, 96 cells, static
-# path, cold cache, 2 CPU cores, least squares): compile_s ≈ 0.30 + 0.155·depth, compute_s ≈
-# 0.07 + flops / 4.1e10 (flops from `cell_flops`). On a GPU both are smaller, compilation less so:
-# the packing only needs the ratios, and `--dry-run` labels the seconds as estimates.
-COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (tracing, lowering and XLA, one program per cell)
-FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on 2 cores
+# The cost model: a cell's seconds = fixed + seeds × (flops / rate), from its shapes alone.
+# Fitted (least squares) on measured cell times of ONE machine — DIR/timings of configs/paper_cpu.yaml,
+# 96 cells, static path, cold cache, a 2-core CPU: compile_s ≈ 0.30 + 0.155·depth and compute_s ≈
+# 0.07 + flops / 4.1e10; below, the two intercepts are summed (0.37) and the rate rounded to 4.0e10.
+# Elsewhere (a GPU, a bigger CPU) the seconds are wrong in absolute terms; the packing needs only
+# their ratios, and `--dry-run` says the model was fitted on that CPU.
+COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (compilation, and the 0.07 s fixed part of compute)
+FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on the 2-core CPU of the fit
 INIT_FLOPS = 40  # per parameter drawn (threefry bits and the normal transform)
 
 

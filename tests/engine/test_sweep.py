@@ -5,6 +5,7 @@ Everything goes through the real `ntksim` command in subprocesses, as users and 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -269,10 +270,15 @@ def test_slurm_submission_with_fake_sbatch(tmp_path: Path) -> None:
         "Traceback (most recent call last):\n  File 'x'\nMemoryError: out of memory\nsrun: error: task 0\n"
     )
     status = ntksim("status", out, cwd=tmp_path, env=env)
-    for task in (5, 6, 7, 8):
-        assert f"task 4242_{task} ended with 5 cells not done" in status.stdout, status.stdout
-    assert "task 4242_5 ended with 5 cells not done: MemoryError: out of memory (log: " in status.stdout
-    assert "task 4242_9 ended with 3 cells not done (log: " in status.stdout
+    held = {entry["job"]: len(entry["cells"]) for entry in json.loads((out / "submitted.json").read_text())}
+    for task in (5, 6, 7, 8, 9):
+        assert f"task 4242_{task} ended with {held[f'4242_{task}']} cells not done" in status.stdout, (
+            status.stdout
+        )
+    assert (
+        f"task 4242_5 ended with {held['4242_5']} cells not done: MemoryError: out of memory (log: "
+        in status.stdout
+    )
     again = ntksim("run", config, "--out", out, "--executor", "slurm", "--dry-run", cwd=tmp_path, env=env)
     assert again.returncode == 0 and "25 in flight on SLURM, 23 to run" in again.stdout, again.stdout
     assert "would submit 5 task(s)" in again.stdout
@@ -421,3 +427,27 @@ def test_a_scheduler_interruption_stops_the_sweep_and_fails_no_cell(tmp_path: Pa
     assert not run_cells(cells[2:], compute, store, progress=False).failed
     # not listed as an interruption, the same exception is that cell's recorded failure
     assert len(run_cells(cells[1:2], compute, store, progress=False).failed) == 1
+
+
+def test_slurm_cells_too_large_for_the_task_are_failed_before_submission(tmp_path: Path) -> None:
+    """With `mem_gb` below a cell's memory estimate, the cell is said, recorded as failed
+    ("MemoryEstimate") and not submitted; the others are."""
+    bin_dir, record = tmp_path / "bin", tmp_path / "record"
+    bin_dir.mkdir()
+    record.mkdir()
+    (bin_dir / "sbatch").write_text(FAKE_SBATCH.format(record=record))
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    env = _env() | {"PATH": f"{bin_dir}:{_env()['PATH']}"}
+    config = write(
+        tmp_path / "c.yaml", {**SWEEP, "depths": [3], "widths": [8, 4096], "launcher": {"mem_gb": 0.05}}
+    )
+    proc = ntksim("run", config, "--out", "out", "--executor", "slurm", cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    too_large = [line for line in proc.stderr.splitlines() if "too large" in line]
+    assert len(too_large) == 8 and all("m=4096" in line for line in too_large), proc.stderr
+    submitted = [c for e in json.loads((tmp_path / "out" / "submitted.json").read_text()) for c in e["cells"]]
+    failed = {p.stem for p in (tmp_path / "out" / "failed").glob("*.json")}
+    assert len(submitted) == 8 and len(failed) == 8 and failed.isdisjoint(submitted)
+    assert all("MemoryEstimate" in p.read_text() for p in (tmp_path / "out" / "failed").glob("*.json"))
