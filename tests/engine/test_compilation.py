@@ -15,16 +15,9 @@ import yaml
 
 from ntksim.engine.compilation import CompileClock, cache_size, describe_cache
 from tests.conftest import without_scheduler
+from tests.test_cli import TINY as CLI_TINY
 
-TINY = {
-    "name": "cache test",
-    "activations": ["relu", "abs"],
-    "depths": [2],
-    "widths": [8, 16],
-    "seeds": 3,
-    "data": {"n": 6, "dim": 4},
-    "limit": {"backend": "closed_form"},
-}
+TINY = {**CLI_TINY, "name": "cache test"}
 NUMBERS = ["err_op", "err_fro", "err_max", "rel_op", "kinf_op"]
 
 
