@@ -8,7 +8,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -145,13 +144,14 @@ def test_an_impossible_cell_is_refused_in_one_line_and_recorded_as_failed_withou
     assert "estimated" in dry.stdout and "peak memory" in dry.stdout
     assert not (tmp_path / "out").exists()
 
-    started = time.perf_counter()
     proc = ntksim("run", str(config), "--out", "out", "--no-progress")
-    assert time.perf_counter() - started < 120
     assert proc.returncode == 1, proc.stderr
     refused = [line for line in proc.stderr.splitlines() if "refused" in line]
     assert len(refused) == 1 and "m=100000" in refused[0] and "GiB" in refused[0], proc.stderr
     assert "Traceback" not in proc.stderr
     (record,) = (tmp_path / "out" / "failed").iterdir()
     assert json.loads(record.read_text())["reason"].startswith("MemoryEstimate: needs an estimated")
+    # never started: only the computed cell has a timing record (written once a cell has run)
+    timed = {p.stem for p in (tmp_path / "out" / "timings").iterdir()}
+    assert len(timed) == 1 and record.stem not in timed
     assert "1 cells done, 1 failed" in proc.stdout
