@@ -14,6 +14,7 @@ import platform
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -103,23 +104,70 @@ class Terminated(Exception):
     """SIGTERM from the scheduler: scancel, requeue, pre-emption or the time limit."""
 
 
+ENDING_GRACE_S = 10.0
+"""Seconds after submitit ends a task (requeue, or no requeue left) in which a SIGTERM is taken
+for that ending's own (`scontrol requeue` sends one) or for the time limit's, and ignored: the
+ending is already on its way out, releasing its claims."""
+
+
+class _SchedulerSignals:
+    """The state of one task's scheduler signals: the first of them decides how the task ends.
+
+    SIGTERM raises Terminated, once. SIGUSR2 runs submitit's handler (requeue and exit, or raise
+    UncompletedJobError) unless a Terminated came first. A SIGTERM is ignored while submitit's
+    handler runs and for ENDING_GRACE_S after it ended the task, so neither the requeue's own
+    SIGTERM nor a time limit close behind the warning replaces submitit's ending or interrupts
+    the release of claims. An ending that was swallowed (a handler running inside a garbage-
+    collector callback, or inside library code that catches every Exception) leaves the task
+    computing: a SIGTERM after the grace period stops it as usual."""
+
+    def __init__(self, submitit_usr2: Any) -> None:
+        self.submitit_usr2 = submitit_usr2
+        self.terminated = False
+        self.in_usr2 = False
+        self.ended_at: float | None = None
+
+    def on_sigterm(self, signum: int, frame: object) -> None:
+        ending = self.ended_at is not None and time.monotonic() - self.ended_at < ENDING_GRACE_S
+        if self.terminated or self.in_usr2 or ending:
+            return
+        self.terminated = True
+        raise Terminated("SIGTERM from the scheduler (scancel, requeue, pre-emption or time limit)")
+
+    def on_sigusr2(self, signum: int, frame: object) -> None:
+        if self.terminated:
+            return
+        self.in_usr2 = True
+        try:
+            self.submitit_usr2(signum, frame)
+        except (SystemExit, submitit.core.utils.UncompletedJobError):
+            self.ended_at = time.monotonic()
+            raise
+        finally:
+            self.in_usr2 = False
+
+
 @contextlib.contextmanager
 def _terminate_on_sigterm() -> Iterator[None]:
     """Stop the task at SIGTERM instead of computing on until SIGKILL (submitit ignores it): the
     cell in progress releases its claim, so a requeued or resubmitted task on another host does
-    not wait out the claim's lease, and the attempt is recorded as interrupted."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise Terminated("SIGTERM from the scheduler (scancel, requeue, pre-emption or time limit)")
-
+    not wait out the claim's lease, and the attempt is recorded as interrupted. With submitit's
+    SIGUSR2 handler: see _SchedulerSignals."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, handler)
+    submitit_usr2 = signal.getsignal(signal.SIGUSR2)
+    state = _SchedulerSignals(submitit_usr2)
+    previous_term = signal.signal(signal.SIGTERM, state.on_sigterm)
+    if callable(submitit_usr2):  # only wrap a handler (submitit's); never the default action
+        signal.signal(signal.SIGUSR2, state.on_sigusr2)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if previous_term is not None:  # None: a handler installed from C, which cannot be restored
+            signal.signal(signal.SIGTERM, previous_term)
+        if callable(submitit_usr2):
+            signal.signal(signal.SIGUSR2, submitit_usr2)
 
 
 def _now() -> str:
