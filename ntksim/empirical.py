@@ -22,6 +22,7 @@ import numpy as np
 from jax import Array
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from ntksim import program_store
 from ntksim.activations import Activation, AnyActivation
 from ntksim.model import (
     MLP,
@@ -245,11 +246,24 @@ def _seed_batch(
     """One compiled call over a batch of seeds: the traced path (one program per shape) or the
     static one (one per network)."""
     if not traced:
-        return _empirical_seeds(net, method, sharding, keys, x, vectorize)
-    coefficients, sigma_w, sigma_b = traced_numbers(net, x.shape[1])
-    return _empirical_seeds_traced(
-        shape_key(net), method, sharding, keys, x, coefficients, sigma_w, sigma_b, vectorize
-    )
+        program = None
+        if sharding is None:  # a stored program is one device's
+            program = program_store.compiled(
+                _empirical_seeds, (net, method, vectorize), (keys, x),
+                lambda: _empirical_seeds.lower(net, method, sharding, keys, x, vectorize),
+            )  # fmt: skip
+        return program(keys, x) if program else _empirical_seeds(net, method, sharding, keys, x, vectorize)
+    shape = shape_key(net)
+    numbers = traced_numbers(net, x.shape[1])
+    program = None
+    if sharding is None:
+        program = program_store.compiled(
+            _empirical_seeds_traced, (shape, method, vectorize), (keys, x, *numbers),
+            lambda: _empirical_seeds_traced.lower(shape, method, sharding, keys, x, *numbers, vectorize),
+        )  # fmt: skip
+    if program:
+        return program(keys, x, *numbers)
+    return _empirical_seeds_traced(shape, method, sharding, keys, x, *numbers, vectorize)
 
 
 def seed_sharding(devices: list | None = None) -> NamedSharding | None:

@@ -11,6 +11,7 @@ import functools
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import jax
 import pytest
@@ -120,3 +121,16 @@ def tol() -> Tolerance:
 @pytest.fixture
 def x64() -> bool:
     return X64
+
+
+@pytest.fixture(autouse=True)
+def _compile_cache_per_test() -> Iterator[None]:
+    """An inline `ntksim run` switches JAX's persistent cache (and ntksim's program store) on in
+    its run directory for the rest of the process; the next test must neither compile into a
+    directory pytest is about to delete nor have its programs come from there."""
+    before = jax.config.jax_compilation_cache_dir
+    yield
+    if jax.config.jax_compilation_cache_dir != before:
+        from ntksim.engine.compilation import disable_persistent_cache, enable_persistent_cache
+
+        disable_persistent_cache() if before is None else enable_persistent_cache(before)

@@ -12,6 +12,9 @@ every new array shape is traced, lowered and compiled by XLA before its first ca
   entry by the hash of its program, a reader that meets an entry still being written sees a
   corrupt entry and compiles afresh (JAX warns and goes on), and two writers of one entry write
   the same bytes. Numbers never depend on whether a program came from the cache.
+- beside it, ntksim's program store (`ntksim.program_store`): the eNTK programs' executables
+  named by what they are made from, which spares a later process the tracing and lowering JAX
+  needs before it can even look a program up. On and off with the persistent cache.
 """
 
 from __future__ import annotations
@@ -26,16 +29,20 @@ from typing import ClassVar
 
 import jax
 
+from ntksim import program_store
+
 # JAX's monitoring events for the three stages of a compilation; the backend stage includes a
 # persistent-cache lookup and load (jax/_src/dispatch.py, jax/_src/compiler.py).
+# ntksim's program store (ntksim.program_store) reports its loads as one more stage, and as hits.
 COMPILE_EVENTS = frozenset(
     {
         "/jax/core/compile/jaxpr_trace_duration",
         "/jax/core/compile/jaxpr_to_mlir_module_duration",
         "/jax/core/compile/backend_compile_duration",
+        program_store.LOAD_EVENT,
     }
 )
-CACHE_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+CACHE_HIT_EVENTS = frozenset({"/jax/compilation_cache/cache_hits", program_store.HIT_EVENT})
 CACHE_MISS_EVENT = "/jax/compilation_cache/cache_misses"
 CACHE_DIRNAME = "jax-cache"  # the default cache directory, inside the run directory
 
@@ -89,7 +96,7 @@ class CompileClock:
     def _on_event(cls, event: str, **kwargs: object) -> None:
         current = cls._open.get(threading.get_ident())
         if current is not None:
-            if event == CACHE_HIT_EVENT:
+            if event in CACHE_HIT_EVENTS:
                 current.cache_hits += 1
             elif event == CACHE_MISS_EVENT:
                 current.cache_misses += 1
@@ -148,12 +155,13 @@ def disable_persistent_cache() -> None:
 
 
 def cache_size(directory: str | Path) -> tuple[int, int]:
-    """(entries, bytes) of a persistent cache directory; (0, 0) where there is none."""
+    """(JAX's entries, bytes with ntksim's program store) of a persistent cache directory; (0, 0)
+    where there is none."""
     entries, total = 0, 0
     path = Path(directory)
     if not path.is_dir():
         return 0, 0
-    for item in path.iterdir():
+    for item in [*path.iterdir(), *(path / program_store.STORE_DIRNAME).glob("*.bin")]:
         with contextlib.suppress(OSError):
             if item.is_file() and not item.name.startswith("."):
                 entries += item.name.endswith("-cache")
