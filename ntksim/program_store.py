@@ -12,9 +12,10 @@ for bit. It is used only while JAX's persistent cache is on (`--no-compile-cache
 and only for static arguments whose description is complete: a user's own Python function as
 the activation has no stable name, so its programs are always traced.
 
-Safe with several processes: an entry is written to a temporary file and renamed into place, a
-reader that cannot load one compiles instead (and replaces it), and two writers of one name write
-equal executables.
+Safe with several processes: an entry (its sha256, then the pickled serialized executable) is
+written by a background thread to a temporary file and renamed into place, a reader that cannot
+load one or finds its checksum wrong compiles instead (and replaces it), and two writers of one
+name write equal executables. Python waits for the pending writes at exit; `flush()` waits now.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import tempfile
 import time
 import types
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -233,11 +235,27 @@ def compiled(
             jax.monitoring.record_event(HIT_EVENT)
     if program is None:
         program = lower().compile()
-        with contextlib.suppress(Exception):  # unwritable or unserializable: just not kept
-            payload = pickle.dumps(serialize(program))
-            _write(path, hashlib.sha256(payload).digest() + payload)
+        # serializing takes ~15 ms on a CPU: done beside the next cells' work, and awaited at exit
+        _writer().submit(_keep, path, program, serialize)
     _loaded[name] = program
     return program
+
+
+@cache
+def _writer() -> ThreadPoolExecutor:
+    """One background thread for the store's writes (Python waits for its queue at exit)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="ntksim-program-store")
+
+
+def flush() -> None:
+    """Wait until every program compiled so far is written to the store."""
+    _writer().submit(lambda: None).result()
+
+
+def _keep(path: Path, program: Any, serialize: Callable[[Any], Any]) -> None:
+    with contextlib.suppress(Exception):  # unwritable or unserializable: just not kept
+        payload = pickle.dumps(serialize(program))
+        _write(path, hashlib.sha256(payload).digest() + payload)
 
 
 def _write(path: Path, payload: bytes) -> None:

@@ -139,16 +139,18 @@ def main() -> None:
         lines.append(f"| {name} | {value:.2f} | ≥ {target:g} ({'met' if value >= target else 'not met'}) |")
     lines += [
         "",
-        "Variants. *baseline*: the code of the baseline commit (no persistent cache: its second run "
-        "compiles everything again). *new*: today's defaults: one program per network (numbers "
+        "Variants. *baseline*: the code of the baseline commit (no persistent cache: its second run"
+        " compiles everything again). *new*: today's defaults: one program per network (numbers "
         "bit-identical to the baseline's), JAX's persistent compilation cache in a fresh directory "
         "(*cold*) or filled by the cold run before it (*warm*: a fresh run directory, every cell "
-        "computed again). *new traced*: `--set ntk.traced=true`, one program per array shape (the "
-        "family's (a, b), σ_w, σ_b traced: 4× fewer eNTK programs in the paper study, 2× in quick); "
-        "its numbers equal the default's to round-off, not bit for bit (XLA folds constant scalars), "
-        "hence opt-in. *one cell*: a one-cell run (relu, depth 3, m = 16, 16 seeds, n = 64), cache "
-        "off: start-up, validation, K∞, one compilation, outputs. Each cell's compile and compute "
-        "seconds are in its run directory's `timings/`, summed in `summary.md` and `ntksim status`.",
+        "computed again; the eNTK programs come from ntksim's program store beside JAX's cache, "
+        "without tracing or lowering). *new traced*: `--set ntk.traced=true`, one program per array"
+        " shape (the family's (a, b), σ_w, σ_b traced: 4× fewer eNTK programs in the paper study, "
+        "2× in quick); its numbers equal the default's to round-off, not bit for bit (XLA folds "
+        "constant scalars), hence opt-in. *one cell*: a one-cell run (relu, depth 3, m = 16, 16 "
+        "seeds, n = 64), cache off: start-up, validation, K∞, one compilation, outputs. Each cell's"
+        " compile and compute seconds are in its run directory's `timings/`, summed in `summary.md`"
+        " and `ntksim status`.",
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -131,6 +131,9 @@ def _compile_cache_per_test() -> Iterator[None]:
     before = jax.config.jax_compilation_cache_dir
     yield
     if jax.config.jax_compilation_cache_dir != before:
+        from ntksim import program_store
         from ntksim.engine.compilation import disable_persistent_cache, enable_persistent_cache
+
+        program_store.flush()
 
         disable_persistent_cache() if before is None else enable_persistent_cache(before)

@@ -35,6 +35,7 @@ def store(tmp_path: Path):
     program_store._loaded.clear()
     enable_persistent_cache(tmp_path / "cache")
     yield tmp_path / "cache" / program_store.STORE_DIRNAME
+    program_store.flush()
     disable_persistent_cache()
     program_store._loaded.clear()
 
@@ -136,8 +137,10 @@ def test_debugging_modes_and_transformations_never_use_the_store(store: Path) ->
     with jax.debug_nans(True):
         checked = np.asarray(empirical_ntk_seeds(net, _keys(2), x))
     traced = np.asarray(jax.jit(lambda k, y: empirical_ntk_seeds(net, k, y))(_keys(2), x))
+    program_store.flush()
     assert not store.exists() or not list(store.glob("*.bin"))
     direct = np.asarray(empirical_ntk_seeds(net, _keys(2), x))
+    program_store.flush()
     assert len(list(store.glob("*.bin"))) == 1
     for other in (eager, checked, traced):  # op by op: round-off apart
         np.testing.assert_allclose(other, direct, rtol=0, atol=1e-5 * np.max(np.abs(direct)))
@@ -152,6 +155,7 @@ def test_a_stored_program_gives_the_numbers_of_plain_jit_bit_for_bit(store: Path
     plain = np.asarray(empirical_ntk_seeds(net, keys, x, traced=traced))
     enable_persistent_cache(store.parent)
     compiled = np.asarray(empirical_ntk_seeds(net, keys, x, traced=traced))
+    program_store.flush()
     assert len(list(store.glob("*.bin"))) == 1
     assert hits == []
     program_store._loaded.clear()  # as a new process: load it from the store
@@ -167,6 +171,7 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(store: Path, hits, damag
     net = ntksim.MLP(ntksim.activation("abs"), depth=2, width=4)
     x = ntksim.sphere(jax.random.PRNGKey(2), n=5, dim=3)
     first = np.asarray(empirical_ntk_seeds(net, _keys(3), x))
+    program_store.flush()
     (entry,) = store.glob("*.bin")
     data = bytearray(entry.read_bytes())
     if damage == "truncated":  # a writer that died half-way (renames make it rare)
@@ -176,6 +181,7 @@ def test_a_damaged_entry_is_compiled_again_and_replaced(store: Path, hits, damag
     entry.write_bytes(bytes(data))
     program_store._loaded.clear()
     again = np.asarray(empirical_ntk_seeds(net, _keys(3), x))
+    program_store.flush()
     np.testing.assert_array_equal(again, first)
     assert hits == []  # not loaded: compiled (JAX's own cache may have had it)
     assert entry.read_bytes() != bytes(data) and not list(store.glob(".*tmp"))
@@ -185,4 +191,5 @@ def test_a_users_own_activation_is_never_stored(store: Path) -> None:
     net = ntksim.MLP(ntksim.activation(lambda s: jnp.tanh(s) + 0.1 * s), depth=2, width=4, sigma_w=1.2)
     x = ntksim.sphere(jax.random.PRNGKey(3), n=4, dim=3)
     assert np.all(np.isfinite(np.asarray(empirical_ntk_seeds(net, _keys(2), x))))
+    program_store.flush()
     assert not store.exists() or not list(store.glob("*.bin"))
