@@ -44,7 +44,7 @@ LOAD_EVENT = "/ntksim/program_store/load_duration"  # seconds spent loading an e
 HIT_EVENT = "/ntksim/program_store/hits"
 # configuration that names files or steers logging, never the program (the cache directory
 # itself among them: a run may move its cache)
-_IGNORED_CONFIG = ("cache", "log", "traceback", "explain")
+_IGNORED_CONFIG = ("_cache", "_log", "traceback", "explain")
 
 _DIGEST_BYTES = 32  # an entry is sha256(payload) + payload, the pickled serialized executable
 _loaded: dict[str, Callable[..., Any]] = {}  # this process's programs, by name
@@ -64,7 +64,9 @@ def _source_digest() -> str:
 SOURCE_DIGEST = _source_digest()
 _AXIS_ENV = re.compile(r"<jax\._src\.core\.AxisEnv object at 0x[0-9a-f]+>")
 _VARIABLE_PREFIXES = ("JAX_", "XLA_", "FLAX_", "TF_")  # environment variables read by JAX, XLA or flax
-_DEBUG_MODES = ("jax_disable_jit", "jax_debug_nans", "jax_debug_infs")  # plain jit behaves differently
+# plain jit behaves differently under these, or checks things while it traces
+_DEBUG_MODES = ("jax_disable_jit", "jax_debug_nans", "jax_debug_infs", "jax_debug_key_reuse",
+                "jax_enable_checks", "jax_check_tracer_leaks")  # fmt: skip
 
 
 @cache
@@ -110,8 +112,7 @@ def _environment() -> list[str] | None:
     variables = sorted(
         (name, value)
         for name, value in os.environ.items()
-        if name.startswith(("JAX_", "XLA_", "FLAX_", "TF_"))
-        and not any(w in name.lower() for w in _IGNORED_CONFIG)
+        if name.startswith(_VARIABLE_PREFIXES) and not any(w in name.lower() for w in _IGNORED_CONFIG)
     )
     return [
         SOURCE_DIGEST,
@@ -228,7 +229,8 @@ def compiled(
             if hashlib.sha256(payload).digest() != data[:_DIGEST_BYTES]:
                 raise ValueError("damaged entry")  # checked before anything is unpickled
             program = deserialize_and_load(*pickle.loads(payload))
-        except Exception:  # torn, damaged or from an incompatible build: compile it again
+        except Exception as err:  # torn, damaged or from an incompatible build: compile it again
+            _warn_once(f"could not load {path.name[:12]}… ({type(err).__name__}: {err}); compiling it")
             program = None
         else:
             jax.monitoring.record_event_duration_secs(LOAD_EVENT, time.perf_counter() - started)
@@ -236,7 +238,8 @@ def compiled(
     if program is None:
         program = lower().compile()
         # serializing takes ~15 ms on a CPU: done beside the next cells' work, and awaited at exit
-        _writer().submit(_keep, path, program, serialize)
+        with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: not kept
+            _writer().submit(_keep, path, program, serialize)
     _loaded[name] = program
     return program
 
@@ -253,9 +256,32 @@ def flush() -> None:
 
 
 def _keep(path: Path, program: Any, serialize: Callable[[Any], Any]) -> None:
-    with contextlib.suppress(Exception):  # unwritable or unserializable: just not kept
+    try:
         payload = pickle.dumps(serialize(program))
         _write(path, hashlib.sha256(payload).digest() + payload)
+    except Exception as err:  # unwritable or unserializable: just not kept, said once
+        _warn_once(f"could not keep a program in {path.parent} ({type(err).__name__}: {err})")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    """One stderr line per process for the store's first failure of each kind (the run goes on)."""
+    kind = message.split(" (")[0].split("…")[0][:20]
+    if kind not in _warned:
+        _warned.add(kind)
+        print(f"ntksim: warning: program store: {message}", file=sys.stderr)
+
+
+def _after_fork_in_child() -> None:
+    """A forked child has the executor but not its thread: start afresh."""
+    _writer.cache_clear()
+    _loaded.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _write(path: Path, payload: bytes) -> None:

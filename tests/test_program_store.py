@@ -193,3 +193,37 @@ def test_a_users_own_activation_is_never_stored(store: Path) -> None:
     assert np.all(np.isfinite(np.asarray(empirical_ntk_seeds(net, _keys(2), x))))
     program_store.flush()
     assert not store.exists() or not list(store.glob("*.bin"))
+
+
+_COMPUTE = """
+import hashlib, sys, jax, jax.numpy as jnp, numpy as np, ntksim
+from ntksim import program_store
+from ntksim.empirical import empirical_ntk_seeds
+from ntksim.engine.compilation import enable_persistent_cache
+hits = []
+record = jax.monitoring.record_event
+jax.monitoring.record_event = lambda event, **kw: (hits.append(event), record(event, **kw))[1]
+enable_persistent_cache(sys.argv[1])
+keys = jnp.stack([jax.random.PRNGKey(s) for s in range(3)])
+x = ntksim.sphere(jax.random.PRNGKey(0), n=5, dim=3)
+digest = hashlib.sha256()
+for traced in (False, True):
+    net = ntksim.MLP(ntksim.activation("leaky_relu", alpha=0.3), depth=3, width=4, sigma_b=0.2)
+    digest.update(np.asarray(empirical_ntk_seeds(net, keys, x, traced=traced)).tobytes())
+print(hits.count(program_store.HIT_EVENT), digest.hexdigest())
+"""
+
+
+def test_a_second_process_loads_what_the_first_kept_at_its_exit(tmp_path: Path) -> None:
+    """Process A computes (static and traced paths) and exits without flush(): Python waits for
+    the background writes. Process B loads both programs and gets A's numbers bit for bit."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "FLAX_"))}
+    env["JAX_PLATFORMS"] = "cpu"
+
+    def run() -> list[str]:
+        argv = [sys.executable, "-c", _COMPUTE, str(tmp_path / "cache")]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout.split()
+
+    first, second = run(), run()
+    assert first[0] == "0" and second[0] == "2"
+    assert second[1] == first[1]

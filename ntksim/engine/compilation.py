@@ -173,5 +173,6 @@ def describe_cache(directory: str | Path | None) -> str:
     """One line: where the cache is and how big, or that it is off."""
     if directory is None:
         return "compilation cache: off"
+    program_store.flush()  # this process's programs still being written count too
     entries, total = cache_size(directory)
     return f"compilation cache: {directory} ({entries} programs, {total / 2**20:.1f} MiB)"
