@@ -246,24 +246,25 @@ def _seed_batch(
     """One compiled call over a batch of seeds: the traced path (one program per shape) or the
     static one (one per network)."""
     if not traced:
-        program = None
-        if sharding is None:  # a stored program is one device's
-            program = program_store.compiled(
-                _empirical_seeds, (net, method, vectorize), (keys, x),
-                lambda: _empirical_seeds.lower(net, method, sharding, keys, x, vectorize),
-            )  # fmt: skip
-        return program(keys, x) if program else _empirical_seeds(net, method, sharding, keys, x, vectorize)
+        arguments = (net, method, sharding, keys, x, vectorize)
+        return _call(_empirical_seeds, arguments, sharding, (net, method, vectorize), (keys, x))
     shape = shape_key(net)
     numbers = traced_numbers(net, x.shape[1])
-    program = None
-    if sharding is None:
-        program = program_store.compiled(
-            _empirical_seeds_traced, (shape, method, vectorize), (keys, x, *numbers),
-            lambda: _empirical_seeds_traced.lower(shape, method, sharding, keys, x, *numbers, vectorize),
-        )  # fmt: skip
-    if program:
-        return program(keys, x, *numbers)
-    return _empirical_seeds_traced(shape, method, sharding, keys, x, *numbers, vectorize)
+    arguments = (shape, method, sharding, keys, x, *numbers, vectorize)
+    dynamic = (keys, x, *numbers)
+    return _call(_empirical_seeds_traced, arguments, sharding, (shape, method, vectorize), dynamic)
+
+
+def _call(
+    jitted: Any, arguments: tuple, sharding: NamedSharding | None, static: tuple, dynamic: tuple
+) -> Array:
+    """`jitted(*arguments)`, through ntksim's program store where it applies (one device, the
+    persistent cache on: `program_store.compiled`); `static` and `dynamic` split `arguments`."""
+    if sharding is None:  # a stored program is one device's
+        program = program_store.compiled(jitted, static, dynamic, lambda: jitted.lower(*arguments))
+        if program is not None:
+            return program(*dynamic)
+    return jitted(*arguments)
 
 
 def seed_sharding(devices: list | None = None) -> NamedSharding | None:
