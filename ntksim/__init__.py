@@ -12,7 +12,13 @@ from ntksim.activations.eoc import (
     resolve_sigmas,
 )
 from ntksim.data import gaussian, load_points, sphere
-from ntksim.empirical import empirical_nngp, empirical_nngp_seeds, empirical_ntk, empirical_ntk_seeds
+from ntksim.empirical import (
+    empirical_nngp,
+    empirical_nngp_seeds,
+    empirical_ntk,
+    empirical_ntk_seeds,
+    empirical_ntk_seeds_together,
+)
 from ntksim.engine.run import open_run as load_run
 from ntksim.limits import limit_nngp, limit_ntk
 from ntksim.mercer import harmonic_dimension, mercer_eigenvalues, multiplicities
@@ -36,6 +42,7 @@ __all__ = [
     "empirical_nngp_seeds",
     "empirical_ntk",
     "empirical_ntk_seeds",
+    "empirical_ntk_seeds_together",
     "eoc",
     "eoc_curve",
     "eoc_sigma_w",

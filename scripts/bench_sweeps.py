@@ -117,8 +117,8 @@ def main() -> None:
         f"{datetime.date.today()}, {platform.node()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}; "
         f"baseline commit {args.base} (git archive), new = the working tree. Wall seconds of one "
-        "`python -m ntksim run` process into a fresh directory; median of the runs listed. The machine is "
-        "shared (another engineer's light tests), so runs were interleaved and single runs are noisy.",
+        "`python -m ntksim run` process into a fresh directory; median of the runs listed. Runs were "
+        "interleaved (baseline, new, traced, …) so that any load on the machine hits all alike.",
         "",
         "| measurement | median s | runs (s) |",
         "|---|---|---|",
@@ -140,13 +140,15 @@ def main() -> None:
     lines += [
         "",
         "Variants. *baseline*: the code of the baseline commit (no persistent cache: its second run"
-        " compiles everything again). *new*: today's defaults: one program per network (numbers "
-        "bit-identical to the baseline's), JAX's persistent compilation cache in a fresh directory "
+        " compiles everything again). *new*: today's defaults: the cells that draw the same "
+        "parameters (the activations at one depth and width) computed together in one program from "
+        "one draw per seed (numbers bit-identical to the baseline's), JAX's persistent compilation "
+        "cache in a fresh directory "
         "(*cold*) or filled by the cold run before it (*warm*: a fresh run directory, every cell "
         "computed again; the eNTK programs come from ntksim's program store beside JAX's cache, "
         "without tracing or lowering). *new traced*: `--set ntk.traced=true`, one program per array"
-        " shape (the family's (a, b), σ_w, σ_b traced: 4× fewer eNTK programs in the paper study, "
-        "2× in quick); its numbers equal the default's to round-off, not bit for bit (XLA folds "
+        " shape and cell (the family's (a, b), σ_w, σ_b traced; its cells are not computed together"
+        "); its numbers equal the default's to round-off, not bit for bit (XLA folds "
         "constant scalars), hence opt-in. *one cell*: a one-cell run (relu, depth 3, m = 16, 16 "
         "seeds, n = 64), cache off: start-up, validation, K∞, one compilation, outputs. Each cell's"
         " compile and compute seconds are in its run directory's `timings/`, summed in `summary.md`"

@@ -115,7 +115,7 @@ single = ntksim.empirical_ntk_seeds(net, keys, x, chunk_size=3, devices=jax.devi
 scale = float(jnp.max(jnp.abs(single)))
 tol = 1e-12 if jax.config.jax_enable_x64 else 1e-5
 np.testing.assert_allclose(sharded, single, rtol=0, atol=tol * scale)
-out = _empirical_seeds(net, "structured", seed_sharding(), keys[:4], x)
+out = _empirical_seeds((net,), "structured", seed_sharding(), keys[:4], x)
 assert len(out.sharding.device_set) == 4, out.sharding
 print("OK")
 """
@@ -148,10 +148,80 @@ def test_memory_model_matches_xla_buffer_assignment(depth, width, n, out_dim, me
     x = jnp.ones((n, 8), net.compute_dtype)
     for seeds in (1, 4):
         keys = jax.random.split(jax.random.PRNGKey(0), seeds)
-        stats = _empirical_seeds.lower(net, method, None, keys, x, True).compile().memory_analysis()
+        stats = _empirical_seeds.lower((net,), method, None, keys, x, True).compile().memory_analysis()
         xla = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
         model = seeds * bytes_per_seed(net, n, 8, method)
         assert 0.7 <= model / xla <= 3.0, (seeds, model / 2**20, xla / 2**20)
+
+
+# --- several networks from one draw -------------------------------------------------------------
+TOGETHER = {
+    "family": [ntksim.MLP(ntksim.activation(a), depth=3, width=8) for a in ("relu", "abs", "linear")]
+    + [ntksim.MLP(ntksim.activation("leaky_relu", alpha=0.1), depth=3, width=8)],
+    "any φ, biases, m_l = 2": [
+        ntksim.MLP(ntksim.activation(a), depth=3, width=6, out_dim=2, sigma_b=0.2)
+        for a in ("tanh", "relu", "elu")
+    ],
+    "σ_w differs": [ntksim.MLP(ntksim.activation("relu"), depth=2, width=5, sigma_w=w) for w in (1.0, 1.5)],
+    "explicit widths": [
+        ntksim.MLP(ntksim.activation(a), depth=3, schedule=(7, 4), out_dim=3, sigma_w=1.2)
+        for a in ("selu", "gelu", "sin")
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(TOGETHER))
+@pytest.mark.parametrize(
+    ("method", "chunk"), [("structured", None), ("structured", 2), ("jacobian", None), ("nngp", None)]
+)
+def test_networks_computed_together_equal_each_alone_bit_for_bit(
+    case: str, method: str, chunk: int | None
+) -> None:
+    """One draw per seed serves every network, and each network's kernels are exactly what it gets
+    alone (XLA sees the same subgraph and folds the same constants): the sweep's default path
+    computes its activations together and must give the numbers it gave one cell at a time."""
+    nets = TOGETHER[case]
+    x = ntksim.sphere(jax.random.PRNGKey(3), 5, 4)
+    keys = jax.random.split(jax.random.PRNGKey(11), 3)
+    together = np.asarray(ntksim.empirical_ntk_seeds_together(nets, keys, x, method, chunk))
+    assert together.shape[:2] == (len(nets), 3)
+    for net, kernels in zip(nets, together, strict=True):
+        alone = np.asarray(ntksim.empirical_ntk_seeds(net, keys, x, method, chunk))
+        assert np.array_equal(kernels, alone), (net.activation.name, np.max(np.abs(kernels - alone)))
+    # and the draws really are shared, not merely alike: another key gives other kernels
+    other = np.asarray(ntksim.empirical_ntk_seeds(nets[0], keys[::-1], x, method, chunk))
+    assert not np.array_equal(together[0], other)
+
+
+def test_networks_that_draw_different_parameters_are_refused() -> None:
+    x = ntksim.sphere(jax.random.PRNGKey(3), 5, 4)
+    keys = jax.random.split(jax.random.PRNGKey(0), 2)
+    relu = ntksim.activation("relu")
+    for other in (
+        ntksim.MLP(relu, depth=4, width=8),  # depth
+        ntksim.MLP(relu, depth=3, width=9),  # widths
+        ntksim.MLP(relu, depth=3, width=8, out_dim=2),
+        ntksim.MLP(relu, depth=3, width=8, sigma_b=0.1),  # biases are drawn too
+        ntksim.MLP(relu, depth=3, width=8, dtype="float16"),
+    ):
+        with pytest.raises(ValueError, match="draw different parameters"):
+            ntksim.empirical_ntk_seeds_together([ntksim.MLP(relu, depth=3, width=8), other], keys, x)
+    with pytest.raises(ValueError, match="no networks"):
+        ntksim.empirical_ntk_seeds_together([], keys, x)
+
+
+def test_memory_model_bounds_networks_computed_together() -> None:
+    """k networks from one draw: XLA allocates no more than k one-network batches (the chunking
+    divides the memory budget by k)."""
+    from ntksim.empirical import _empirical_seeds
+
+    nets = tuple(ntksim.MLP(ntksim.activation(a), depth=4, width=64) for a in ("relu", "abs", "tanh", "elu"))
+    x = jnp.ones((32, 8), nets[0].compute_dtype)
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    stats = _empirical_seeds.lower(nets, "structured", None, keys, x, True).compile().memory_analysis()
+    xla = stats.temp_size_in_bytes + stats.argument_size_in_bytes + stats.output_size_in_bytes
+    model = len(nets) * 4 * bytes_per_seed(nets[0], 32, 8, "structured")
+    assert xla <= model / 0.7, (xla / 2**20, model / 2**20)
 
 
 # --- any activation ---------------------------------------------------------------------------

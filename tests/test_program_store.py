@@ -84,19 +84,19 @@ def test_static_arguments_are_described_completely_or_not_at_all() -> None:
 def test_a_name_changes_with_the_arrays_and_the_configuration() -> None:
     net = ntksim.MLP(ntksim.activation("relu"), depth=2, width=3)
     x = jnp.ones((4, 2))
-    name = program_name(_empirical_seeds, (net, "structured", False), (_keys(2), x))
-    assert name == program_name(_empirical_seeds, (net, "structured", False), (_keys(2), x))
-    assert name != program_name(_empirical_seeds, (net, "structured", False), (_keys(3), x))
-    assert name != program_name(_empirical_seeds, (net, "structured", False), (_keys(2), jnp.ones((5, 2))))
-    assert name != program_name(_empirical_seeds, (net, "jacobian", False), (_keys(2), x))
+    name = program_name(_empirical_seeds, ((net,), "structured", False), (_keys(2), x))
+    assert name == program_name(_empirical_seeds, ((net,), "structured", False), (_keys(2), x))
+    assert name != program_name(_empirical_seeds, ((net,), "structured", False), (_keys(3), x))
+    assert name != program_name(_empirical_seeds, ((net,), "structured", False), (_keys(2), jnp.ones((5, 2))))
+    assert name != program_name(_empirical_seeds, ((net,), "jacobian", False), (_keys(2), x))
     with jax.numpy_rank_promotion("warn" if jax.config.jax_numpy_rank_promotion != "warn" else "allow"):
-        assert name != program_name(_empirical_seeds, (net, "structured", False), (_keys(2), x))
+        assert name != program_name(_empirical_seeds, ((net,), "structured", False), (_keys(2), x))
     import flax
 
     separator = flax.config.flax_fix_rng_separator
     flax.config.update("flax_fix_rng_separator", not separator)  # changes every parameter drawn
     try:
-        assert name != program_name(_empirical_seeds, (net, "structured", False), (_keys(2), x))
+        assert name != program_name(_empirical_seeds, ((net,), "structured", False), (_keys(2), x))
     finally:
         flax.config.update("flax_fix_rng_separator", separator)
 
@@ -110,7 +110,7 @@ def _name_in_a_new_process(cache: Path, **variables: str) -> str:
         f"enable_persistent_cache({str(cache)!r});"
         "net = ntksim.MLP(ntksim.activation('tanh'), depth=2, width=3);"
         "keys = jnp.stack([jax.random.PRNGKey(s) for s in range(2)]);"
-        "print(program_name(_empirical_seeds, (net, 'structured', False), (keys, jnp.ones((4, 2)))))"
+        "print(program_name(_empirical_seeds, ((net,), 'structured', False), (keys, jnp.ones((4, 2)))))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAX_", "FLAX_"))}
     env.update(JAX_PLATFORMS="cpu", **variables)

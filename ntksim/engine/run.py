@@ -93,7 +93,6 @@ def compute_cells(
     refused before anything is allocated: one line on stderr, recorded as failed
     ("MemoryEstimate: …"), the sweep goes on."""
     study = study_of(config)
-    memo = Memo(config)
     limit = device_bytes if device_bytes is not None else local_device_bytes()
     refused = oversized(cells, cell_costs(config, cells), limit)
     for cell, reason in refused:
@@ -101,8 +100,10 @@ def compute_cells(
             store.write_failure(cell, f"MemoryEstimate: {reason}")
             print(f"ntksim: refused {cell.label()}: {reason}", file=sys.stderr, flush=True)
     skip = {cell.cell_id for cell, _ in refused}
+    todo = [c for c in cells if c.cell_id not in skip]
+    memo = Memo(config, todo, store.is_done)
     report = run_cells(
-        [c for c in cells if c.cell_id not in skip],
+        todo,
         lambda cell: study.compute(cell, memo),
         store,
         progress,

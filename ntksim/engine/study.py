@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -39,17 +39,59 @@ class CellLike(Protocol):
 
 
 class Memo:
-    """Per-process cache handed to `Study.compute`: the run's config and values that several
-    cells share (data, limit kernels), computed once per process."""
+    """Per-process cache handed to `Study.compute`: the run's config, values that several cells
+    share (data, limit kernels), computed once per process, and the cells this process is to
+    compute, so that a study may compute several of them together (`together`) and keep the
+    others' rows until the engine asks for them (`keep`, `take`)."""
 
-    def __init__(self, config: Any) -> None:
+    def __init__(
+        self,
+        config: Any,
+        cells: Sequence[Any] = (),
+        is_done: Callable[[Any], bool] | None = None,
+    ) -> None:
         self.config = config
+        self.cells = list(cells)
+        self._is_done = is_done or (lambda cell: False)
         self._values: dict[Hashable, Any] = {}
+        self._kept: dict[str, Any] = {}
 
     def get(self, key: Hashable, make: Callable[[], T]) -> T:
         if key not in self._values:
             self._values[key] = make()
         return self._values[key]
+
+    def together(self, cell: Any, key: Callable[[Any], Hashable], limit: int) -> list[Any]:
+        """`cell` and up to `limit` − 1 more of this process's cells with the same `key(cell)`
+        that are neither done nor kept: cells a study can compute in one go. In this process's
+        order, so the engine reaches them next."""
+        groups = self.get(("together", key), lambda: _groups(self.cells, key))
+        partners = [
+            other
+            for other in groups.get(key(cell), ())
+            if other.cell_id != cell.cell_id and other.cell_id not in self._kept and not self._is_done(other)
+        ]
+        return [cell, *partners[: max(0, limit - 1)]]
+
+    def keep(self, cell: Any, outcome: list[dict[str, Any]] | Exception) -> None:
+        """A cell's rows (or the exception that fails it), computed with another one, kept until
+        the engine computes that cell (`take`). Held in memory only: a crash loses them, and the
+        cell is computed again."""
+        self._kept[cell.cell_id] = outcome
+
+    def take(self, cell: Any) -> list[dict[str, Any]] | None:
+        """The rows kept for `cell` (raising the exception kept for it), or None."""
+        outcome = self._kept.pop(cell.cell_id, None)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+
+def _groups(cells: list[Any], key: Callable[[Any], Hashable]) -> dict[Hashable, list[Any]]:
+    groups: dict[Hashable, list[Any]] = {}
+    for cell in cells:
+        groups.setdefault(key(cell), []).append(cell)
+    return groups
 
 
 class Study(NamedTuple):

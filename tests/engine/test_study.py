@@ -21,7 +21,7 @@ import yaml
 
 from ntksim import engine as engine_package
 from ntksim.engine.config import ConfigError, validate
-from ntksim.engine.study import UnknownStudy, load_study
+from ntksim.engine.study import Memo, UnknownStudy, load_study
 from tests.conftest import without_scheduler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -137,3 +137,33 @@ def test_concentration_run_from_before_studies_resumes_with_nothing_recomputed(t
     # columns may be added, none removed: the data identity came later and is empty for old shards
     assert new["data"].isna().all()
     pd.testing.assert_frame_equal(old, new.drop(columns=["data"]))
+
+
+# --- the memo: cells a study computes together ---------------------------------------------------
+class _Cell:
+    def __init__(self, cell_id: str, group: str) -> None:
+        self.cell_id, self.group = cell_id, group
+
+
+def test_memo_offers_this_process_s_pending_cells_of_a_group_in_order() -> None:
+    cells = [_Cell(f"c{i}", "ab"[i % 2]) for i in range(7)]  # a: c0 c2 c4 c6, b: c1 c3 c5
+    done = {"c4"}
+    memo = Memo(None, cells, lambda cell: cell.cell_id in done)
+
+    def key(cell: _Cell) -> str:
+        return cell.group
+
+    assert [c.cell_id for c in memo.together(cells[0], key, 8)] == ["c0", "c2", "c6"]  # c4 is done
+    assert [c.cell_id for c in memo.together(cells[0], key, 2)] == ["c0", "c2"]
+    assert [c.cell_id for c in memo.together(cells[0], key, 1)] == ["c0"]
+    memo.keep(cells[2], [{"row": 2}])
+    memo.keep(cells[6], ValueError("c6 is bad"))
+    assert [c.cell_id for c in memo.together(cells[0], key, 8)] == ["c0"]  # kept ones are not offered
+    assert [c.cell_id for c in memo.together(cells[1], key, 8)] == ["c1", "c3", "c5"]
+    assert memo.take(cells[2]) == [{"row": 2}]
+    assert memo.take(cells[2]) is None  # taken once
+    with pytest.raises(ValueError, match="c6 is bad"):
+        memo.take(cells[6])
+    assert memo.take(cells[6]) is None
+    # a memo without cells (a study's compute called directly) offers the cell alone
+    assert [c.cell_id for c in Memo(None).together(cells[0], key, 8)] == ["c0"]

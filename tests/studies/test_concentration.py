@@ -1,0 +1,99 @@
+"""The concentration study's default path: cells that draw the same parameters (its activations at
+one depth and width) are computed together, from one draw per seed, with every number equal to
+computing them one at a time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ntksim.engine.config import validate
+from ntksim.engine.run import compute_cells, store_for, study_of
+from ntksim.studies import concentration
+from ntksim.studies._sections import load_data
+
+METRICS = ["err_op", "err_fro", "err_max", "rel_op", "kinf_op"]
+
+
+def _config(**keys: object):
+    base = {"activations": ["relu", "abs", "tanh"], "depths": [2], "widths": [4, 8], "seeds": 3,
+            "data": {"n": 6, "dim": 3}}  # fmt: skip
+    return validate(base | keys)
+
+
+def _run(config, tmp_path: Path, cells=None):
+    study = study_of(config)
+    store = store_for(tmp_path / "run", study)
+    store.create()
+    cells = study.expand(config) if cells is None else cells
+    report = compute_cells(config, cells, store, progress=False)
+    return store, report
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The activations of every call of empirical_ntk_seeds_together."""
+    seen: list[list[str]] = []
+    original = concentration.empirical_ntk_seeds_together
+
+    def counting(nets, *args, **kwargs):
+        seen.append([net.activation.name for net in nets])
+        return original(nets, *args, **kwargs)
+
+    monkeypatch.setattr(concentration, "empirical_ntk_seeds_together", counting)
+    return seen
+
+
+def test_one_draw_serves_every_activation_and_numbers_equal_one_cell_at_a_time(tmp_path: Path, calls) -> None:
+    config = _config()
+    store, report = _run(config, tmp_path)
+    assert len(report.computed) == 6 and not report.failed
+    assert calls == [["relu", "abs", "tanh"]] * 2  # one program per width, not per cell
+    table, _ = store.collect(study_of(config).expand(config))
+    x = load_data(config.data)
+    for cell in study_of(config).expand(config):
+        kinf = concentration.limit_kernel(cell.net(), x, cell.kernel, cell.backend)
+        alone = pd.DataFrame(concentration.compute_cell(cell, x, kinf))
+        mine = table[(table.activation == cell.activation.name) & (table.width == cell.width)]
+        mine = mine.sort_values("seed")
+        for name in METRICS:  # bit for bit
+            assert np.array_equal(mine[name].to_numpy(), alone[name].to_numpy()), (cell.label(), name)
+
+
+def test_a_cell_with_non_finite_numbers_fails_alone(tmp_path: Path, calls, monkeypatch) -> None:
+    config = _config(widths=[4])
+    original = concentration.concentration
+    count = iter(range(100))
+
+    def second_is_nan(ks, kinf):
+        metrics = original(ks, kinf)
+        return {k: v * np.nan for k, v in metrics.items()} if next(count) == 1 else metrics
+
+    monkeypatch.setattr(concentration, "concentration", second_is_nan)
+    store, report = _run(config, tmp_path)
+    assert calls == [["relu", "abs", "tanh"]]
+    assert [c.activation.name for c in report.failed] == ["abs"]
+    assert sorted(c.activation.name for c in report.computed) == ["relu", "tanh"]
+    failure = store.failure_path(report.failed[0]).read_text()
+    assert "CellFailure" in failure and "non-finite" in failure
+
+
+def test_a_resumed_run_computes_only_the_pending_cells_together(tmp_path: Path, calls) -> None:
+    config = _config(widths=[4])
+    cells = study_of(config).expand(config)
+    _run(config, tmp_path, cells[1:2])  # abs first, alone
+    calls.clear()
+    _, report = _run(config, tmp_path)
+    assert calls == [["relu", "tanh"]]
+    assert sorted(c.activation.name for c in report.computed) == ["relu", "tanh"]
+
+
+def test_traced_path_and_other_draws_are_not_computed_together(tmp_path: Path, calls) -> None:
+    _run(_config(widths=[4], activations=["relu", "abs"], ntk={"traced": True}), tmp_path / "a")
+    assert calls == []
+    # σ_b ≠ 0 for all: biases drawn for all, still one draw; depths differ: separate draws
+    _run(_config(widths=[4], depths=[2, 3], activations=["relu", "abs"], sigma_b=0.1), tmp_path / "b")
+    assert calls == [["relu", "abs"], ["relu", "abs"]]
