@@ -151,8 +151,8 @@ def _empirical_seeds(
     x: Array,
     vectorize: bool = True,
 ) -> Array:
-    """(S, len(nets), n·m_l, n·m_l): the kernels of networks that draw the same parameters
-    (`parameter_draw`), each from one draw per seed."""
+    """The kernels of networks that draw the same parameters (`parameter_draw`), from one draw
+    per seed: (S, n·m_l, n·m_l) for one network, (S, len(nets), n·m_l, n·m_l) for several."""
     x = x.astype(nets[0].compute_dtype)
     kernel = kernel_fn(method)
     if sharding is not None:  # seeds split across devices; every device holds all of x
@@ -164,7 +164,8 @@ def _empirical_seeds(
         # wide one's compute, and each network's kernel is still its own static subgraph (XLA
         # folds the same constants into it), bit-identical to computing that network alone.
         params = init_params(nets[0], key, x.shape[1])
-        return jnp.stack([kernel(params, x, net.activation, *net.sigmas) for net in nets])
+        kernels = [kernel(params, x, net.activation, *net.sigmas) for net in nets]
+        return kernels[0] if len(nets) == 1 else jnp.stack(kernels)
 
     with jax.default_matmul_precision(MATMUL_PRECISION):
         # vmap suits accelerators; on CPU, batched matmuls and batched PRNG draws take XLA's
@@ -260,7 +261,7 @@ def _seed_batch(
     traced: bool,
 ) -> Array:
     """One compiled call over a batch of seeds: the static path (one program per tuple of
-    networks) or the traced one (one per shape, a single network). (S, len(nets), n·m_l, n·m_l)."""
+    networks) or the traced one (one per shape, a single network); shapes as `_empirical_seeds`."""
     if not traced:
         arguments = (nets, method, sharding, keys, x, vectorize)
         return _call(_empirical_seeds, arguments, sharding, (nets, method, vectorize), (keys, x))
@@ -269,7 +270,7 @@ def _seed_batch(
     numbers = traced_numbers(net, x.shape[1])
     arguments = (shape, method, sharding, keys, x, *numbers, vectorize)
     dynamic = (keys, x, *numbers)
-    return _call(_empirical_seeds_traced, arguments, sharding, (shape, method, vectorize), dynamic)[:, None]
+    return _call(_empirical_seeds_traced, arguments, sharding, (shape, method, vectorize), dynamic)
 
 
 def _call(
@@ -363,7 +364,7 @@ def empirical_ntk_seeds(
     Returns:
       (S, n·m_l, n·m_l).
     """
-    return _kernels((net,), keys, x, method, chunk_size, devices, pad_to, traced)[0]
+    return _kernels((net,), keys, x, method, chunk_size, devices, pad_to, traced)
 
 
 def empirical_ntk_seeds_together(
@@ -376,9 +377,13 @@ def empirical_ntk_seeds_together(
 ) -> Array:
     """`empirical_ntk_seeds` of several networks that draw the same parameters — the same depth,
     widths, m_l, dtype and presence of biases; φ, σ_w and σ_b may differ (`parameter_draw`) — in
-    one compiled program per seed batch, from one draw per seed. Each network's kernels are
-    bit-identical to `empirical_ntk_seeds(net, ...)`'s; the draw and most of the compilation are
-    shared (a sweep's activations at one width: 3× faster for four, on a CPU).
+    one compiled program per seed batch, from one draw per seed. The draw and most of the
+    compilation are shared (a sweep's four activations at one width: 3× faster on a CPU).
+
+    On one CPU device (seeds one after another inside the program) each network's kernels are
+    bit-identical to `empirical_ntk_seeds(net, ...)`'s (tested). Where seeds are vmapped
+    (accelerators, several devices) a chunk holds the memory budget's k-th part, so the batches,
+    and possibly the last bits, differ from a lone network's.
 
     Returns:
       (len(nets), S, n·m_l, n·m_l).
@@ -392,7 +397,8 @@ def empirical_ntk_seeds_together(
             "empirical_ntk_seeds_together: the networks draw different parameters (depth, widths, "
             "out_dim, dtype or biases differ); only φ, σ_w and σ_b may"
         )
-    return _kernels(nets, keys, x, method, chunk_size, devices)
+    out = _kernels(nets, keys, x, method, chunk_size, devices)
+    return out[None] if len(nets) == 1 else out
 
 
 def _kernels(
@@ -405,7 +411,8 @@ def _kernels(
     pad_to: int | None = None,
     traced: bool = False,
 ) -> Array:
-    """(len(nets), S, n·m_l, n·m_l), in chunks of seeds (see `empirical_ntk_seeds`)."""
+    """(S, n·m_l, n·m_l) for one network, (len(nets), S, n·m_l, n·m_l) for several; in chunks of
+    seeds (see `empirical_ntk_seeds`)."""
     kernel_fn(method)
     x = jnp.asarray(x)
     num = keys.shape[0]
@@ -427,7 +434,7 @@ def _kernels(
             batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
         parts.append(_seed_batch(nets, method, sharding, batch, x, vectorize, traced)[: chunk - short])
     out = jnp.concatenate(parts)
-    return out[:, 0][None] if len(nets) == 1 else jnp.moveaxis(out, 1, 0)
+    return out if len(nets) == 1 else jnp.moveaxis(out, 1, 0)
 
 
 def empirical_nngp(net: MLP, variables: Any, x: Array) -> Array:

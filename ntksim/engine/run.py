@@ -18,7 +18,7 @@ import yaml
 from ntksim.engine.config import ConfigError, LauncherConfig, validate
 from ntksim.engine.packing import CellCost, gib, local_device_bytes, too_large
 from ntksim.engine.store import RunStore, atomic_write, unique_cells
-from ntksim.engine.study import CellLike, Memo, Study, load_study
+from ntksim.engine.study import CellLike, Memo, Study, in_groups, load_study
 from ntksim.engine.sweep import SweepReport, run_cells
 
 
@@ -100,8 +100,9 @@ def compute_cells(
             store.write_failure(cell, f"MemoryEstimate: {reason}")
             print(f"ntksim: refused {cell.label()}: {reason}", file=sys.stderr, flush=True)
     skip = {cell.cell_id for cell, _ in refused}
-    todo = [c for c in cells if c.cell_id not in skip]
-    memo = Memo(config, todo, store.is_done)
+    todo = in_groups([c for c in cells if c.cell_id not in skip], study.group)
+    memo = Memo(config, todo, study.group, lambda c: not store.is_done(c) and not store.claim_is_live(c),
+                interruptions)  # fmt: skip
     report = run_cells(
         todo,
         lambda cell: study.compute(cell, memo),

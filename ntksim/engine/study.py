@@ -39,20 +39,28 @@ class CellLike(Protocol):
 
 
 class Memo:
-    """Per-process cache handed to `Study.compute`: the run's config, values that several cells
-    share (data, limit kernels), computed once per process, and the cells this process is to
-    compute, so that a study may compute several of them together (`together`) and keep the
-    others' rows until the engine asks for them (`keep`, `take`)."""
+    """Per-process cache handed to `Study.compute`: the run's config and values that several cells
+    share (data, limit kernels), computed once per process.
+
+    For a study with a `group` key it also knows the cells this process is to compute, in order
+    (each group's cells one after another, see `in_groups`), so that `compute` can compute a
+    cell's group in one go (`together`) and keep the others' rows until the engine reaches them
+    (`keep`, `take`). `interruptions`: exceptions that must stop the run, never be kept or taken
+    for a cell's failure (a scheduler's "time is up")."""
 
     def __init__(
         self,
         config: Any,
         cells: Sequence[Any] = (),
-        is_done: Callable[[Any], bool] | None = None,
+        group: Callable[[Any], Hashable] | None = None,
+        available: Callable[[Any], bool] | None = None,
+        interruptions: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.config = config
-        self.cells = list(cells)
-        self._is_done = is_done or (lambda cell: False)
+        self.interruptions = interruptions
+        self._cells = list(cells)
+        self._group = group
+        self._available = available or (lambda cell: True)
         self._values: dict[Hashable, Any] = {}
         self._kept: dict[str, Any] = {}
 
@@ -61,36 +69,48 @@ class Memo:
             self._values[key] = make()
         return self._values[key]
 
-    def together(self, cell: Any, key: Callable[[Any], Hashable], limit: int) -> list[Any]:
-        """`cell` and up to `limit` − 1 more of this process's cells with the same `key(cell)`
-        that are neither done nor kept: cells a study can compute in one go. In this process's
-        order, so the engine reaches them next."""
-        groups = self.get(("together", key), lambda: _groups(self.cells, key))
-        partners = [
-            other
-            for other in groups.get(key(cell), ())
-            if other.cell_id != cell.cell_id and other.cell_id not in self._kept and not self._is_done(other)
-        ]
+    def together(self, cell: Any, limit: int) -> list[Any]:
+        """`cell` and up to `limit` − 1 of the cells after it in this process's order, in its
+        group, neither kept nor unavailable (done, or claimed by another process): what the
+        study may compute now with it. Just `[cell]` without a group key."""
+        if self._group is None:
+            return [cell]
+        groups = self.get(("together", "order"), lambda: _positions(self._cells, self._group))
+        members = groups.get(self._group(cell), [])
+        ids = [c.cell_id for c in members]
+        after = members[ids.index(cell.cell_id) + 1 :] if cell.cell_id in ids else []
+        partners = [c for c in after if c.cell_id not in self._kept and self._available(c)]
         return [cell, *partners[: max(0, limit - 1)]]
 
     def keep(self, cell: Any, outcome: list[dict[str, Any]] | Exception) -> None:
         """A cell's rows (or the exception that fails it), computed with another one, kept until
         the engine computes that cell (`take`). Held in memory only: a crash loses them, and the
-        cell is computed again."""
+        cell is computed again. An exception is kept without its traceback (whose frames would
+        hold the batch's arrays)."""
+        if isinstance(outcome, BaseException):
+            outcome = outcome.with_traceback(None)
         self._kept[cell.cell_id] = outcome
 
     def take(self, cell: Any) -> list[dict[str, Any]] | None:
         """The rows kept for `cell` (raising the exception kept for it), or None."""
         outcome = self._kept.pop(cell.cell_id, None)
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
 
-def _groups(cells: list[Any], key: Callable[[Any], Hashable]) -> dict[Hashable, list[Any]]:
+def in_groups(cells: Sequence[Any], group: Callable[[Any], Hashable] | None) -> list[Any]:
+    """The cells with each group's members moved up behind its first one (a stable order
+    otherwise): a study computing a group together then writes its shards one after another."""
+    if group is None:
+        return list(cells)
+    return [cell for members in _positions(list(cells), group).values() for cell in members]
+
+
+def _positions(cells: list[Any], group: Callable[[Any], Hashable]) -> dict[Hashable, list[Any]]:
     groups: dict[Hashable, list[Any]] = {}
     for cell in cells:
-        groups.setdefault(key(cell), []).append(cell)
+        groups.setdefault(group(cell), []).append(cell)
     return groups
 
 
@@ -111,6 +131,8 @@ class Study(NamedTuple):
     cost: (cells, config) → each cell's estimated seconds and peak bytes (`CellCost`), from its
         shapes alone, without computing anything (None: no estimates; cells are then grouped into
         tasks in config order and nothing is checked against the device's memory).
+    group: cell → a key; cells with equal keys may be computed together (`Memo.together`), and
+        a process runs each group's cells one after another (None: no groups).
     """
 
     name: str
@@ -123,6 +145,7 @@ class Study(NamedTuple):
     legacy_columns: tuple[tuple[str, ...], ...] = ()
     fits: Callable[[pd.DataFrame, Any], pd.DataFrame] | None = None
     cost: Callable[[list[Any], Any], list[Any]] | None = None
+    group: Callable[[Any], Hashable] | None = None
 
 
 def builtin_studies() -> list[str]:

@@ -96,9 +96,10 @@ class NTKConfig(Strict):
     traced: bool | None = Field(
         default=None,
         description="one compilation per array shape, with the family's (a, b), σ_w and σ_b traced "
-        "arguments (faster sweeps); the numbers then differ from the default's in the last bits, "
-        "because XLA folds constant scalars into neighbouring products and a traced one it cannot; "
-        "null or false: one compilation per network, bit-identical to earlier runs",
+        "arguments, each cell computed alone; the numbers then differ from the default's in the last "
+        "bits, because XLA folds constant scalars into neighbouring products and a traced one it "
+        "cannot; null or false: the cells of one parameter draw (the activations at one depth and "
+        "width) computed together in one program, bit-identical to earlier runs, and faster",
     )
 
 

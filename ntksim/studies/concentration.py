@@ -354,8 +354,10 @@ def _pad(cell: Cell, pad_to: int | None) -> int | None:
 
 # Cells that differ only in φ, σ_w and σ_b (a sweep's activations at one depth and width) draw
 # the same parameters: the default path computes up to this many of a process's cells in one
-# program, from one draw per seed. Their numbers are bit-identical to one cell at a time (tested),
-# the draw and most of the compilation are shared (configs/paper_cpu.yaml: 3× faster per cell).
+# program, from one draw per seed. On one CPU device their numbers are bit-identical to one cell
+# at a time (tested); the draw and most of the compilation are shared (configs/paper_cpu.yaml:
+# 96 s → 36 s). Elsewhere (accelerators, several devices: seeds vmapped in chunks that would
+# differ from a lone cell's) cells are computed one at a time.
 TOGETHER = 8
 
 
@@ -366,17 +368,24 @@ def draw_key(cell: Cell) -> tuple[Any, ...]:
             cell.data, cell.traced)  # fmt: skip
 
 
-def together_limit(cell: Cell, n: int) -> int:
-    """How many cells to compute together: TOGETHER, fewer where their kernels (S × (n·m_l)²
-    each) would take more than a quarter of one batch's memory budget."""
-    itemsize = jnp.dtype(cell.net().compute_dtype).itemsize
-    kernels = cell.seed_count * (n * cell.out_dim) ** 2 * itemsize
-    return max(1, min(TOGETHER, memory_budget() // (4 * kernels)))
+def together_limit(cell: Cell, n: int, in_dim: int) -> int:
+    """How many cells of `cell`'s draw to compute together: TOGETHER, fewer where one seed's
+    working set (the parameters once, each network's activations, signals and kernels) would
+    exceed one batch's memory budget; 1 unless the computation runs on one CPU device."""
+    devices = jax.local_devices()
+    if len(devices) != 1 or devices[0].platform != "cpu":
+        return 1
+    net = cell.net()
+    how = cell.method if cell.kernel == "ntk" else "nngp"
+    itemsize = jnp.dtype(net.compute_dtype).itemsize
+    shared = 4 * net.num_params(in_dim) * itemsize  # bytes_per_seed's parameter term
+    each = bytes_per_seed(net, n, in_dim, how) - shared + cell.seed_count * (n * cell.out_dim) ** 2 * itemsize
+    return max(1, min(TOGETHER, (memory_budget() - shared) // each))
 
 
 def compute(cell: Cell, memo: Memo) -> list[dict]:
     """The cell's rows, with the data and K∞ shared through the per-process memo; on the default
-    path computed together with the process's other cells of the same parameter draw."""
+    path computed together with the process's next cells of the same parameter draw."""
     kept = memo.take(cell)  # computed together with an earlier cell
     if kept is not None:
         return kept
@@ -392,16 +401,24 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
         # traced path pads
         block = config.seeds_per_cell or config.seeds
         return compute_cell(cell, x, kinf_of(cell), config.ntk.chunk, True, pad_to=block)
-    cells, kinfs = [], []
-    for c in memo.together(cell, draw_key, together_limit(cell, x.shape[0])):
+    kinf = kinf_of(cell)
+    cells, kinfs = [cell], [kinf]
+    for other in memo.together(cell, together_limit(cell, *x.shape))[1:]:
         try:
-            kinfs.append(kinf_of(c))
-            cells.append(c)
-        except Exception as err:  # that cell fails alone (when the engine reaches it)
-            if c is cell:
-                raise
-            memo.keep(c, err)
-    outcomes = compute_together(cells, x, kinfs, config.ntk.chunk)
+            kinfs.append(kinf_of(other))
+            cells.append(other)
+        except memo.interruptions:
+            raise
+        except Exception:  # left out: it fails alone, with its own reason, when its turn comes
+            continue
+    if len(cells) == 1:
+        return compute_cell(cell, x, kinf, config.ntk.chunk)
+    try:
+        outcomes = compute_together(cells, x, kinfs, config.ntk.chunk)
+    except memo.interruptions:
+        raise
+    except Exception:  # e.g. out of memory with several networks live: the cell alone
+        return compute_cell(cell, x, kinf, config.ntk.chunk)
     for other, outcome in zip(cells[1:], outcomes[1:], strict=True):
         memo.keep(other, outcome)
     if isinstance(outcomes[0], Exception):
@@ -414,7 +431,9 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
 # 96 cells, static path, cold cache, a 2-core CPU: compile_s ≈ 0.30 + 0.155·depth and compute_s ≈
 # 0.07 + flops / 4.1e10; below, the two intercepts are summed (0.37) and the rate rounded to 4.0e10.
 # Elsewhere (a GPU, a bigger CPU) the seconds are wrong in absolute terms; the packing needs only
-# their ratios, and `--dry-run` says the model was fitted on that CPU.
+# their ratios, and `--dry-run` says the model was fitted on that CPU. The fit predates computing
+# the cells of one draw together: a process that gets a whole group (an inline run) now takes
+# ~1/3 of the estimate for four activations; the packing spreads a group over tasks (balance first).
 COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (compilation, and the 0.07 s fixed part of compute)
 FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on the 2-core CPU of the fit
 INIT_FLOPS = 40  # per parameter drawn (threefry bits and the normal transform)
@@ -482,4 +501,5 @@ STUDY = Study(
     legacy_columns=(COLUMNS, LEGACY_TABLE_COLUMNS),
     fits=lambda table, config: fit_table(table),
     cost=cost,
+    group=draw_key,
 )

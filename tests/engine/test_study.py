@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +22,7 @@ import yaml
 
 from ntksim import engine as engine_package
 from ntksim.engine.config import ConfigError, validate
-from ntksim.engine.study import Memo, UnknownStudy, load_study
+from ntksim.engine.study import Memo, UnknownStudy, in_groups, load_study
 from tests.conftest import without_scheduler
 
 REPO = Path(__file__).resolve().parents[2]
@@ -145,25 +146,46 @@ class _Cell:
         self.cell_id, self.group = cell_id, group
 
 
-def test_memo_offers_this_process_s_pending_cells_of_a_group_in_order() -> None:
-    cells = [_Cell(f"c{i}", "ab"[i % 2]) for i in range(7)]  # a: c0 c2 c4 c6, b: c1 c3 c5
-    done = {"c4"}
-    memo = Memo(None, cells, lambda cell: cell.cell_id in done)
+def _fail(message: str) -> None:
+    raise ValueError(message)
 
-    def key(cell: _Cell) -> str:
-        return cell.group
 
-    assert [c.cell_id for c in memo.together(cells[0], key, 8)] == ["c0", "c2", "c6"]  # c4 is done
-    assert [c.cell_id for c in memo.together(cells[0], key, 2)] == ["c0", "c2"]
-    assert [c.cell_id for c in memo.together(cells[0], key, 1)] == ["c0"]
-    memo.keep(cells[2], [{"row": 2}])
-    memo.keep(cells[6], ValueError("c6 is bad"))
-    assert [c.cell_id for c in memo.together(cells[0], key, 8)] == ["c0"]  # kept ones are not offered
-    assert [c.cell_id for c in memo.together(cells[1], key, 8)] == ["c1", "c3", "c5"]
-    assert memo.take(cells[2]) == [{"row": 2}]
-    assert memo.take(cells[2]) is None  # taken once
-    with pytest.raises(ValueError, match="c6 is bad"):
-        memo.take(cells[6])
-    assert memo.take(cells[6]) is None
-    # a memo without cells (a study's compute called directly) offers the cell alone
-    assert [c.cell_id for c in Memo(None).together(cells[0], key, 8)] == ["c0"]
+def _group(cell: _Cell) -> str:
+    return cell.group
+
+
+def test_cells_run_group_by_group_in_a_stable_order() -> None:
+    cells = [_Cell(f"c{i}", "aba"[i % 3]) for i in range(6)]  # a: c0 c2 c3 c5, b: c1 c4
+    assert [c.cell_id for c in in_groups(cells, _group)] == ["c0", "c2", "c3", "c5", "c1", "c4"]
+    assert in_groups(cells, None) == cells
+
+
+def test_memo_offers_the_next_available_cells_of_a_group() -> None:
+    cells = in_groups([_Cell(f"c{i}", "ab"[i % 2]) for i in range(7)], _group)  # c0 c2 c4 c6 c1 c3 c5
+    unavailable = {"c4"}  # done, or claimed by another process
+    memo = Memo(None, cells, _group, lambda cell: cell.cell_id not in unavailable)
+
+    def ids(group: list[_Cell]) -> list[str]:
+        return [c.cell_id for c in group]
+
+    assert ids(memo.together(cells[0], 8)) == ["c0", "c2", "c6"]
+    assert ids(memo.together(cells[0], 2)) == ["c0", "c2"]
+    assert ids(memo.together(cells[0], 1)) == ["c0"]
+    assert ids(memo.together(cells[1], 8)) == ["c2", "c6"]  # never a cell before it
+    memo.keep(cells[1], [{"row": 2}])
+    try:
+        _fail("c6 is bad")
+    except ValueError as err:
+        memo.keep(cells[3], err)
+    assert ids(memo.together(cells[0], 8)) == ["c0"]  # kept ones are not offered
+    assert ids(memo.together(cells[4], 8)) == ["c1", "c3", "c5"]
+    assert memo.take(cells[1]) == [{"row": 2}]
+    assert memo.take(cells[1]) is None  # taken once
+    with pytest.raises(ValueError, match="c6 is bad") as raised:
+        memo.take(cells[3])
+    frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(raised.value.__traceback__)]
+    assert "_fail" not in frames  # kept without the frames that raised it (and their arrays)
+    assert memo.take(cells[3]) is None
+    # without a group key (or a memo made without cells) a cell comes alone
+    assert ids(Memo(None, cells).together(cells[0], 8)) == ["c0"]
+    assert ids(Memo(None).together(cells[0], 8)) == ["c0"]

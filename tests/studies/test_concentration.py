@@ -81,11 +81,59 @@ def test_a_cell_with_non_finite_numbers_fails_alone(tmp_path: Path, calls, monke
     assert "CellFailure" in failure and "non-finite" in failure
 
 
+def test_a_group_s_shards_are_written_before_the_next_group_is_computed(
+    tmp_path: Path, calls, monkeypatch
+) -> None:
+    """Cells run group by group, so a crash loses at most the kept rows of one group."""
+    config = _config()
+    shards: list[int] = []
+    original = concentration.empirical_ntk_seeds_together
+
+    def watching(nets, *args, **kwargs):
+        shards.append(len(list((tmp_path / "run" / "shards").glob("*.csv"))))
+        return original(nets, *args, **kwargs)
+
+    monkeypatch.setattr(concentration, "empirical_ntk_seeds_together", watching)
+    _run(config, tmp_path)
+    assert shards == [0, 3]
+
+
+def test_a_cell_whose_limit_fails_is_left_out_and_fails_alone(tmp_path: Path, calls, monkeypatch) -> None:
+    config = _config(widths=[4])
+    original = concentration.limit_kernel
+
+    def no_abs(net, *args):
+        if net.activation.name == "abs":
+            raise ValueError("no limit for abs today")
+        return original(net, *args)
+
+    monkeypatch.setattr(concentration, "limit_kernel", no_abs)
+    store, report = _run(config, tmp_path)
+    assert calls == [["relu", "tanh"]]
+    assert [c.activation.name for c in report.failed] == ["abs"]
+    assert "no limit for abs today" in store.failure_path(report.failed[0]).read_text()
+
+
+def test_a_group_that_fails_together_is_computed_one_cell_at_a_time(
+    tmp_path: Path, calls, monkeypatch
+) -> None:
+    config = _config(widths=[4])
+
+    def refuse(nets, *args, **kwargs):
+        if len(nets) > 1:
+            raise MemoryError("several networks do not fit")
+        raise AssertionError("a lone cell goes through empirical_ntk_seeds")
+
+    monkeypatch.setattr(concentration, "empirical_ntk_seeds_together", refuse)
+    _, report = _run(config, tmp_path)
+    assert len(report.computed) == 3 and not report.failed
+
+
 def test_a_resumed_run_computes_only_the_pending_cells_together(tmp_path: Path, calls) -> None:
     config = _config(widths=[4])
     cells = study_of(config).expand(config)
     _run(config, tmp_path, cells[1:2])  # abs first, alone
-    calls.clear()
+    assert calls == []  # a lone cell: the one-network path
     _, report = _run(config, tmp_path)
     assert calls == [["relu", "tanh"]]
     assert sorted(c.activation.name for c in report.computed) == ["relu", "tanh"]
