@@ -152,7 +152,7 @@ def _empirical_seeds(
     vectorize: bool = True,
 ) -> Array:
     """The kernels of networks that draw the same parameters (`parameter_draw`), from one draw
-    per seed: (S, n·m_l, n·m_l) for one network, (S, len(nets), n·m_l, n·m_l) for several."""
+    per seed: (S, n·m_l, n·m_l) for one network, a tuple of them for several."""
     x = x.astype(nets[0].compute_dtype)
     kernel = kernel_fn(method)
     if sharding is not None:  # seeds split across devices; every device holds all of x
@@ -164,8 +164,8 @@ def _empirical_seeds(
         # wide one's compute, and each network's kernel is still its own static subgraph (XLA
         # folds the same constants into it), bit-identical to computing that network alone.
         params = init_params(nets[0], key, x.shape[1])
-        kernels = [kernel(params, x, net.activation, *net.sigmas) for net in nets]
-        return kernels[0] if len(nets) == 1 else jnp.stack(kernels)
+        kernels = tuple(kernel(params, x, net.activation, *net.sigmas) for net in nets)
+        return kernels[0] if len(nets) == 1 else kernels
 
     with jax.default_matmul_precision(MATMUL_PRECISION):
         # vmap suits accelerators; on CPU, batched matmuls and batched PRNG draws take XLA's
@@ -374,7 +374,7 @@ def empirical_ntk_seeds_together(
     method: Method = "structured",
     chunk_size: int | None = None,
     devices: list | None = None,
-) -> Array:
+) -> list[Array]:
     """`empirical_ntk_seeds` of several networks that draw the same parameters — the same depth,
     widths, m_l, dtype and presence of biases; φ, σ_w and σ_b may differ (`parameter_draw`) — in
     one compiled program per seed batch, from one draw per seed. The draw and most of the
@@ -386,7 +386,7 @@ def empirical_ntk_seeds_together(
     and possibly the last bits, differ from a lone network's.
 
     Returns:
-      (len(nets), S, n·m_l, n·m_l).
+      a list of len(nets) arrays (S, n·m_l, n·m_l), in the order of `nets`.
     """
     nets = tuple(nets)
     if not nets:
@@ -398,7 +398,7 @@ def empirical_ntk_seeds_together(
             "out_dim, dtype or biases differ); only φ, σ_w and σ_b may"
         )
     out = _kernels(nets, keys, x, method, chunk_size, devices)
-    return out[None] if len(nets) == 1 else out
+    return [out] if len(nets) == 1 else list(out)
 
 
 def _kernels(
@@ -410,9 +410,9 @@ def _kernels(
     devices: list | None,
     pad_to: int | None = None,
     traced: bool = False,
-) -> Array:
-    """(S, n·m_l, n·m_l) for one network, (len(nets), S, n·m_l, n·m_l) for several; in chunks of
-    seeds (see `empirical_ntk_seeds`)."""
+) -> Array | tuple[Array, ...]:
+    """(S, n·m_l, n·m_l) for one network, a tuple of them for several; in chunks of seeds (see
+    `empirical_ntk_seeds`)."""
     kernel_fn(method)
     x = jnp.asarray(x)
     num = keys.shape[0]
@@ -432,9 +432,10 @@ def _kernels(
         short = chunk - batch.shape[0]
         if short:  # pad the last chunk so every call has one shape (one compilation)
             batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
-        parts.append(_seed_batch(nets, method, sharding, batch, x, vectorize, traced)[: chunk - short])
-    out = jnp.concatenate(parts)
-    return out if len(nets) == 1 else jnp.moveaxis(out, 1, 0)
+        out = _seed_batch(nets, method, sharding, batch, x, vectorize, traced)
+        parts.append(jax.tree.map(lambda a, keep=chunk - short: a[:keep], out))
+    # one network: (S, N, N) per chunk; several: a tuple of those (no stacked copy of them all)
+    return parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *parts)
 
 
 def empirical_nngp(net: MLP, variables: Any, x: Array) -> Array:

@@ -183,11 +183,22 @@ def test_networks_computed_together_equal_each_alone_bit_for_bit(
     nets = TOGETHER[case]
     x = ntksim.sphere(jax.random.PRNGKey(3), 5, 4)
     keys = jax.random.split(jax.random.PRNGKey(11), 3)
-    together = np.asarray(ntksim.empirical_ntk_seeds_together(nets, keys, x, method, chunk))
-    assert together.shape[:2] == (len(nets), 3)
+    together = ntksim.empirical_ntk_seeds_together(nets, keys, x, method, chunk)
+    assert len(together) == len(nets)
     for net, kernels in zip(nets, together, strict=True):
         alone = np.asarray(ntksim.empirical_ntk_seeds(net, keys, x, method, chunk))
+        assert kernels.shape == alone.shape == (3, 5 * net.out_dim, 5 * net.out_dim)
         assert np.array_equal(kernels, alone), (net.activation.name, np.max(np.abs(kernels - alone)))
+
+
+def test_networks_computed_together_at_a_sweep_s_sizes_equal_each_alone() -> None:
+    """Larger matmuls take other XLA code paths: depth 4, m = 64 (widths up to 576), n = 32."""
+    nets = [ntksim.MLP(ntksim.activation(a), depth=4, width=64) for a in ("relu", "abs", "tanh")]
+    x = ntksim.sphere(jax.random.PRNGKey(5), 32, 8)
+    keys = jax.random.split(jax.random.PRNGKey(2), 2)
+    together = ntksim.empirical_ntk_seeds_together(nets, keys, x)
+    for net, kernels in zip(nets, together, strict=True):
+        assert np.array_equal(kernels, ntksim.empirical_ntk_seeds(net, keys, x)), net.activation.name
 
 
 def test_networks_computed_together_draw_their_parameters_once(monkeypatch: pytest.MonkeyPatch) -> None:

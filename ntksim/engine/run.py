@@ -101,8 +101,8 @@ def compute_cells(
             print(f"ntksim: refused {cell.label()}: {reason}", file=sys.stderr, flush=True)
     skip = {cell.cell_id for cell, _ in refused}
     todo = in_groups([c for c in cells if c.cell_id not in skip], study.group)
-    memo = Memo(config, todo, study.group, lambda c: not store.is_done(c) and not store.claim_is_live(c),
-                interruptions)  # fmt: skip
+    memo = Memo(config, todo, study.group, lambda c: not store.is_done(c) and store.claim(c), store.release,
+                interruptions, limit)  # fmt: skip
     report = run_cells(
         todo,
         lambda cell: study.compute(cell, memo),

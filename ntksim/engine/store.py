@@ -293,6 +293,12 @@ class RunStore:
         taken over.
         """
         path = self.claim_path(cell)
+        with self._lock:
+            held = path in self._held
+        if held:  # claimed here already (a study computing it with another cell): still ours?
+            with contextlib.suppress(OSError):
+                if path.read_text() == f"{socket.gethostname()}:{os.getpid()}":
+                    return True
         tmp = _tmp_name(path)
         try:  # the temp file inside: an interrupt during its fsync must not leave it behind
             _write_synced(tmp, f"{socket.gethostname()}:{os.getpid()}")

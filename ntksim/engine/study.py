@@ -44,23 +44,28 @@ class Memo:
 
     For a study with a `group` key it also knows the cells this process is to compute, in order
     (each group's cells one after another, see `in_groups`), so that `compute` can compute a
-    cell's group in one go (`together`) and keep the others' rows until the engine reaches them
-    (`keep`, `take`). `interruptions`: exceptions that must stop the run, never be kept or taken
-    for a cell's failure (a scheduler's "time is up")."""
+    cell's group in one go (`together`, which claims the partners) and keep the others' rows
+    until the engine reaches them (`keep`, `take`; `give_back` releases partners not kept).
+    `interruptions`: exceptions that must stop the run, never be kept or taken for a cell's
+    failure (a scheduler's "time is up"). `device_bytes`: the memory a cell may use, if known."""
 
     def __init__(
         self,
         config: Any,
         cells: Sequence[Any] = (),
         group: Callable[[Any], Hashable] | None = None,
-        available: Callable[[Any], bool] | None = None,
+        claim: Callable[[Any], bool] | None = None,
+        release: Callable[[Any], None] | None = None,
         interruptions: tuple[type[BaseException], ...] = (),
+        device_bytes: int | None = None,
     ) -> None:
         self.config = config
         self.interruptions = interruptions
+        self.device_bytes = device_bytes
         self._cells = list(cells)
         self._group = group
-        self._available = available or (lambda cell: True)
+        self._claim = claim or (lambda cell: True)
+        self._release = release or (lambda cell: None)
         self._values: dict[Hashable, Any] = {}
         self._kept: dict[str, Any] = {}
 
@@ -71,16 +76,27 @@ class Memo:
 
     def together(self, cell: Any, limit: int) -> list[Any]:
         """`cell` and up to `limit` − 1 of the cells after it in this process's order, in its
-        group, neither kept nor unavailable (done, or claimed by another process): what the
-        study may compute now with it. Just `[cell]` without a group key."""
-        if self._group is None:
+        group, not kept, that this process could claim (not done, not claimed by another
+        process): what the study may compute now with it. The partners stay claimed until the
+        engine computes them (or `give_back`). Just `[cell]` without a group key."""
+        if self._group is None or limit <= 1:
             return [cell]
         groups = self.get(("together", "order"), lambda: _positions(self._cells, self._group))
         members = groups.get(self._group(cell), [])
         ids = [c.cell_id for c in members]
-        after = members[ids.index(cell.cell_id) + 1 :] if cell.cell_id in ids else []
-        partners = [c for c in after if c.cell_id not in self._kept and self._available(c)]
-        return [cell, *partners[: max(0, limit - 1)]]
+        later = members[ids.index(cell.cell_id) + 1 :] if cell.cell_id in ids else []
+        partners: list[Any] = []
+        for other in later:
+            if len(partners) == limit - 1:
+                break
+            if other.cell_id != cell.cell_id and other.cell_id not in self._kept and self._claim(other):
+                partners.append(other)
+        return [cell, *partners]
+
+    def give_back(self, cells: Sequence[Any]) -> None:
+        """Release the claims of partners that will not be kept (the engine claims them anew)."""
+        for cell in cells:
+            self._release(cell)
 
     def keep(self, cell: Any, outcome: list[dict[str, Any]] | Exception) -> None:
         """A cell's rows (or the exception that fails it), computed with another one, kept until

@@ -368,19 +368,21 @@ def draw_key(cell: Cell) -> tuple[Any, ...]:
             cell.data, cell.traced)  # fmt: skip
 
 
-def together_limit(cell: Cell, n: int, in_dim: int) -> int:
+def together_limit(cell: Cell, n: int, in_dim: int, device_bytes: int | None = None) -> int:
     """How many cells of `cell`'s draw to compute together: TOGETHER, fewer where one seed's
-    working set (the parameters once, each network's activations, signals and kernels) would
-    exceed one batch's memory budget; 1 unless the computation runs on one CPU device."""
+    working set (the parameters once; each network's activations, signals and kernels) would
+    exceed one batch's memory budget or the device's `device_bytes`; 1 unless the computation
+    runs on one CPU device."""
     devices = jax.local_devices()
     if len(devices) != 1 or devices[0].platform != "cpu":
         return 1
     net = cell.net()
     how = cell.method if cell.kernel == "ntk" else "nngp"
     itemsize = jnp.dtype(net.compute_dtype).itemsize
+    budget = memory_budget() if device_bytes is None else min(memory_budget(), device_bytes)
     shared = 4 * net.num_params(in_dim) * itemsize  # bytes_per_seed's parameter term
     each = bytes_per_seed(net, n, in_dim, how) - shared + cell.seed_count * (n * cell.out_dim) ** 2 * itemsize
-    return max(1, min(TOGETHER, (memory_budget() - shared) // each))
+    return max(1, min(TOGETHER, (budget - shared) // each))
 
 
 def compute(cell: Cell, memo: Memo) -> list[dict]:
@@ -402,22 +404,28 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
         block = config.seeds_per_cell or config.seeds
         return compute_cell(cell, x, kinf_of(cell), config.ntk.chunk, True, pad_to=block)
     kinf = kinf_of(cell)
-    cells, kinfs = [cell], [kinf]
-    for other in memo.together(cell, together_limit(cell, *x.shape))[1:]:
+    alone: set = memo.get("groups that failed together", set)
+    limit = 1 if draw_key(cell) in alone else together_limit(cell, *x.shape, memo.device_bytes)
+    cells, kinfs, left_out = [cell], [kinf], []
+    for other in memo.together(cell, limit)[1:]:
         try:
             kinfs.append(kinf_of(other))
             cells.append(other)
         except memo.interruptions:
             raise
         except Exception:  # left out: it fails alone, with its own reason, when its turn comes
-            continue
-    if len(cells) == 1:
-        return compute_cell(cell, x, kinf, config.ntk.chunk)
-    try:
-        outcomes = compute_together(cells, x, kinfs, config.ntk.chunk)
-    except memo.interruptions:
-        raise
-    except Exception:  # e.g. out of memory with several networks live: the cell alone
+            left_out.append(other)
+    memo.give_back(left_out)
+    outcomes = None
+    if len(cells) > 1:
+        try:
+            outcomes = compute_together(cells, x, kinfs, config.ntk.chunk)
+        except memo.interruptions:
+            raise
+        except Exception:  # e.g. out of memory with several networks live: each cell alone
+            memo.give_back(cells[1:])
+            alone.add(draw_key(cell))
+    if outcomes is None:  # outside the except block: the failed batch's arrays are freed
         return compute_cell(cell, x, kinf, config.ntk.chunk)
     for other, outcome in zip(cells[1:], outcomes[1:], strict=True):
         memo.keep(other, outcome)

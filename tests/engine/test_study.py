@@ -163,13 +163,24 @@ def test_cells_run_group_by_group_in_a_stable_order() -> None:
 def test_memo_offers_the_next_available_cells_of_a_group() -> None:
     cells = in_groups([_Cell(f"c{i}", "ab"[i % 2]) for i in range(7)], _group)  # c0 c2 c4 c6 c1 c3 c5
     unavailable = {"c4"}  # done, or claimed by another process
-    memo = Memo(None, cells, _group, lambda cell: cell.cell_id not in unavailable)
+    claimed, released = [], []
+
+    def claim(cell: _Cell) -> bool:
+        claimed.append(cell.cell_id)
+        return cell.cell_id not in unavailable
+
+    memo = Memo(None, cells, _group, claim, lambda cell: released.append(cell.cell_id))
 
     def ids(group: list[_Cell]) -> list[str]:
         return [c.cell_id for c in group]
 
     assert ids(memo.together(cells[0], 8)) == ["c0", "c2", "c6"]
+    assert claimed == ["c2", "c4", "c6"]  # the partners are claimed, the cell itself is the engine's
+    claimed.clear()
     assert ids(memo.together(cells[0], 2)) == ["c0", "c2"]
+    assert claimed == ["c2"]  # no more than needed
+    memo.give_back(cells[1:3])
+    assert released == ["c2", "c4"]
     assert ids(memo.together(cells[0], 1)) == ["c0"]
     assert ids(memo.together(cells[1], 8)) == ["c2", "c6"]  # never a cell before it
     memo.keep(cells[1], [{"row": 2}])
@@ -186,6 +197,9 @@ def test_memo_offers_the_next_available_cells_of_a_group() -> None:
     frames = [frame.f_code.co_name for frame, _ in traceback.walk_tb(raised.value.__traceback__)]
     assert "_fail" not in frames  # kept without the frames that raised it (and their arrays)
     assert memo.take(cells[3]) is None
+    # a cell listed twice is not its own partner
+    twice = [cells[0], cells[1], cells[0]]
+    assert ids(Memo(None, twice, _group).together(cells[0], 8)) == ["c0", "c2"]
     # without a group key (or a memo made without cells) a cell comes alone
     assert ids(Memo(None, cells).together(cells[0], 8)) == ["c0"]
     assert ids(Memo(None).together(cells[0], 8)) == ["c0"]

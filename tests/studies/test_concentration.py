@@ -119,14 +119,62 @@ def test_a_group_that_fails_together_is_computed_one_cell_at_a_time(
 ) -> None:
     config = _config(widths=[4])
 
+    tried: list[int] = []
+
     def refuse(nets, *args, **kwargs):
-        if len(nets) > 1:
-            raise MemoryError("several networks do not fit")
-        raise AssertionError("a lone cell goes through empirical_ntk_seeds")
+        tried.append(len(nets))
+        raise MemoryError("several networks do not fit")
 
     monkeypatch.setattr(concentration, "empirical_ntk_seeds_together", refuse)
-    _, report = _run(config, tmp_path)
+    store, report = _run(config, tmp_path)
     assert len(report.computed) == 3 and not report.failed
+    assert tried == [3]  # once: the group's other cells are not tried together again
+    assert not list((store.root / "claims").glob("*.claim"))  # the partners' claims were given back
+
+
+def test_a_lead_cell_that_fails_still_leaves_its_partners_rows(tmp_path: Path, calls, monkeypatch) -> None:
+    config = _config(widths=[4])
+    original = concentration.concentration
+    count = iter(range(100))
+
+    def first_is_nan(ks, kinf):
+        metrics = original(ks, kinf)
+        return {k: v * np.nan for k, v in metrics.items()} if next(count) == 0 else metrics
+
+    monkeypatch.setattr(concentration, "concentration", first_is_nan)
+    _, report = _run(config, tmp_path)
+    assert calls == [["relu", "abs", "tanh"]]
+    assert [c.activation.name for c in report.failed] == ["relu"]
+    assert sorted(c.activation.name for c in report.computed) == ["abs", "tanh"]
+
+
+def test_how_many_cells_go_together(monkeypatch) -> None:
+    config = _config(widths=[64], depths=[4])
+    cell = study_of(config).expand(config)[0]
+    assert concentration.together_limit(cell, 6, 3) == concentration.TOGETHER
+    net = cell.net()
+    shared = 4 * net.num_params(3) * 4
+    each = concentration.bytes_per_seed(net, 6, 3, "structured") - shared + 3 * 36 * 4
+    monkeypatch.setattr(concentration, "memory_budget", lambda: shared + 3 * each + each // 2)
+    assert concentration.together_limit(cell, 6, 3) == 3
+    assert concentration.together_limit(cell, 6, 3, device_bytes=shared + 2 * each) == 2
+    monkeypatch.setattr(concentration, "memory_budget", lambda: shared // 2)
+    assert concentration.together_limit(cell, 6, 3) == 1  # not even the parameters fit: alone
+
+
+def test_cells_are_not_grouped_on_several_devices(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import jax; from ntksim.engine.config import validate; from ntksim.studies import concentration;"
+        "c = validate({'activations': ['relu', 'abs'], 'depths': [2], 'widths': [4], 'seeds': 2});"
+        "print(len(jax.devices()), concentration.together_limit(concentration.expand(c)[0], 6, 3))"
+    )
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2", JAX_PLATFORMS="cpu")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "1"]
 
 
 def test_a_resumed_run_computes_only_the_pending_cells_together(tmp_path: Path, calls) -> None:
