@@ -63,20 +63,27 @@ def test_one_draw_serves_every_activation_and_numbers_equal_one_cell_at_a_time(t
             assert np.array_equal(mine[name].to_numpy(), alone[name].to_numpy()), (cell.label(), name)
 
 
-def test_a_cell_with_non_finite_numbers_fails_alone(tmp_path: Path, calls, monkeypatch) -> None:
-    config = _config(widths=[4])
+def _nan_metrics_for_call(monkeypatch: pytest.MonkeyPatch, index: int) -> None:
+    """The `index`-th evaluation of the metrics (0: the group's first cell) gives NaN."""
     original = concentration.concentration
     count = iter(range(100))
 
-    def second_is_nan(ks, kinf):
+    def nan_once(ks, kinf):
         metrics = original(ks, kinf)
-        return {k: v * np.nan for k, v in metrics.items()} if next(count) == 1 else metrics
+        return {k: v * np.nan for k, v in metrics.items()} if next(count) == index else metrics
 
-    monkeypatch.setattr(concentration, "concentration", second_is_nan)
+    monkeypatch.setattr(concentration, "concentration", nan_once)
+
+
+@pytest.mark.parametrize("bad", [0, 1])  # the group's lead cell, or a partner
+def test_a_cell_with_non_finite_numbers_fails_alone(tmp_path: Path, calls, monkeypatch, bad: int) -> None:
+    config = _config(widths=[4])
+    _nan_metrics_for_call(monkeypatch, bad)
     store, report = _run(config, tmp_path)
-    assert calls == [["relu", "abs", "tanh"]]
-    assert [c.activation.name for c in report.failed] == ["abs"]
-    assert sorted(c.activation.name for c in report.computed) == ["relu", "tanh"]
+    names = ["relu", "abs", "tanh"]
+    assert calls == [names]
+    assert [c.activation.name for c in report.failed] == [names[bad]]
+    assert sorted(c.activation.name for c in report.computed) == sorted(set(names) - {names[bad]})
     failure = store.failure_path(report.failed[0]).read_text()
     assert "CellFailure" in failure and "non-finite" in failure
 
@@ -130,22 +137,6 @@ def test_a_group_that_fails_together_is_computed_one_cell_at_a_time(
     assert len(report.computed) == 3 and not report.failed
     assert tried == [3]  # once: the group's other cells are not tried together again
     assert not list((store.root / "claims").glob("*.claim"))  # the partners' claims were given back
-
-
-def test_a_lead_cell_that_fails_still_leaves_its_partners_rows(tmp_path: Path, calls, monkeypatch) -> None:
-    config = _config(widths=[4])
-    original = concentration.concentration
-    count = iter(range(100))
-
-    def first_is_nan(ks, kinf):
-        metrics = original(ks, kinf)
-        return {k: v * np.nan for k, v in metrics.items()} if next(count) == 0 else metrics
-
-    monkeypatch.setattr(concentration, "concentration", first_is_nan)
-    _, report = _run(config, tmp_path)
-    assert calls == [["relu", "abs", "tanh"]]
-    assert [c.activation.name for c in report.failed] == ["relu"]
-    assert sorted(c.activation.name for c in report.computed) == ["abs", "tanh"]
 
 
 def test_how_many_cells_go_together(monkeypatch) -> None:
