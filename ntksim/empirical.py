@@ -24,6 +24,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ntksim import program_store
 from ntksim.activations import Activation, AnyActivation
+from ntksim.cpu_compile import FastCompiled, fast_compiled
 from ntksim.model import (
     MLP,
     HostScalars,
@@ -142,7 +143,7 @@ def empirical_ntk(net: MLP, variables: Any, x: Array, method: Method = "structur
     return _empirical(net, method, dict(params), jnp.asarray(x))
 
 
-@partial(jax.jit, static_argnames=("nets", "method", "sharding", "vectorize"))
+@fast_compiled(static_argnames=("nets", "method", "sharding", "vectorize"))
 def _empirical_seeds(
     nets: tuple[MLP, ...],
     method: str,
@@ -225,7 +226,7 @@ def _family(coefficients: tuple[Any, ...], fallback: AnyActivation) -> AnyActiva
     return act
 
 
-@partial(jax.jit, static_argnames=("shape", "method", "sharding", "vectorize"))
+@fast_compiled(static_argnames=("shape", "method", "sharding", "vectorize"))
 def _empirical_seeds_traced(
     shape: MLP,
     method: str,
@@ -259,27 +260,39 @@ def _seed_batch(
     x: Array,
     vectorize: bool,
     traced: bool,
+    fast_compile: bool = False,
 ) -> Array:
     """One compiled call over a batch of seeds: the static path (one program per tuple of
     networks) or the traced one (one per shape, a single network); shapes as `_empirical_seeds`."""
     if not traced:
         arguments = (nets, method, sharding, keys, x, vectorize)
-        return _call(_empirical_seeds, arguments, sharding, (nets, method, vectorize), (keys, x))
+        static = (nets, method, vectorize)
+        return _call(_empirical_seeds, arguments, sharding, static, (keys, x), fast_compile)
     (net,) = nets
     shape = shape_key(net)
     numbers = traced_numbers(net, x.shape[1])
     arguments = (shape, method, sharding, keys, x, *numbers, vectorize)
     dynamic = (keys, x, *numbers)
-    return _call(_empirical_seeds_traced, arguments, sharding, (shape, method, vectorize), dynamic)
+    static = (shape, method, vectorize)
+    return _call(_empirical_seeds_traced, arguments, sharding, static, dynamic, fast_compile)
 
 
 def _call(
-    jitted: Any, arguments: tuple, sharding: NamedSharding | None, static: tuple, dynamic: tuple
+    programs: FastCompiled,
+    arguments: tuple,
+    sharding: NamedSharding | None,
+    static: tuple,
+    dynamic: tuple,
+    fast_compile: bool,
 ) -> Array:
-    """`jitted(*arguments)`, through ntksim's program store where it applies (one device, the
-    persistent cache on: `program_store.compiled`); `static` and `dynamic` split `arguments`."""
+    """`programs`' default or fast-compiled jit (`FastCompiled.choose`) called with `arguments`,
+    through ntksim's program store where it applies (one device, the persistent cache on:
+    `program_store.compiled`); `static` and `dynamic` split `arguments`."""
+    jitted = programs.choose(fast_compile)
+    if jitted is not programs.default:
+        static = (*static, "fast_compile")  # another executable: another name in the store
     if sharding is None:  # a stored program is one device's
-        program = program_store.compiled(jitted, static, dynamic, lambda: jitted.lower(*arguments))
+        program = program_store.compiled(programs, static, dynamic, lambda: jitted.lower(*arguments))
         if program is not None:
             return program(*dynamic)
     return jitted(*arguments)
@@ -342,6 +355,7 @@ def empirical_ntk_seeds(
     devices: list | None = None,
     pad_to: int | None = None,
     traced: bool = False,
+    fast_compile: bool = False,
 ) -> Array:
     """K(θ_s) for a batch of PRNG keys, vmapped in chunks so memory stays bounded.
 
@@ -361,10 +375,13 @@ def empirical_ntk_seeds(
         arguments) instead of one per network. The numbers agree with the static path's to
         round-off, not bit for bit: XLA folds constant scalars into neighbouring products (σ_w²/m
         of the last layer into the final 1/n, for one), which it cannot do with traced ones.
+      fast_compile: on a CPU, compile with XLA's quicker options (`ntksim.cpu_compile`): half the
+        compilation; the numbers equal the default's to round-off, bit for bit for the family
+        with the structured method (tested), not in general.
     Returns:
       (S, n·m_l, n·m_l).
     """
-    return _kernels((net,), keys, x, method, chunk_size, devices, pad_to, traced)
+    return _kernels((net,), keys, x, method, chunk_size, devices, pad_to, traced, fast_compile)
 
 
 def empirical_ntk_seeds_together(
@@ -374,6 +391,7 @@ def empirical_ntk_seeds_together(
     method: Method = "structured",
     chunk_size: int | None = None,
     devices: list | None = None,
+    fast_compile: bool = False,
 ) -> list[Array]:
     """`empirical_ntk_seeds` of several networks that draw the same parameters — the same depth,
     widths, m_l, dtype and presence of biases; φ, σ_w and σ_b may differ (`parameter_draw`) — in
@@ -383,7 +401,8 @@ def empirical_ntk_seeds_together(
     On one CPU device (seeds one after another inside the program) each network's kernels are
     bit-identical to `empirical_ntk_seeds(net, ...)`'s (tested). Where seeds are vmapped
     (accelerators, several devices) a chunk holds the memory budget's k-th part, so the batches,
-    and possibly the last bits, differ from a lone network's.
+    and possibly the last bits, differ from a lone network's. fast_compile: as for
+    `empirical_ntk_seeds`.
 
     Returns:
       a list of len(nets) arrays (S, n·m_l, n·m_l), in the order of `nets`.
@@ -397,7 +416,7 @@ def empirical_ntk_seeds_together(
             "empirical_ntk_seeds_together: the networks draw different parameters (depth, widths, "
             "out_dim, dtype or biases differ); only φ, σ_w and σ_b may"
         )
-    out = _kernels(nets, keys, x, method, chunk_size, devices)
+    out = _kernels(nets, keys, x, method, chunk_size, devices, fast_compile=fast_compile)
     return [out] if len(nets) == 1 else list(out)
 
 
@@ -410,6 +429,7 @@ def _kernels(
     devices: list | None,
     pad_to: int | None = None,
     traced: bool = False,
+    fast_compile: bool = False,
 ) -> Array | tuple[Array, ...]:
     """(S, n·m_l, n·m_l) for one network, a tuple of them for several; in chunks of seeds (see
     `empirical_ntk_seeds`)."""
@@ -432,7 +452,7 @@ def _kernels(
         short = chunk - batch.shape[0]
         if short:  # pad the last chunk so every call has one shape (one compilation)
             batch = jnp.concatenate([batch, jnp.repeat(batch[-1:], short, axis=0)])
-        out = _seed_batch(nets, method, sharding, batch, x, vectorize, traced)
+        out = _seed_batch(nets, method, sharding, batch, x, vectorize, traced, fast_compile)
         parts.append(jax.tree.map(lambda a, keep=chunk - short: a[:keep], out))
     # one network: (S, N, N) per chunk; several: a tuple of those (no stacked copy of them all)
     return parts[0] if len(parts) == 1 else jax.tree.map(lambda *a: jnp.concatenate(a), *parts)

@@ -86,11 +86,21 @@ def main() -> None:
     for _ in range(args.quick_reps):
         run("quick: baseline, cold", base, quick)
         cold_and_warm("quick: new", quick)
+        cold_and_warm("quick: new, fast_compile off", quick, "--set", "ntk.fast_compile=false")
         cold_and_warm("quick: new traced", quick, "--set", "ntk.traced=true")
         run("quick: baseline, second run", base, quick)
     for _ in range(args.paper_reps):
         run("paper: baseline, cold", base, paper)
         run("paper: new, cold", ROOT, paper, "--compile-cache", str(work / f"cache{next(counter)}"))
+        run(
+            "paper: new, fast_compile off, cold",
+            ROOT,
+            paper,
+            "--set",
+            "ntk.fast_compile=false",
+            "--compile-cache",
+            str(work / f"cache{next(counter)}"),
+        )
         run(
             "paper: new traced, cold",
             ROOT,
@@ -128,9 +138,27 @@ def main() -> None:
     ratio = [
         ("quick warm (new default) vs baseline cold", "quick: baseline, cold", "quick: new, warm", 3.0),
         ("quick cold (new default) vs baseline cold", "quick: baseline, cold", "quick: new, cold", 1.5),
+        (
+            "quick warm (new, fast_compile off) vs baseline cold",
+            "quick: baseline, cold",
+            "quick: new, fast_compile off, warm",
+            3.0,
+        ),
+        (
+            "quick cold (new, fast_compile off) vs baseline cold",
+            "quick: baseline, cold",
+            "quick: new, fast_compile off, cold",
+            1.5,
+        ),
         ("quick warm (new traced) vs baseline cold", "quick: baseline, cold", "quick: new traced, warm", 3.0),
         ("quick cold (new traced) vs baseline cold", "quick: baseline, cold", "quick: new traced, cold", 1.5),
         ("paper cold (new default) vs baseline", "paper: baseline, cold", "paper: new, cold", 2.0),
+        (
+            "paper cold (new, fast_compile off) vs baseline",
+            "paper: baseline, cold",
+            "paper: new, fast_compile off, cold",
+            2.0,
+        ),
         ("paper cold (new traced) vs baseline", "paper: baseline, cold", "paper: new traced, cold", 2.0),
     ]
     lines += ["", "| speed-up (median ratio) | × | target |", "|---|---|---|"]
@@ -140,13 +168,16 @@ def main() -> None:
     lines += [
         "",
         "Variants. *baseline*: the code of the baseline commit (no persistent cache: its second run"
-        " compiles everything again). *new*: today's defaults: the cells that draw the same "
+        " compiles everything again). *new*: today's code with the configs as shipped (both set "
+        "`ntk.fast_compile: true`: XLA's quicker CPU options for the eNTK programs, numbers "
+        "bit-identical for these two configs) and otherwise its defaults: the cells that draw the same "
         "parameters (the activations at one depth and width) computed together in one program from "
         "one draw per seed (numbers bit-identical to the baseline's), JAX's persistent compilation "
         "cache in a fresh directory "
         "(*cold*) or filled by the cold run before it (*warm*: a fresh run directory, every cell "
         "computed again; the eNTK programs come from ntksim's program store beside JAX's cache, "
-        "without tracing or lowering). *new traced*: `--set ntk.traced=true`, one program per array"
+        "without tracing or lowering). *new, fast_compile off*: `--set ntk.fast_compile=false`, XLA's "
+        "default compilation. *new traced*: `--set ntk.traced=true`, one program per array"
         " shape and cell (the family's (a, b), σ_w, σ_b traced; its cells are not computed together"
         "); its numbers equal the default's to round-off, not bit for bit (XLA folds "
         "constant scalars), hence opt-in. *one cell*: a one-cell run (relu, depth 3, m = 16, 16 "

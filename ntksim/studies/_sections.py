@@ -101,6 +101,14 @@ class NTKConfig(Strict):
         "cannot; null or false: the cells of one parameter draw (the activations at one depth and "
         "width) computed together in one program, bit-identical to earlier runs, and faster",
     )
+    fast_compile: bool | None = Field(
+        default=None,
+        description="on a CPU, compile the eNTK programs with XLA's quicker options (its elemental "
+        "emitters, LLVM -O1): about half the compile time, compute a few percent slower; the "
+        "numbers equal the default's to round-off, bit for bit for the family φ with the "
+        "structured method (tested) but not in general (GELU's move in the last bits); no "
+        "effect on accelerators; null or false: XLA's defaults",
+    )
 
 
 class LimitConfig(Strict):

@@ -159,6 +159,7 @@ class Cell:
     data: tuple[tuple[str, Any], ...]
     kernel: str = "ntk"
     traced: bool = False  # ntk.traced: equal to the default path to round-off, not bit for bit
+    fast_compile: bool = False  # ntk.fast_compile: likewise (ntksim.cpu_compile)
 
     def net(self) -> MLP:
         return MLP(
@@ -202,8 +203,9 @@ class Cell:
         content["data"] = dict(self.data)
         if self.kernel == "ntk":
             del content["kernel"]
-        if not self.traced:  # the default path: ids as before the option existed
-            del content["traced"]
+        for option in ("traced", "fast_compile"):
+            if not content[option]:  # the default path: ids as before the option existed
+                del content[option]
         return content
 
     @property
@@ -246,6 +248,7 @@ def expand(config: Config) -> list[Cell]:
                                 data=data,
                                 kernel=config.kernel,
                                 traced=bool(config.ntk.traced),
+                                fast_compile=bool(config.ntk.fast_compile),
                             )
                         )
     return cells
@@ -274,7 +277,9 @@ def compute_cell(
     start = time.perf_counter()
     how = cell.method if cell.kernel == "ntk" else "nngp"  # the NNGP is one Gram, whatever the method
     net, pad = cell.net(), _pad(cell, pad_to)
-    ks = empirical_ntk_seeds(net, keys, jnp.asarray(x), how, chunk, pad_to=pad, traced=traced)
+    ks = empirical_ntk_seeds(
+        net, keys, jnp.asarray(x), how, chunk, pad_to=pad, traced=traced, fast_compile=cell.fast_compile
+    )
     metrics = concentration(ks, kinf)
     return cell_rows(cell, x, kinf, metrics, (time.perf_counter() - start) / cell.seed_count)
 
@@ -290,7 +295,9 @@ def compute_together(
     start = time.perf_counter()
     how = cell.method if cell.kernel == "ntk" else "nngp"
     nets = [c.net() for c in cells]
-    ks = empirical_ntk_seeds_together(nets, _keys(cell), jnp.asarray(x), how, chunk)
+    ks = empirical_ntk_seeds_together(
+        nets, _keys(cell), jnp.asarray(x), how, chunk, fast_compile=cell.fast_compile
+    )
     metrics = [concentration(k, kinf) for k, kinf in zip(ks, kinfs, strict=True)]
     seconds = (time.perf_counter() - start) / (len(cells) * cell.seed_count)
     outcomes: list[list[dict] | CellFailure] = []
@@ -365,7 +372,7 @@ def draw_key(cell: Cell) -> tuple[Any, ...]:
     """Equal for cells whose seeds draw the same parameters and whose kernels come from one method
     on the same data: cells that `compute_together` can compute in one program."""
     return (parameter_draw(cell.net()), cell.seed_start, cell.seed_count, cell.method, cell.kernel,
-            cell.data, cell.traced)  # fmt: skip
+            cell.data, cell.traced, cell.fast_compile)  # fmt: skip
 
 
 def together_limit(cell: Cell, n: int, in_dim: int, device_bytes: int | None = None) -> int:

@@ -312,6 +312,7 @@ def expand(config: DepthConfig) -> list[Any]:
                     dtype=fin.ntk.dtype,
                     backend="auto",
                     data=data_identity(fin.data),
+                    fast_compile=bool(fin.ntk.fast_compile),
                 )
                 cells.append(FiniteCell(s, inner))
     cells += [CurveCell(a) for a in acts if not isinstance(a, Activation)]

@@ -184,3 +184,38 @@ def test_traced_path_and_other_draws_are_not_computed_together(tmp_path: Path, c
     # σ_b ≠ 0 for all: biases drawn for all, still one draw; depths differ: separate draws
     _run(_config(widths=[4], depths=[2, 3], activations=["relu", "abs"], sigma_b=0.1), tmp_path / "b")
     assert calls == [["relu", "abs"], ["relu", "abs"]]
+
+
+def test_fast_compile_reaches_the_programs_and_gives_the_cells_their_own_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`ntk.fast_compile: true`: every eNTK call of the sweep asks for it, its cells have other ids
+    (their numbers may differ in the last bits) while the default's keep theirs, and the family
+    without biases in float32 — the shipped CPU configs — gives the default's numbers bit for bit."""
+    from ntksim import empirical
+
+    asked: list[bool] = []
+    original = empirical._seed_batch
+
+    def recording(*args, **kwargs):
+        asked.append(args[-1] if len(args) == 8 else kwargs.get("fast_compile", False))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(empirical, "_seed_batch", recording)
+    keys = {"activations": ["relu", "abs"], "data": {"n": 8, "dim": 3}}
+    fast = _config(**keys, ntk={"fast_compile": True})
+    default = _config(**keys)
+    fast_cells, default_cells = study_of(fast).expand(fast), study_of(default).expand(default)
+    assert {c.cell_id for c in fast_cells}.isdisjoint(c.cell_id for c in default_cells)
+    assert "fast_compile" not in default_cells[0].canonical()  # ids as before the option existed
+    store, _ = _run(fast, tmp_path / "fast")
+    assert asked and all(asked)
+    asked.clear()
+    reference, _ = _run(default, tmp_path / "default")
+    assert asked and not any(asked)
+    ours, _ = store.collect(fast_cells)
+    theirs, _ = reference.collect(default_cells)
+    order = ["activation", "width", "seed"]
+    ours, theirs = ours.sort_values(order), theirs.sort_values(order)
+    for name in METRICS:
+        assert np.array_equal(ours[name].to_numpy(), theirs[name].to_numpy()), name
