@@ -8,17 +8,20 @@ configs/paper_cpu.yaml's 24 programs: compilation 15.4 s → 8.2 s, their comput
 
 They change the machine code, and with it, in places, the last bits: the emitters evaluate some
 transcendental functions differently (GELU's kernels move by ~1e-7 relative in float32), and
--O1 vectorizes some loops differently (a vmapped tanh network, the Jacobian method). The
-piecewise-linear family with the structured method on one CPU — quick.yaml's and paper_cpu.yaml's
-cells — comes out bit-identical (tested, and all 1536 kernels of paper_cpu.yaml compared). So this
-is opt-in (`ntk.fast_compile`), like `ntk.traced`: the default keeps earlier runs' numbers bit for
-bit. Accelerators always get XLA's defaults (their compilation is not the bottleneck, and -O1
-would reach their kernels), and so does a jaxlib that does not know the options.
+-O1 vectorizes some loops differently (a vmapped tanh network, the Jacobian method, the family
+with biases in float64). The piecewise-linear family without biases in float32, seeds one after
+another on one CPU device — quick.yaml's and paper_cpu.yaml's cells — comes out bit-identical
+(tests/test_cpu_compile.py; and every row of both configs' results compared whole,
+benchmarks/sweeps-cpu-2core.md). So this is opt-in (`ntk.fast_compile`), like `ntk.traced`: the
+default keeps earlier runs' numbers bit for bit. Accelerators always get XLA's defaults (their
+compilation is not the bottleneck, and -O1 would reach their kernels), and so does a jaxlib that
+does not know the options (with a warning).
 """
 
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from functools import cache
 from typing import Any
@@ -39,7 +42,9 @@ def cpu_options() -> dict[str, Any]:
     lowered = jax.jit(jnp.negative, compiler_options=CPU_OPTIONS).lower(np.float32(0))
     try:
         lowered.compile()
-    except Exception:  # an option this XLA does not have ("No such compile option"): its defaults
+    except Exception as err:  # an option this XLA does not have ("No such compile option")
+        warnings.warn(f"ntk.fast_compile: this jaxlib's XLA refuses {CPU_OPTIONS} ({err}); "
+                      "compiling with its defaults", stacklevel=2)  # fmt: skip
         return {}
     return dict(CPU_OPTIONS)
 

@@ -377,7 +377,8 @@ def empirical_ntk_seeds(
         of the last layer into the final 1/n, for one), which it cannot do with traced ones.
       fast_compile: on a CPU, compile with XLA's quicker options (`ntksim.cpu_compile`): half the
         compilation; the numbers equal the default's to round-off, bit for bit for the family
-        with the structured method (tested), not in general.
+        without biases in float32 with seeds one after another on one CPU device (the shipped
+        CPU configs; tested), not in general.
     Returns:
       (S, n·m_l, n·m_l).
     """
@@ -439,7 +440,9 @@ def _kernels(
     sharding = seed_sharding(devices)
     num_devices = 1 if sharding is None else sharding.mesh.size
     # One device on CPU: a sequential loop inside one compiled call, one seed's memory at a time.
-    vectorize = sharding is not None or (devices or jax.local_devices())[0].platform != "cpu"
+    platform = (devices or jax.local_devices())[0].platform
+    vectorize = sharding is not None or platform != "cpu"
+    fast_compile = fast_compile and platform == "cpu"  # accelerators: XLA's defaults
     padded = max(num, pad_to or 0)
     if chunk_size is None and vectorize:  # every network's working set is live at once
         budget = memory_budget() // len(nets)
@@ -464,7 +467,12 @@ def empirical_nngp(net: MLP, variables: Any, x: Array) -> Array:
 
 
 def empirical_nngp_seeds(
-    net: MLP, keys: Array, x: Array, chunk_size: int | None = None, devices: list | None = None
+    net: MLP,
+    keys: Array,
+    x: Array,
+    chunk_size: int | None = None,
+    devices: list | None = None,
+    fast_compile: bool = False,
 ) -> Array:
     """empirical_nngp for a batch of PRNG keys, batched like `empirical_ntk_seeds`: (S, n·m_l, n·m_l)."""
-    return empirical_ntk_seeds(net, keys, x, "nngp", chunk_size, devices)
+    return empirical_ntk_seeds(net, keys, x, "nngp", chunk_size, devices, fast_compile=fast_compile)

@@ -362,9 +362,9 @@ def _pad(cell: Cell, pad_to: int | None) -> int | None:
 # Cells that differ only in φ, σ_w and σ_b (a sweep's activations at one depth and width) draw
 # the same parameters: the default path computes up to this many of a process's cells in one
 # program, from one draw per seed. On one CPU device their numbers are bit-identical to one cell
-# at a time (tested); the draw and most of the compilation are shared (configs/paper_cpu.yaml:
-# 100 s → 40 s). Elsewhere (accelerators, several devices: seeds vmapped in chunks that would
-# differ from a lone cell's) cells are computed one at a time.
+# at a time (tested); the draw and most of the compilation are shared (configs/paper_cpu.yaml
+# without ntk.fast_compile: 100 s → 40 s). Elsewhere (accelerators, several devices: seeds
+# vmapped in chunks that would differ from a lone cell's) cells are computed one at a time.
 TOGETHER = 8
 
 
@@ -448,7 +448,8 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
 # Elsewhere (a GPU, a bigger CPU) the seconds are wrong in absolute terms; the packing needs only
 # their ratios, and `--dry-run` says the model was fitted on that CPU. The fit predates computing
 # the cells of one draw together: a process that gets a whole group (an inline run) now takes
-# ~1/3 of the estimate for four activations; the packing spreads a group over tasks (balance first).
+# ~1/3 of the estimate for four activations (less with ntk.fast_compile, which halves the
+# compilation); the packing spreads a group over tasks (balance first).
 COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (compilation, and the 0.07 s fixed part of compute)
 FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on the 2-core CPU of the fit
 INIT_FLOPS = 40  # per parameter drawn (threefry bits and the normal transform)
