@@ -363,7 +363,7 @@ def _pad(cell: Cell, pad_to: int | None) -> int | None:
 # the same parameters: the default path computes up to this many of a process's cells in one
 # program, from one draw per seed. On one CPU device their numbers are bit-identical to one cell
 # at a time (tested); the draw and most of the compilation are shared (configs/paper_cpu.yaml
-# without ntk.fast_compile: 100 s → 40 s). Elsewhere (accelerators, several devices: seeds
+# without ntk.fast_compile: 90–100 s → 36–40 s). Elsewhere (accelerators, several devices: seeds
 # vmapped in chunks that would differ from a lone cell's) cells are computed one at a time.
 TOGETHER = 8
 
