@@ -2,15 +2,18 @@
 
 A sweep compiles one eNTK program per depth and width and runs it for a handful of seeds, so on a
 CPU most of its time is XLA compiling (benchmarks/sweeps-cpu-2core.md). Two of XLA's options
-halve that compilation: fused loops emitted by XLA's elemental IR emitters instead of its MLIR
+about halve XLA's part: fused loops emitted by XLA's elemental IR emitters instead of its MLIR
 fusion emitters, and LLVM at -O1 instead of -O2. Measured on the 2-core CPU of the benchmarks,
-configs/paper_cpu.yaml's 24 programs: compilation 15.4 s → 8.2 s, their compute 10.0 s → 10.5 s.
+configs/paper_cpu.yaml's 24 eNTK programs compiled one after another: XLA 15.4 s → 8.2 s, their
+compute 10.0 s → 10.5 s; in a whole run, all compilation (tracing, lowering, the other programs)
+20.9 s → 12.5 s and the wall time 36 s → 28 s.
 
 They change the machine code, and with it, in places, the last bits: the emitters evaluate some
 transcendental functions differently (GELU's kernels move by ~1e-7 relative in float32), and
 -O1 vectorizes some loops differently (a vmapped tanh network, the Jacobian method, the family
-with biases in float64). The piecewise-linear family without biases in float32, seeds one after
-another on one CPU device — quick.yaml's and paper_cpu.yaml's cells — comes out bit-identical
+with biases in float64). The piecewise-linear family without biases in float32 with the
+structured (or NNGP) method, seeds one after another on one CPU device — quick.yaml's and
+paper_cpu.yaml's cells — comes out bit-identical
 (tests/test_cpu_compile.py; and every row of both configs' results compared whole,
 benchmarks/sweeps-cpu-2core.md). So this is opt-in (`ntk.fast_compile`), like `ntk.traced`: the
 default keeps earlier runs' numbers bit for bit. Accelerators always get XLA's defaults (their
@@ -44,7 +47,7 @@ def cpu_options() -> dict[str, Any]:
         lowered.compile()
     except Exception as err:  # an option this XLA does not have ("No such compile option")
         warnings.warn(f"ntk.fast_compile: this jaxlib's XLA refuses {CPU_OPTIONS} ({err}); "
-                      "compiling with its defaults", stacklevel=2)  # fmt: skip
+                      "compiling with its defaults", stacklevel=1)  # fmt: skip
         return {}
     return dict(CPU_OPTIONS)
 

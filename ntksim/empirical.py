@@ -375,10 +375,10 @@ def empirical_ntk_seeds(
         arguments) instead of one per network. The numbers agree with the static path's to
         round-off, not bit for bit: XLA folds constant scalars into neighbouring products (σ_w²/m
         of the last layer into the final 1/n, for one), which it cannot do with traced ones.
-      fast_compile: on a CPU, compile with XLA's quicker options (`ntksim.cpu_compile`): half the
-        compilation; the numbers equal the default's to round-off, bit for bit for the family
-        without biases in float32 with seeds one after another on one CPU device (the shipped
-        CPU configs; tested), not in general.
+      fast_compile: on a CPU, compile with XLA's quicker options (`ntksim.cpu_compile`): about
+        half XLA's time; the numbers equal the default's to round-off, bit for bit for the
+        family without biases in float32 with the structured (or NNGP) method and seeds one
+        after another on one CPU device (the shipped CPU configs; tested), not in general.
     Returns:
       (S, n·m_l, n·m_l).
     """

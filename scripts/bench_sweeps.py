@@ -194,13 +194,13 @@ def main() -> None:
         "(*cold*) or filled by the cold run before it (*warm*: a fresh run directory, every cell "
         "computed again; the eNTK programs come from ntksim's program store beside JAX's cache, "
         "without tracing or lowering). *new, fast_compile off*: `--set ntk.fast_compile=false`, XLA's "
-        "default compilation. *new traced*: `--set ntk.traced=true`, one program per array"
-        " shape and cell (the family's (a, b), σ_w, σ_b traced; its cells are not computed together"
-        "); its numbers equal the default's to round-off, not bit for bit (XLA folds "
-        "constant scalars), hence opt-in. *one cell*: a one-cell run (relu, depth 3, m = 16, 16 "
-        "seeds, n = 64), cache off: start-up, validation, K∞, one compilation, outputs. Each cell's"
-        " compile and compute seconds are in its run directory's `timings/`, summed in `summary.md`"
-        " and `ntksim status`.",
+        "default compilation. *new traced* (`fast_compile` still on): `--set ntk.traced=true`, "
+        "one program per array shape and cell (the family's (a, b), σ_w, σ_b traced; its cells "
+        "are not computed together); its numbers equal the default's to round-off, not bit for "
+        "bit (XLA folds constant scalars), hence opt-in. *one cell*: a one-cell run (relu, "
+        "depth 3, m = 16, 16 seeds, n = 64), cache off: start-up, validation, K∞, one "
+        "compilation, outputs. Each cell's compile and compute seconds are in its run "
+        "directory's `timings/`, summed in `summary.md` and `ntksim status`.",
     ]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

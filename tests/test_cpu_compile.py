@@ -142,6 +142,7 @@ def test_an_xla_without_the_options_compiles_with_its_defaults(monkeypatch: pyte
         with pytest.warns(UserWarning, match="ntk.fast_compile: this jaxlib's XLA refuses"):
             assert cpu_options() == {}
         square = FastCompiled(lambda v: v * v)
+        assert square.fast is square.default  # on any backend
         assert square.choose(True) is square.default
         assert float(square(jnp.float32(3.0))) == 9.0
     finally:

@@ -104,9 +104,10 @@ class NTKConfig(Strict):
     fast_compile: bool | None = Field(
         default=None,
         description="on a CPU, compile the eNTK programs with XLA's quicker options (its elemental "
-        "emitters, LLVM -O1): about half the compile time, compute a few percent slower; the "
-        "numbers equal the default's to round-off, bit for bit for the family φ without biases "
-        "in float32 on one CPU device (tested; the shipped CPU configs) but not in general "
+        "emitters, LLVM -O1): ~40% less compile time, compute a few percent slower; the numbers "
+        "equal the default's to round-off, bit for bit for the family φ without biases in float32 "
+        "with the structured method on one CPU device (tested; the shipped CPU configs) but not in "
+        "general "
         "(GELU's move in the last bits); no effect on accelerators; null or false: XLA's "
         "defaults",
     )

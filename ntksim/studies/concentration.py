@@ -448,7 +448,7 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
 # Elsewhere (a GPU, a bigger CPU) the seconds are wrong in absolute terms; the packing needs only
 # their ratios, and `--dry-run` says the model was fitted on that CPU. The fit predates computing
 # the cells of one draw together: a process that gets a whole group (an inline run) now takes
-# ~1/3 of the estimate for four activations (less with ntk.fast_compile, which halves the
+# ~1/3 of the estimate for four activations (less with ntk.fast_compile: ~40% less
 # compilation); the packing spreads a group over tasks (balance first).
 COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (compilation, and the 0.07 s fixed part of compute)
 FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on the 2-core CPU of the fit

@@ -168,3 +168,18 @@ def test_repeated_cosines_are_one_pair_and_a_one_point_file_is_a_config_error(tm
                        "data": {"kind": "file", "path": str(tmp_path / "one.npy")}})  # fmt: skip
     with pytest.raises(ConfigError, match=r"^data: the data file has fewer than 2 points"):
         study.expand(config)
+
+
+def test_finite_cells_take_fast_compile_from_the_config_and_keep_their_ids_without_it() -> None:
+    """`finite.ntk.fast_compile` reaches the concentration cells the depth study computes; off (or
+    false) they are the cells of runs made before the key existed."""
+    raw = {"study": "depth", "activations": ["relu"], "finite": {"depths": [2], "width": 8, "seeds": 2}}
+    config = validate(raw)
+    fast = validate(raw | {"finite": raw["finite"] | {"ntk": {"fast_compile": True}}})
+    off = validate(raw | {"finite": raw["finite"] | {"ntk": {"fast_compile": False}}})
+    inner = [
+        [c.inner for c in study.expand(cfg) if isinstance(c, study.FiniteCell)] for cfg in (config, fast, off)
+    ]
+    assert inner[0] and all(not c.fast_compile for c in inner[0]) and all(c.fast_compile for c in inner[1])
+    assert [c.cell_id for c in inner[0]] == [c.cell_id for c in inner[2]]
+    assert {c.cell_id for c in inner[0]}.isdisjoint(c.cell_id for c in inner[1])
