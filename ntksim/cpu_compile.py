@@ -6,7 +6,7 @@ about halve XLA's part: fused loops emitted by XLA's elemental IR emitters inste
 fusion emitters, and LLVM at -O1 instead of -O2. Measured on the 2-core CPU of the benchmarks,
 configs/paper_cpu.yaml's 24 eNTK programs compiled one after another: XLA 15.4 s → 8.2 s, their
 compute 10.0 s → 10.5 s; in a whole run, all compilation (tracing, lowering, the other programs)
-20.9 s → 12.5 s and the wall time 36 s → 28 s.
+20.9 s → 12.5 s and the wall time 34–36 s → 26–28 s.
 
 They change the machine code, and with it, in places, the last bits: the emitters evaluate some
 transcendental functions differently (GELU's kernels move by ~1e-7 relative in float32), and
