@@ -65,9 +65,23 @@ def _pieces(breaks: Array, n: int) -> tuple[Array, Array]:
     return nodes.reshape(*breaks.shape[:-1], -1), weights.reshape(*breaks.shape[:-1], -1)
 
 
+def line_grid(q: Array, kinks: tuple[float, ...] = ()) -> tuple[Array, Array]:
+    """Nodes s = √q z and weights w (density included) of the 1-D rule: E[f(√q Z)] = Σ w f(s);
+    (..., N) for q of any shape."""
+    z, weight, sq = _line_nodes(jnp.asarray(q, jax.dtypes.canonicalize_dtype(jnp.float64)), kinks)
+    return sq * z, weight * jnp.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+
+
 def expect_1d(f: Callable[[Array], Array], q: Array, kinks: tuple[float, ...] = ()) -> Array:
     """E[f(√q Z)] for every entry of q (any shape, q ≥ 0)."""
     q = jnp.asarray(q, jax.dtypes.canonicalize_dtype(jnp.float64))
+    z, w, sq = _line_nodes(q, kinks)
+    density = jnp.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
+    return jnp.sum(w * density * f(sq * z), axis=-1)
+
+
+def _line_nodes(q: Array, kinks: tuple[float, ...]) -> tuple[Array, Array, Array]:
+    """Gauss–Legendre nodes z and weights on the pieces of [−Z_MAX, Z_MAX], and √q (..., 1)."""
     sq = jnp.sqrt(q)[..., None]
     # Cuts at 0, at ±1/√q and ±4/√q (where a smooth φ(√q z) bends when q is large), and at kinks.
     scaled = [jnp.clip(k / jnp.where(sq > 0, sq, 1.0), -Z_MAX, Z_MAX) for k in (-4.0, -1.0, 1.0, 4.0)]
@@ -79,8 +93,7 @@ def expect_1d(f: Callable[[Array], Array], q: Array, kinks: tuple[float, ...] = 
     ends = jnp.full_like(sq, Z_MAX)
     breaks = jnp.sort(jnp.concatenate([-ends, *cuts, ends], axis=-1), axis=-1)
     z, w = _pieces(breaks, NODES_1D)
-    density = jnp.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
-    return jnp.sum(w * density * f(sq * z), axis=-1)
+    return z, w, sq
 
 
 def _radial_breaks(scale: Array, kinks: tuple[float, ...]) -> list[Array]:
@@ -95,16 +108,12 @@ def _radial_breaks(scale: Array, kinks: tuple[float, ...]) -> list[Array]:
     return out
 
 
-def _expect_2d_flat(
-    f: Callable[[Array], Array],
-    g: Callable[[Array], Array],
-    kinks_f: tuple[float, ...],
-    kinks_g: tuple[float, ...],
-    q1: Array,
-    q2: Array,
-    rho: Array,
-) -> Array:
-    """E[f(u) g(v)] for 1-D arrays of pairs (q1, q2, ρ)."""
+def polar_grid(
+    kinks_f: tuple[float, ...], kinks_g: tuple[float, ...], q1: Array, q2: Array, rho: Array
+) -> tuple[Array, Array, Array, Array, Array]:
+    """The nodes of the 2-D rule for 1-D arrays of P pairs (q1, q2, ρ): (a, b, r, w_r, w_θ) with
+    u = a·r, v = b·r, a, b, w_θ: (P, T) per angle and r, w_r: (P, T, R) along each ray, so that
+    E[F(u, v)] = Σ_θ w_θ Σ_r w_r F(a r, b r) r e^{−r²/2} / 2π for F smooth off the kink lines."""
     rho = jnp.clip(rho, -1.0, 1.0)
     alpha = jnp.arccos(rho)  # accurate for exact ρ, including ρ = ±1
     s = jnp.sqrt((1 - rho) * (1 + rho))
@@ -135,6 +144,20 @@ def _expect_2d_flat(
     if radial:  # kinks off 0 move the pieces' ends; without them the panels are already in order
         breaks = jnp.sort(breaks, -1)
     r, w_r = _pieces(breaks, NODES_RADIUS)  # (pairs, 4·Nθ, pieces·Nr)
+    return a, b, r, w_r, w_theta
+
+
+def _expect_2d_flat(
+    f: Callable[[Array], Array],
+    g: Callable[[Array], Array],
+    kinks_f: tuple[float, ...],
+    kinks_g: tuple[float, ...],
+    q1: Array,
+    q2: Array,
+    rho: Array,
+) -> Array:
+    """E[f(u) g(v)] for 1-D arrays of pairs (q1, q2, ρ)."""
+    a, b, r, w_r, w_theta = polar_grid(kinks_f, kinks_g, q1, q2, rho)
     integrand = f(a[..., None] * r) * g(b[..., None] * r) * r * jnp.exp(-0.5 * r**2)
     radial = jnp.sum(w_r * integrand, axis=-1)
     return jnp.sum(w_theta * radial, axis=-1) / (2 * math.pi)

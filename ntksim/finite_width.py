@@ -1,0 +1,615 @@
+"""The 1/m expansion of the finite-width NTK and NNGP (science.md, "Finite width").
+
+To first order in the inverse hidden widths 1/m_1 … 1/m_{l−1} of an MLP,
+
+    E[K]     = K∞ + Σ_k M_k / m_k,        Cov[K_e, K_e'] = Σ_k C_k(e, e') / m_k,
+
+and `finite_width(net, x)` computes the coefficients M_k, C_k for every entry of K (and, within
+a pair of inputs, between its entries K_ii, K_ij, K_jj): for any activation ntksim knows, with
+or without biases, on or off the Edge of Chaos, any width schedule and any m_l. The coefficients
+do not depend on the widths, so one computation serves every width (`FiniteWidth.at`).
+
+Conventions. ntksim's network (science.md, "The network"): h^{k+1} = (σ_w/√m_k) W φ(h^k) +
+σ_b β, all of W and β iid N(0, 1); the NTK sums over every W^k and β^k (biases count; σ_b = 0
+means none). In the notation of Roberts, Yaida & Hanin (PDLT) this is C_W = σ_w², C_b = σ_b²,
+learning-rate tensors λ_W = C_W and λ_b = C_b (NTK parameterization), and their width n is our
+m_k; K = Θ/n here carries science.md's 1/n (n the number of inputs), which PDLT does not.
+
+How. Conditionally on layer k, the m_{k+1} neurons of layer k+1 are iid: their pre-activations
+are Gaussian with the empirical kernel Ĝ^{k+1} = σ_b² + (σ_w²/m_k) Σ_a φ(h_a)φ(h_a)ᵀ, and their
+forward NTK is Θ̂_ij = δ_ij Ĥ^{k+1} + R_ij, where Ĥ^{k+1} = Ĝ^{k+1} + (σ_w²/m_k) Σ_a φ'φ' Θ̂_aa
+is its conditional mean and R_ij = (σ_w²/m_k) Σ_ab (w_ia w_jb − δ_ij δ_ab) φ'_a φ'_b Θ̂_ab is the
+part the shared weights W^{k+1} add (the correlation between forward and backward passes that
+the gradient-independence assumption drops). Gaussian integration by parts over w gives R's
+moments exactly, and a fluctuation of layer k enters layer k+1 as a shift of the Gaussian's
+covariance, i.e. through the Jacobian and Hessian of the limit's layer maps
+E_φ(G) = ⟨φφ⟩_G and E_φ'(G) = ⟨φ'φ'⟩_G (Price's theorem). The state carried from layer to
+layer, for the inputs of one pair, is (PDLT's G, V, H, D, A, F, B):
+
+    g   E[Ĝ] − G                      (mean shift of the NNGP kernel)
+    h   E[Ĥ] − H                      (mean shift of the NTK)
+    V   Cov(Ĝ_βγ, Ĝ_δε)               (four-point vertex)
+    D   Cov(Ĥ_βγ, Ĝ_δε)               (NTK–kernel cross-covariance)
+    A   Cov(Ĥ_βγ, Ĥ_δε)
+    F   E[R_ij(βγ) h_i(δ) h_j(ε)]     (i ≠ j: off-diagonal NTK against pre-activations)
+    B   E[R_ij(βγ) R_ij(δε)]          (i ≠ j)
+
+every one O(1/m) and linear in the per-layer sources, so each carries an axis over the hidden
+layer k whose 1/m_k it multiplies (`per_layer`). With m_l outputs the output NTK is
+δ_ab Ĥ^l + R^l_ab: diagonal output blocks have mean H + h and covariance
+A + B + B(swapped), off-diagonal blocks mean 0 and variance B; the NNGP's output is Ĝ^l ⊗ I.
+
+Expectations over the pair's 2-D Gaussian: the family's closed forms for E_φ, E_φ' (and their
+derivatives, by autodiff), the kink-split quadrature of `ntksim.activations.gaussian` for every
+other φ and for the four-point moments ⟨φ'φ'φφ⟩ etc. A pair whose two inputs are exactly
+(anti-)parallel at every layer (x' = s·x without biases, for φ that keep them so) is an exact
+multiple of the first input's diagonal entry and is computed from it.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from ntksim.activations import Activation, AnyActivation
+from ntksim.activations.family import pair_norm
+from ntksim.activations.gaussian import line_grid, polar_grid
+from ntksim.model import MLP
+
+Kernel = Literal["ntk", "nngp"]
+# |ρ| this close to 1 is an exactly (anti-)parallel pair: its transverse fluctuations vanish.
+PARALLEL = 1e-12
+STATE = ("g", "h", "V", "D", "A", "F", "B")
+
+
+# --- Gaussian expectations of one pair (or one input), differentiable in its covariance ---------
+Powers = tuple[tuple[int, int], ...]  # per input β: (p, q) of φ(h_β)^p φ'(h_β)^q
+
+
+def _radial(k: int) -> float:
+    """∫_0^∞ r^{k+1} e^{−r²/2} dr = 2^{k/2} Γ(k/2 + 1)."""
+    return 2 ** (k / 2) * math.gamma(k / 2 + 1)
+
+
+ANGLE_NODES = 24  # per sector: exact for the family's trigonometric polynomials of degree < 48
+
+
+def _sectors(bounds: Array) -> tuple[Array, Array]:
+    """Gauss–Legendre nodes and weights on each interval [bounds_i, bounds_{i+1}] (flattened)."""
+    x, w = np.polynomial.legendre.leggauss(ANGLE_NODES)
+    t, w = jnp.asarray((x + 1) / 2, bounds.dtype), jnp.asarray(w / 2, bounds.dtype)
+    lo, hi = bounds[:-1, None], bounds[1:, None]
+    return (lo + (hi - lo) * t[None]).reshape(-1), ((hi - lo) * w[None]).reshape(-1)
+
+
+def _pair_rho(cov: Array) -> tuple[Array, Array, Array]:
+    q1, q2, c = cov[0, 0], cov[1, 1], 0.5 * (cov[0, 1] + cov[1, 0])
+    norm = pair_norm(q1, q2)
+    rho = jnp.clip(jnp.where(norm > 0, c / jnp.where(norm > 0, norm, 1.0), 0.0), -1.0, 1.0)
+    return q1, q2, rho
+
+
+class _Rule:
+    """φ and φ' at the nodes of one Gaussian rule, so that every product moment
+    E[Π_β φ(h_β)^{p_β} φ'(h_β)^{q_β}] is one weighted sum over the same nodes.
+
+    The family is positively homogeneous (φ(λs) = λφ(s), φ'(λs) = φ'(s), λ > 0): in polar
+    coordinates its radial integral is a Gamma function and only the angle is integrated, sector by
+    sector, where the integrand is a trigonometric polynomial (Gauss–Legendre is exact there); one
+    input's moments are closed forms. Any other φ: the kink-split polar rule of
+    `ntksim.activations.gaussian` (2-D) or its 1-D rule."""
+
+    def __init__(self, activation: AnyActivation, cov: Array, inputs: tuple[int, ...]) -> None:
+        self.activation, self.cov, self.inputs = activation, cov, inputs
+        self.family = isinstance(activation, Activation)
+        kinks = tuple(activation.kinks)
+        if len(inputs) == 1:
+            if self.family:
+                return
+            (i,) = inputs
+            nodes, self.weights = line_grid(cov[i, i], kinks)
+            self.values = [(activation(nodes), activation.derivative(nodes))]
+            return
+        q1, q2, rho = _pair_rho(cov)
+        if self.family:
+            alpha = jnp.arccos(rho)
+            half = math.pi / 2
+            bounds = jnp.stack([jnp.full_like(alpha, half), half + alpha, jnp.full_like(alpha, 3 * half),
+                                3 * half + alpha, jnp.full_like(alpha, 5 * half)])  # fmt: skip
+            theta, weights = _sectors(bounds)
+            self.weights = weights / (2 * math.pi)
+            cos1 = jnp.cos(theta)
+            cos2 = rho * cos1 + jnp.sqrt((1 - rho) * (1 + rho)) * jnp.sin(theta)
+            self.values = [(activation(c), activation.derivative(c)) for c in (cos1, cos2)]
+            self.scales = (q1, q2)
+            return
+        a, b, r, w_r, w_theta = polar_grid(kinks, kinks, q1[None], q2[None], rho[None])
+        self.weights = (w_theta[..., None] * w_r * r * jnp.exp(-0.5 * r**2)).reshape(-1) / (2 * math.pi)
+        u, v = (a[..., None] * r).reshape(-1), (b[..., None] * r).reshape(-1)
+        self.values = [(activation(u), activation.derivative(u)), (activation(v), activation.derivative(v))]
+
+    def moment(self, powers: Powers) -> Array:
+        """The moment for powers given per input of this rule, in order."""
+        if self.family and len(self.inputs) == 1:
+            ((p, q),) = powers
+            a, b = self.activation.a, self.activation.b
+            # E[φ(√q z)^p φ'^q] = q^{p/2}·((a+b)^{p+q} + (−1)^p (a−b)^{p+q})·E|z|^p / 2
+            abs_moment = 2 ** (p / 2) * math.gamma((p + 1) / 2) / math.sqrt(math.pi)
+            variance = self.cov[self.inputs[0], self.inputs[0]]
+            return (
+                variance ** (p / 2) * ((a + b) ** (p + q) + (-1) ** p * (a - b) ** (p + q)) * abs_moment / 2
+            )
+        integrand = self.weights
+        for (p, q), (phi, dphi) in zip(powers, self.values, strict=True):
+            if p:
+                integrand = integrand * phi**p
+            if q:
+                integrand = integrand * dphi**q
+        total = jnp.sum(integrand)
+        if self.family:
+            (p1, _), (p2, _) = powers
+            total = self.scales[0] ** (p1 / 2) * self.scales[1] ** (p2 / 2) * _radial(p1 + p2) * total
+        return total
+
+
+class _Moments:
+    """Product moments of h ~ N(0, cov), cov (d, d) with d ≤ 2, each computed once on the rule of
+    the inputs it involves (one input: 1-D; both: 2-D)."""
+
+    def __init__(self, activation: AnyActivation, cov: Array) -> None:
+        self.activation, self.cov = activation, cov
+        self.rules: dict[tuple[int, ...], _Rule] = {}
+        self.cache: dict[Powers, Array] = {}
+
+    def __call__(self, powers: Powers) -> Array:
+        if powers not in self.cache:
+            used = tuple(b for b, pq in enumerate(powers) if pq != (0, 0))
+            if not used:
+                self.cache[powers] = jnp.ones((), self.cov.dtype)
+            else:
+                if used not in self.rules:
+                    self.rules[used] = _Rule(self.activation, self.cov, used)
+                self.cache[powers] = self.rules[used].moment(tuple(powers[b] for b in used))
+        return self.cache[powers]
+
+
+def _two_point(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
+    """(E_φ, E_φ')(cov) = ([⟨φ(h_β)φ(h_γ)⟩], [⟨φ'(h_β)φ'(h_γ)⟩]), each (d, d), for h ~ N(0, cov).
+
+    cov is symmetrised first, so the derivative with respect to cov_βγ is the one in which
+    cov_βγ and cov_γβ are independent variables (half of Price's ⟨∂_β∂_γ ·⟩ each). The family's
+    pair entries are its closed forms (science.md), differentiable for |ρ| < 1."""
+    cov = 0.5 * (cov + cov.T)
+    d = cov.shape[0]
+    moments = _Moments(activation, cov)
+    family = isinstance(activation, Activation)
+
+    def entry(b: int, g: int, p: int, q: int, closed: int) -> Array:
+        if b == g:
+            return moments(tuple((2 * p, 2 * q) if i == b else (0, 0) for i in range(d)))
+        if family:
+            return activation.expectations(cov[0, 0], cov[1, 1], cov[0, 1])[closed]
+        return moments(tuple((p, q) for _ in range(d)))
+
+    phi = [[entry(b, g, 1, 0, 0) for g in range(d)] for b in range(d)]
+    dphi = [[entry(b, g, 0, 1, 1) for g in range(d)] for b in range(d)]
+    return jnp.stack([jnp.stack(row) for row in phi]), jnp.stack([jnp.stack(row) for row in dphi])
+
+
+def _four_point(moments: _Moments, kinds: str, d: int) -> Array:
+    """T[β,γ,δ,ε] = ⟨t_1(h_β) t_2(h_γ) t_3(h_δ) t_4(h_ε)⟩, t_k = φ ('p') or φ' ('d') by `kinds`."""
+    out = []
+    for index in itertools.product(range(d), repeat=4):
+        powers = [[0, 0] for _ in range(d)]
+        for kind, b in zip(kinds, index, strict=True):
+            powers[b][0 if kind == "p" else 1] += 1
+        out.append(moments(tuple(tuple(p) for p in powers)))
+    return jnp.stack(out).reshape((d,) * 4)
+
+
+# --- one layer of the recursion ----------------------------------------------------------------
+def _outer(a: Array, b: Array) -> Array:
+    return a[:, :, None, None] * b[None, None, :, :]
+
+
+def _sandwich(j1: Array, x: Array, j2: Array) -> Array:
+    """Σ J1[βγ,ij] X[s,ij,kl] J2[δε,kl]: a covariance pushed through two layer-map Jacobians."""
+    return jnp.einsum("bgij,sijkl,dekl->sbgde", j1, x, j2)
+
+
+def _layer(
+    activation: AnyActivation,
+    sigma_w: float,
+    sigma_b: float,
+    first: bool,
+    source: Array,
+    kernels: tuple[Array, Array],
+    state: dict[str, Array],
+) -> tuple[tuple[Array, Array], dict[str, Array]]:
+    """Layer k → k+1 for one pair: limits (G, H) (d, d) and the first-order state (S, d, …).
+
+    source: (S,) the one-hot 1/m_k switch of this layer's width among the S hidden layers.
+    first: the state is still zero (layer 1 is deterministic), so no derivative is needed — which
+    also keeps an exactly (anti-)parallel first layer (x' = −x) free of infinite derivatives."""
+    G, H = kernels
+    sw2, sb2 = sigma_w**2, sigma_b**2
+    sw4 = sw2 * sw2
+    e_phi, e_dphi = _two_point(activation, G)
+    G_next = sb2 + sw2 * e_phi
+    H_next = G_next + sw2 * e_dphi * H
+    moments = _Moments(activation, 0.5 * (G + G.T))
+    d = G.shape[0]
+    m_pppp, m_ddpp, m_dddd = (_four_point(moments, kinds, d) for kinds in ("pppp", "ddpp", "dddd"))
+    u = source[:, None, None, None, None]
+    c_pp = m_pppp - _outer(e_phi, e_phi)
+    c_dp = m_ddpp - _outer(e_dphi, e_phi)
+    c_dd = m_dddd - _outer(e_dphi, e_dphi)
+    hh = _outer(H, H)
+    Hb = H[None, :, :, None, None]  # H_βγ against the first pair of indices
+    Ed = e_dphi[None, :, :, None, None]
+    Hd = H[None, None, None, :, :]  # H_δε against the second pair
+    Edd = e_dphi[None, None, None, :, :]
+    g, h, V, D, A, F, B = (state[k] for k in STATE)
+    if first:
+        g_next = jnp.zeros_like(g)
+        V_next = sw4 * u * c_pp[None]
+        h_next = jnp.zeros_like(h)
+        D_next = V_next + sw4 * u * Hb * c_dp[None]
+        A_next = D_next + jnp.transpose(D_next, (0, 3, 4, 1, 2)) - V_next + sw4 * u * (hh * c_dd)[None]
+        F_next = sw4 * u * Hb * m_ddpp[None]
+        B_next = sw4 * u * (hh * m_dddd)[None]
+    else:
+        jac = jax.jacfwd(lambda c: _two_point(activation, c))
+        j_phi, j_dphi = jac(G)  # (d,d,d,d): ∂E_βγ/∂G_δε
+        hess_phi, hess_dphi = jax.jacfwd(jac)(G)  # (d,d,d,d,d,d)
+        half_hess = lambda hs: 0.5 * jnp.einsum("bgijkl,sijkl->sbg", hs, V)  # noqa: E731
+        push = lambda j, x: jnp.einsum("bgij,sij->sbg", j, x)  # noqa: E731
+        g_next = sw2 * (push(j_phi, g) + half_hess(hess_phi))
+        V_next = sw4 * (u * c_pp[None] + _sandwich(j_phi, V, j_phi))
+        # ⟨∂_a(φ'(h_p)φ(h_r))⟩ from Price's theorem on E_φ (d, d, d): S[a, p, r].
+        stein = jnp.zeros((d, d, d), G.dtype)
+        for p, r in itertools.product(range(d), repeat=2):
+            if p == r:
+                stein = stein.at[p, p, p].set(j_phi[p, p, p, p])
+            else:
+                stein = stein.at[p, p, r].set(2 * j_phi[p, r, p, p])
+                stein = stein.at[r, p, r].set(e_dphi[p, r])
+        h_next = g_next + sw2 * (
+            h * e_dphi[None]
+            + H[None] * (push(j_dphi, g) + half_hess(hess_dphi))
+            + jnp.einsum("bgij,sbgij->sbg", j_dphi, D)
+            + 2 * jnp.einsum("bgij,sbgij->sbg", j_dphi, F)
+        )
+        D_next = V_next + sw4 * (
+            u * Hb * c_dp[None]
+            + Hb * _sandwich(j_dphi, V, j_phi)
+            + Ed * jnp.einsum("sbgij,deij->sbgde", D, j_phi)
+        )
+        cov_y = (
+            u * (hh * c_dd)[None]
+            + hh[None] * _sandwich(j_dphi, V, j_dphi)
+            + Hb * Edd * jnp.einsum("bgij,sdeij->sbgde", j_dphi, D)
+            + Ed * Hd * jnp.einsum("sbgij,deij->sbgde", D, j_dphi)
+            + Ed * Edd * A
+        )
+        A_next = D_next + jnp.transpose(D_next, (0, 3, 4, 1, 2)) - V_next + sw4 * cov_y
+        F_next = sw4 * (u * Hb * m_ddpp[None] + jnp.einsum("sbgij,ibd,jge->sbgde", F, stein, stein))
+        B_next = sw4 * (
+            u * (hh * m_dddd)[None] + B * e_dphi[None, :, None, :, None] * e_dphi[None, None, :, None, :]
+        )
+    state = dict(zip(STATE, (g_next, h_next, V_next, D_next, A_next, F_next, B_next), strict=True))
+    return (G_next, H_next), state
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _pair_statistics(
+    activation: AnyActivation, depth: int, sigma_w: Array, sigma_b: Array, gram: Array
+) -> dict[str, Array]:
+    """The recursion over all layers for a batch of input sets. gram: (P, d, d) input Grams
+    ⟨x_β, x_γ⟩/m_0 → limits "G", "H" (P, d, d) and the state (P, S, d, …) at the output layer.
+
+    The layers after the first share one compiled body (a scan), so compilation does not grow
+    with depth; σ_w and σ_b are traced (one program per activation, depth and shape)."""
+    hidden = depth - 1
+
+    def one(gram_p: Array) -> dict[str, Array]:
+        d = gram_p.shape[0]
+        G = sigma_w**2 * gram_p + sigma_b**2
+        zeros2 = jnp.zeros((hidden, d, d), G.dtype)
+        zeros4 = jnp.zeros((hidden, d, d, d, d), G.dtype)
+        state = {k: zeros2 if k in "gh" else zeros4 for k in STATE}
+        sources = jnp.eye(hidden, dtype=G.dtype)
+        rhos = [_correlation(G)]
+        carry = _layer(activation, sigma_w, sigma_b, True, sources[0], (G, G), state)
+
+        def body(carry: Any, source: Array) -> tuple[Any, Array]:
+            return _layer(activation, sigma_w, sigma_b, False, source, *carry), _correlation(carry[0][0])
+
+        if hidden > 1:
+            carry, middle = jax.lax.scan(body, carry, sources[1:])
+            rhos.extend(middle)
+        (G, H), state = carry
+        return {"G": G, "H": H, "rho": jnp.stack([*rhos, _correlation(G)]), **state}
+
+    return jax.vmap(one)(gram)
+
+
+# Sets per compiled call: the family's angular rules are small; other φ integrate 2-D grids of
+# ~18 000 points per moment, so fewer sets at a time bound the memory (~0.5 GB a call).
+FAMILY_CHUNK = 1024
+QUADRATURE_CHUNK = 32
+
+
+def _correlation(G: Array) -> Array:
+    """|ρ| of a (d, d) kernel's first pair (1 for one input)."""
+    if G.shape[0] == 1:
+        return jnp.ones((), G.dtype)
+    norm = pair_norm(G[0, 0], G[1, 1])
+    return jnp.abs(jnp.where(norm > 0, G[0, 1] / jnp.where(norm > 0, norm, 1.0), 0.0))
+
+
+def _bucket(size: int, chunk: int) -> int:
+    """Batch sizes are padded to powers of two (≥ 8, ≤ chunk): few compiled shapes for any n."""
+    return min(chunk, max(8, 1 << (size - 1).bit_length()))
+
+
+def _run(
+    activation: AnyActivation, depth: int, sigma_w: float, sigma_b: float, grams: np.ndarray
+) -> dict[str, np.ndarray]:
+    """`_pair_statistics` on (P, d, d) Grams in chunks, padded with a harmless set (identity Gram)."""
+    size, d = grams.shape[0], grams.shape[1]
+    chunk = _bucket(size, FAMILY_CHUNK if isinstance(activation, Activation) else QUADRATURE_CHUNK)
+    parts = []
+    for start in range(0, size, chunk):
+        block = grams[start : start + chunk]
+        pad = np.broadcast_to(np.eye(d), (chunk - block.shape[0], d, d))
+        batch = jnp.asarray(np.concatenate([block, pad]))
+        out = _pair_statistics(activation, depth, jnp.asarray(sigma_w), jnp.asarray(sigma_b), batch)
+        parts.append({k: np.asarray(v)[: block.shape[0]] for k, v in out.items()})
+    return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
+
+
+# --- the public object -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FiniteWidth:
+    """First-order statistics of K(θ) (NTK or NNGP) of `net` on n inputs.
+
+    Coefficient arrays hold the factor of 1/m_k for each hidden layer k (axis 0, length l − 1),
+    for the entries of one output block (n, n) of Θ = n·K — the widths enter only in the
+    properties below, which use `net`'s hidden widths (`at` re-evaluates them at others).
+
+    Attributes:
+      kernel: "ntk" or "nngp".
+      widths: the hidden widths (m_1, …, m_{l−1}) the properties use.
+      out_dim: m_l.
+      limit: (n, n) the limit Θ^l (or Σ^l) on the inputs.
+      mean_coef: (l−1, n, n) coefficients of E[Θ_aa(x_i, x_j)] − Θ^l(x_i, x_j).
+      var_coef: (l−1, n, n) of Var Θ_aa(x_i, x_j) (a diagonal output block).
+      cross_coef: (l−1, n, n) of Var Θ_ab(x_i, x_j), a ≠ b (zero for the NNGP).
+      pair_coef: (l−1, n, n, 3, 3) of Cov between (Θ_aa(x_i,x_i), Θ_aa(x_i,x_j), Θ_aa(x_j,x_j)).
+      block_coef: (l−1, n, n) of Cov(Θ_aa(x_i,x_j), Θ_bb(x_i,x_j)), a ≠ b (the part of the
+        variance that the output blocks share: A for the NTK, V for the NNGP).
+    """
+
+    kernel: str
+    widths: tuple[int, ...]
+    out_dim: int
+    limit: np.ndarray
+    mean_coef: np.ndarray
+    var_coef: np.ndarray
+    cross_coef: np.ndarray
+    pair_coef: np.ndarray
+    block_coef: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return self.limit.shape[0]
+
+    @property
+    def inverse_widths(self) -> np.ndarray:
+        return 1.0 / np.asarray(self.widths, np.float64)
+
+    def at(self, widths: tuple[int, ...] | list[int]) -> FiniteWidth:
+        """The same statistics at other hidden widths (same depth)."""
+        widths = tuple(int(w) for w in widths)
+        if len(widths) != len(self.widths):
+            raise ValueError(f"finite_width: {len(widths)} widths given for {len(self.widths)} hidden layers")
+        return FiniteWidth(self.kernel, widths, self.out_dim, self.limit, self.mean_coef, self.var_coef,
+                           self.cross_coef, self.pair_coef, self.block_coef)  # fmt: skip
+
+    def _sum(self, coef: np.ndarray) -> np.ndarray:
+        return np.tensordot(self.inverse_widths, coef, axes=1)
+
+    def _expand(self, diagonal_block: np.ndarray, off_block: np.ndarray) -> np.ndarray:
+        """(n, n) per-block values → (n·m_l, n·m_l), rows (i, a) ↦ i·m_l + a."""
+        eye = np.eye(self.out_dim)
+        return np.kron(diagonal_block, eye) + np.kron(off_block, 1.0 - eye)
+
+    @property
+    def per_layer(self) -> dict[str, np.ndarray]:
+        """Each hidden layer's share: "mean_shift", "variance" (l−1, n·m_l, n·m_l) of K, and
+        "fro_sq" (l−1,) of E‖K − K∞‖_F², each already divided by that layer's m_k."""
+        w = self.inverse_widths[:, None, None]
+        n2 = self.n**2
+        mean = np.stack([self._expand(c, 0 * c) for c in w * self.mean_coef / self.n])
+        var = np.stack(
+            [
+                self._expand(a, b)
+                for a, b in zip(w * self.var_coef / n2, w * self.cross_coef / n2, strict=True)
+            ]
+        )
+        return {"mean_shift": mean, "variance": var, "fro_sq": var.sum(axis=(1, 2))}
+
+    @property
+    def mean_shift(self) -> np.ndarray:
+        """E[K] − K∞ to first order: (n·m_l, n·m_l) (zero off the diagonal output blocks)."""
+        mean = self._sum(self.mean_coef) / self.n
+        return self._expand(mean, np.zeros_like(mean))
+
+    @property
+    def variance(self) -> np.ndarray:
+        """Var of each entry of K to first order: (n·m_l, n·m_l)."""
+        n2 = self.n**2
+        return self._expand(self._sum(self.var_coef) / n2, self._sum(self.cross_coef) / n2)
+
+    def covariance(self, i: int, j: int) -> np.ndarray:
+        """(3, 3) Cov of (K_ii, K_ij, K_jj) within one output block (entries of K = Θ/n)."""
+        return self._sum(self.pair_coef[:, i, j]) / self.n**2
+
+    @property
+    def expected_fro_sq(self) -> float:
+        """E‖K − K∞‖_F² to first order: the sum of the variances (‖E K − K∞‖_F² is O(1/m²))."""
+        return float(self.variance.sum())
+
+    @property
+    def err_fro(self) -> float:
+        """The predicted err_fro, √E‖K − K∞‖_F² (its median over draws agrees to O(1/√(n²)) when
+        many entries fluctuate, as E‖·‖² concentrates; measured against Monte Carlo in tests)."""
+        return math.sqrt(self.expected_fro_sq)
+
+
+def _entry_statistics(kernel: str, state: dict[str, np.ndarray], b: int, g: int) -> tuple[np.ndarray, ...]:
+    """(mean, var, cross, block) coefficients of the entry (b, g) of a set: each (P, S)."""
+    if kernel == "ntk":
+        A, B = state["A"], state["B"]
+        var = A[..., b, g, b, g] + B[..., b, g, b, g] + B[..., b, g, g, b]
+        return state["h"][..., b, g], var, B[..., b, g, b, g], A[..., b, g, b, g]
+    V = state["V"][..., b, g, b, g]
+    return state["g"][..., b, g], V, 0 * V, V
+
+
+def _pair_cov(kernel: str, state: dict[str, np.ndarray]) -> np.ndarray:
+    """(P, S, 3, 3) Cov of the entries (00, 01, 11) of 2-input sets within one output block."""
+    entries = ((0, 0), (0, 1), (1, 1))
+    out = np.zeros((*state["V"].shape[:2], 3, 3))
+    for r, (b, g) in enumerate(entries):
+        for c, (d, e) in enumerate(entries):
+            if kernel == "ntk":
+                out[..., r, c] = (
+                    state["A"][..., b, g, d, e] + state["B"][..., b, g, d, e] + state["B"][..., b, g, e, d]
+                )
+            else:
+                out[..., r, c] = state["V"][..., b, g, d, e]
+    return out
+
+
+def _x64() -> Any:
+    """A context with JAX's x64 on (jax ≥ 0.6 names it jax.enable_x64; 0.5.3 jax.experimental)."""
+    if hasattr(jax, "enable_x64"):
+        return jax.enable_x64(True)
+    from jax.experimental import enable_x64
+
+    return enable_x64()
+
+
+def finite_width(net: MLP, x: Array, kernel: Kernel = "ntk") -> FiniteWidth:
+    """First-order (1/m) mean shift and covariances of `net`'s empirical NTK or NNGP on x.
+
+    Args:
+      net: the MLP (any activation, σ_w, σ_b, schedule, out_dim); depth ≥ 2 (a network without
+        hidden layers has a deterministic kernel).
+      x: (n, m_0) inputs (any norms).
+      kernel: "ntk" (K(θ) = (1/n)[Θ_θ(x_i, x_j)]) or "nngp" (the readout layer's kernel).
+    Returns:
+      a `FiniteWidth` (float64; computed with x64 on, whatever JAX's flag outside).
+    """
+    if kernel not in ("ntk", "nngp"):
+        raise ValueError(f"finite_width: unknown kernel {kernel!r}; choose ntk or nngp")
+    if net.depth < 2:
+        raise ValueError("finite_width: depth 1 has no hidden layer, so its kernel is not random")
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"finite_width expects inputs of shape (n, in_dim), got {x.shape}")
+    sigma_w, sigma_b = net.sigmas
+    hidden = net.hidden
+    with _x64():
+        return _finite_width(net.activation, net.depth, float(sigma_w), float(sigma_b), hidden,
+                             net.out_dim, x, kernel)  # fmt: skip
+
+
+def _finite_width(
+    activation: AnyActivation,
+    depth: int,
+    sigma_w: float,
+    sigma_b: float,
+    hidden: tuple[int, ...],
+    out_dim: int,
+    x: np.ndarray,
+    kernel: str,
+) -> FiniteWidth:
+    n = x.shape[0]
+    gram = x @ x.T / x.shape[1]
+    S = depth - 1
+    run: Callable[[np.ndarray], dict[str, np.ndarray]] = functools.partial(
+        _run, activation, depth, sigma_w, sigma_b
+    )
+    # Diagonal entries: one input each.
+    single = run(np.diag(gram).reshape(n, 1, 1))
+    limit = np.zeros((n, n))
+    mean, var, cross, block = (np.zeros((S, n, n)) for _ in range(4))
+    pair = np.zeros((S, n, n, 3, 3))
+    d_mean, d_var, d_cross, d_block = _entry_statistics(kernel, single, 0, 0)
+    d_limit = single["H" if kernel == "ntk" else "G"][:, 0, 0]
+    for i in range(n):
+        limit[i, i] = d_limit[i]
+        mean[:, i, i], var[:, i, i], cross[:, i, i], block[:, i, i] = (
+            d_mean[i],
+            d_var[i],
+            d_cross[i],
+            d_block[i],
+        )
+        pair[:, i, i] = d_var[i][:, None, None]  # (K_ii, K_ii, K_ii): one entry thrice
+    rows, cols = np.triu_indices(n, k=1)
+    if len(rows):
+        pair_grams = np.stack([gram[np.ix_([i, j], [i, j])] for i, j in zip(rows, cols, strict=True)])
+        stats = run(pair_grams)
+        parallel = _parallel_pairs(stats["rho"])
+        p_mean, p_var, p_cross, p_block = _entry_statistics(kernel, stats, 0, 1)
+        p_pair = _pair_cov(kernel, stats)
+        last = stats["H" if kernel == "ntk" else "G"]
+        for t, (i, j) in enumerate(zip(rows, cols, strict=True)):
+            limit[i, j] = limit[j, i] = last[t, 0, 1]
+            if parallel[t]:
+                # Θ(x_i, x_j) = κ·Θ(x_i, x_i) and Θ(x_j, x_j) = κ'·Θ(x_i, x_i) exactly, at every width.
+                kappa, kappa2 = last[t, 0, 1] / last[t, 0, 0], last[t, 1, 1] / last[t, 0, 0]
+                for arr, val, power in (
+                    (mean, d_mean, 1),
+                    (var, d_var, 2),
+                    (cross, d_cross, 2),
+                    (block, d_block, 2),
+                ):
+                    arr[:, i, j] = arr[:, j, i] = kappa**power * val[i]
+                scale = np.array([1.0, kappa, kappa2])
+                pair[:, i, j] = d_var[i][:, None, None] * np.outer(scale, scale)
+            else:
+                for arr, val in ((mean, p_mean), (var, p_var), (cross, p_cross), (block, p_block)):
+                    arr[:, i, j] = arr[:, j, i] = val[t]
+                pair[:, i, j] = p_pair[t]
+            pair[:, j, i] = pair[:, i, j][:, ::-1, ::-1]
+    return FiniteWidth(kernel, tuple(hidden), out_dim, limit, mean, var, cross, pair, block)
+
+
+def _parallel_pairs(rho: np.ndarray) -> np.ndarray:
+    """(P,) bool from |ρ| (P, depth) at every layer: pairs whose pre-activations are exactly
+    ±proportional throughout (computed from their diagonal instead).
+
+    A pair parallel at a hidden layer after the first without being so throughout is refused:
+    its transverse derivatives are infinite there (ValueError)."""
+    flat = rho >= 1 - PARALLEL
+    everywhere = flat.all(axis=1)
+    later = flat[:, 1:-1].any(axis=1)  # layers whose map is differentiated (not the first, not the output)
+    if (later & ~everywhere).any():
+        raise ValueError(
+            "finite_width: an input pair becomes exactly parallel at a hidden layer after the "
+            "first without being so throughout; its first-order statistics are not defined there"
+        )
+    return everywhere
