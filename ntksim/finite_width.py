@@ -63,11 +63,16 @@ from jax import Array
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.family import pair_norm
 from ntksim.activations.gaussian import line_grid, polar_grid
+from ntksim.activations.interpolate import FIRST_NODES, MAX_NODES, _chebyshev_angles
+from ntksim.cpu_compile import FastCompiled
 from ntksim.model import MLP
 
 Kernel = Literal["ntk", "nngp"]
 # |ρ| this close to 1 is an exactly (anti-)parallel pair: its transverse fluctuations vanish.
 PARALLEL = 1e-12
+# Equal-norm inputs, φ without closed forms: interpolate in the angle from this many pairs on.
+INTERPOLATE_MIN_PAIRS = 128
+INTERPOLATION_TOLERANCE = 1e-10
 STATE = ("g", "h", "V", "D", "A", "F", "B")
 
 
@@ -98,6 +103,31 @@ def _pair_rho(cov: Array) -> tuple[Array, Array, Array]:
     return q1, q2, rho
 
 
+@jax.tree_util.register_pytree_node_class
+class TracedFamily:
+    """φ(s) = a·s + b·|s| with (a, b) as traced values: one compiled program serves every member
+    of the family (relu and abs in one run compile once). Same interface as `Activation` where
+    this module uses it; its closed forms are `Activation.expectations` itself."""
+
+    kinks = (0.0,)
+
+    def __init__(self, a: Any, b: Any) -> None:
+        self.a, self.b = a, b
+
+    def __call__(self, s: Array) -> Array:
+        return self.a * s + self.b * jnp.abs(s)
+
+    def derivative(self, s: Array) -> Array:
+        return self.a + self.b * jnp.sign(s)
+
+    def tree_flatten(self) -> tuple[tuple[Any, Any], None]:
+        return (self.a, self.b), None
+
+    @classmethod
+    def tree_unflatten(cls, _: None, leaves: tuple[Any, Any]) -> TracedFamily:
+        return cls(*leaves)
+
+
 class _Rule:
     """φ and φ' at the nodes of one Gaussian rule, so that every product moment
     E[Π_β φ(h_β)^{p_β} φ'(h_β)^{q_β}] is one weighted sum over the same nodes.
@@ -110,7 +140,7 @@ class _Rule:
 
     def __init__(self, activation: AnyActivation, cov: Array, inputs: tuple[int, ...]) -> None:
         self.activation, self.cov, self.inputs = activation, cov, inputs
-        self.family = isinstance(activation, Activation)
+        self.family = isinstance(activation, Activation | TracedFamily)
         kinks = tuple(activation.kinks)
         if len(inputs) == 1:
             if self.family:
@@ -191,13 +221,13 @@ def _two_point(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
     cov = 0.5 * (cov + cov.T)
     d = cov.shape[0]
     moments = _Moments(activation, cov)
-    family = isinstance(activation, Activation)
+    family = isinstance(activation, Activation | TracedFamily)
 
     def entry(b: int, g: int, p: int, q: int, closed: int) -> Array:
         if b == g:
             return moments(tuple((2 * p, 2 * q) if i == b else (0, 0) for i in range(d)))
         if family:
-            return activation.expectations(cov[0, 0], cov[1, 1], cov[0, 1])[closed]
+            return Activation.expectations(activation, cov[0, 0], cov[1, 1], cov[0, 1])[closed]  # type: ignore[arg-type]
         return moments(tuple((p, q) for _ in range(d)))
 
     phi = [[entry(b, g, 1, 0, 0) for g in range(d)] for b in range(d)]
@@ -310,7 +340,6 @@ def _layer(
     return (G_next, H_next), state
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
 def _pair_statistics(
     activation: AnyActivation, depth: int, sigma_w: Array, sigma_b: Array, gram: Array
 ) -> dict[str, Array]:
@@ -349,6 +378,20 @@ FAMILY_CHUNK = 1024
 QUADRATURE_CHUNK = 32
 
 
+# XLA's quicker CPU compilation (ntksim.cpu_compile): the d = 2 program compiles in ~60% of the
+# time; these are float64 statistics, not a sweep's bit-for-bit eNTK, so its last bits may move.
+_PAIR_STATISTICS = FastCompiled(_pair_statistics, static_argnums=(0, 1))
+
+
+def _family_statistics(
+    depth: int, a: Array, b: Array, sigma_w: Array, sigma_b: Array, gram: Array
+) -> dict[str, Array]:
+    return _pair_statistics(TracedFamily(a, b), depth, sigma_w, sigma_b, gram)
+
+
+_FAMILY_STATISTICS = FastCompiled(_family_statistics, static_argnums=(0,))
+
+
 def _correlation(G: Array) -> Array:
     """|ρ| of a (d, d) kernel's first pair (1 for one input)."""
     if G.shape[0] == 1:
@@ -373,7 +416,12 @@ def _run(
         block = grams[start : start + chunk]
         pad = np.broadcast_to(np.eye(d), (chunk - block.shape[0], d, d))
         batch = jnp.asarray(np.concatenate([block, pad]))
-        out = _pair_statistics(activation, depth, jnp.asarray(sigma_w), jnp.asarray(sigma_b), batch)
+        sigmas = (jnp.asarray(sigma_w), jnp.asarray(sigma_b))
+        if isinstance(activation, Activation):
+            ab = (jnp.asarray(activation.a), jnp.asarray(activation.b))
+            out = _FAMILY_STATISTICS.choose(fast_compile=True)(depth, *ab, *sigmas, batch)
+        else:
+            out = _PAIR_STATISTICS.choose(fast_compile=True)(activation, depth, *sigmas, batch)
         parts.append({k: np.asarray(v)[: block.shape[0]] for k, v in out.items()})
     return {k: np.concatenate([part[k] for part in parts]) for k in parts[0]}
 
@@ -536,6 +584,9 @@ def finite_width(net: MLP, x: Array, kernel: Kernel = "ntk") -> FiniteWidth:
                              net.out_dim, x, kernel)  # fmt: skip
 
 
+FIELDS = ("mean", "var", "cross", "block")
+
+
 def _finite_width(
     activation: AnyActivation,
     depth: int,
@@ -552,50 +603,119 @@ def _finite_width(
     run: Callable[[np.ndarray], dict[str, np.ndarray]] = functools.partial(
         _run, activation, depth, sigma_w, sigma_b
     )
-    # Diagonal entries: one input each.
     single = run(np.diag(gram).reshape(n, 1, 1))
-    limit = np.zeros((n, n))
-    mean, var, cross, block = (np.zeros((S, n, n)) for _ in range(4))
+    diagonal = dict(zip(FIELDS, _entry_statistics(kernel, single, 0, 0), strict=True))
+    out = {k: np.zeros((S, n, n)) for k in FIELDS}
     pair = np.zeros((S, n, n, 3, 3))
-    d_mean, d_var, d_cross, d_block = _entry_statistics(kernel, single, 0, 0)
-    d_limit = single["H" if kernel == "ntk" else "G"][:, 0, 0]
-    for i in range(n):
-        limit[i, i] = d_limit[i]
-        mean[:, i, i], var[:, i, i], cross[:, i, i], block[:, i, i] = (
-            d_mean[i],
-            d_var[i],
-            d_cross[i],
-            d_block[i],
-        )
-        pair[:, i, i] = d_var[i][:, None, None]  # (K_ii, K_ii, K_ii): one entry thrice
+    limit = np.diag(single["H" if kernel == "ntk" else "G"][:, 0, 0])
+    index = np.arange(n)
+    for k in FIELDS:
+        out[k][:, index, index] = diagonal[k].T
+    pair[:, index, index] = diagonal["var"].T[..., None, None]  # (K_ii, K_ii, K_ii): one entry thrice
     rows, cols = np.triu_indices(n, k=1)
     if len(rows):
-        pair_grams = np.stack([gram[np.ix_([i, j], [i, j])] for i, j in zip(rows, cols, strict=True)])
-        stats = run(pair_grams)
-        parallel = _parallel_pairs(stats["rho"])
-        p_mean, p_var, p_cross, p_block = _entry_statistics(kernel, stats, 0, 1)
-        p_pair = _pair_cov(kernel, stats)
-        last = stats["H" if kernel == "ntk" else "G"]
-        for t, (i, j) in enumerate(zip(rows, cols, strict=True)):
-            limit[i, j] = limit[j, i] = last[t, 0, 1]
-            if parallel[t]:
-                # Θ(x_i, x_j) = κ·Θ(x_i, x_i) and Θ(x_j, x_j) = κ'·Θ(x_i, x_i) exactly, at every width.
-                kappa, kappa2 = last[t, 0, 1] / last[t, 0, 0], last[t, 1, 1] / last[t, 0, 0]
-                for arr, val, power in (
-                    (mean, d_mean, 1),
-                    (var, d_var, 2),
-                    (cross, d_cross, 2),
-                    (block, d_block, 2),
-                ):
-                    arr[:, i, j] = arr[:, j, i] = kappa**power * val[i]
-                scale = np.array([1.0, kappa, kappa2])
-                pair[:, i, j] = d_var[i][:, None, None] * np.outer(scale, scale)
-            else:
-                for arr, val in ((mean, p_mean), (var, p_var), (cross, p_cross), (block, p_block)):
-                    arr[:, i, j] = arr[:, j, i] = val[t]
-                pair[:, i, j] = p_pair[t]
-            pair[:, j, i] = pair[:, i, j][:, ::-1, ::-1]
-    return FiniteWidth(kernel, tuple(hidden), out_dim, limit, mean, var, cross, pair, block)
+        pairs = _equal_variance_pairs(run, kernel, activation, gram, rows, cols)
+        if pairs is None:
+            pair_grams = np.stack([gram[np.ix_([i, j], [i, j])] for i, j in zip(rows, cols, strict=True)])
+            pairs = _pairs(run, kernel, pair_grams)
+        limit[rows, cols] = limit[cols, rows] = pairs["limit"]
+        for k in FIELDS:
+            out[k][:, rows, cols] = out[k][:, cols, rows] = pairs[k].T
+        pair[:, rows, cols] = np.moveaxis(pairs["pair"], 0, 1)
+        pair[:, cols, rows] = np.moveaxis(pairs["pair"], 0, 1)[..., ::-1, ::-1]
+    return FiniteWidth(kernel, tuple(hidden), out_dim, limit, out["mean"], out["var"], out["cross"], pair,
+                       out["block"])  # fmt: skip
+
+
+def _pairs(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]], kernel: str, grams: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Statistics of the pairs with Grams (P, 2, 2): "mean", "var", "cross", "block" (P, S) of the
+    entry (x, x'), "pair" (P, S, 3, 3) Cov of (K_xx, K_xx', K_x'x'), "limit" (P,)."""
+    stats = run(grams)
+    out = dict(zip(FIELDS, _entry_statistics(kernel, stats, 0, 1), strict=True))
+    out["pair"] = _pair_cov(kernel, stats)
+    last = stats["H" if kernel == "ntk" else "G"]
+    out["limit"] = last[:, 0, 1]
+    parallel = np.flatnonzero(_parallel_pairs(stats["rho"]))
+    if len(parallel):
+        # Θ(x, x') = κ·Θ(x, x) and Θ(x', x') = κ'·Θ(x, x) exactly, at every width.
+        first = dict(
+            zip(FIELDS, _entry_statistics(kernel, run(grams[parallel][:, :1, :1]), 0, 0), strict=True)
+        )
+        kappa = last[parallel, 0, 1] / last[parallel, 0, 0]
+        scale = np.stack([np.ones_like(kappa), kappa, last[parallel, 1, 1] / last[parallel, 0, 0]], axis=-1)
+        for k, power in zip(FIELDS, (1, 2, 2, 2), strict=True):
+            out[k][parallel] = kappa[:, None] ** power * first[k]
+        out["pair"][parallel] = first["var"][..., None, None] * (
+            scale[:, None, :, None] * scale[:, None, None, :]
+        )
+    return out
+
+
+def _equal_variance_pairs(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]],
+    kernel: str,
+    activation: AnyActivation,
+    gram: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+) -> dict[str, np.ndarray] | None:
+    """For many inputs of one norm and φ without a closed form, the pair statistics as functions of
+    the angle α = arccos ρ, interpolated from Chebyshev points (as `ntksim.activations.interpolate`
+    does for the limit; analytic in α for kinks at 0), accepted when a twice finer set agrees to
+    INTERPOLATION_TOLERANCE of each statistic's scale; None where it does not apply or converge."""
+    q = np.diag(gram)
+    if (
+        isinstance(activation, Activation)
+        or len(rows) < INTERPOLATE_MIN_PAIRS
+        or any(k != 0.0 for k in activation.kinks)
+        or q[0] <= 0
+        or np.max(np.abs(q - q[0])) > 64 * np.finfo(np.float64).eps * q[0]
+    ):
+        return None
+    q0 = float(q[0])
+    alpha = np.arccos(np.clip(gram[rows, cols] / q0, -1.0, 1.0))
+
+    def at(angles: np.ndarray) -> dict[str, np.ndarray]:
+        rho = np.cos(angles)
+        rho[angles == 0.0], rho[angles == math.pi] = 1.0, -1.0
+        grams = q0 * np.stack([np.ones_like(rho), rho, rho, np.ones_like(rho)], axis=-1).reshape(-1, 2, 2)
+        return _pairs(run, kernel, grams)
+
+    count = FIRST_NODES
+    angles = _chebyshev_angles(count)
+    values = at(angles)
+    while count <= MAX_NODES:
+        finer = _chebyshev_angles(2 * count - 1)
+        new = at(finer[1::2])
+        error = 0.0
+        for key, coarse in values.items():
+            predicted = _interpolate(angles, coarse, finer[1::2])
+            scale = max(np.abs(coarse).max(), np.abs(new[key]).max(), 1e-300)
+            error = max(error, float(np.abs(predicted - new[key]).max()) / scale)
+        merged = {k: np.zeros((2 * count - 1, *v.shape[1:])) for k, v in values.items()}
+        for k in merged:
+            merged[k][0::2], merged[k][1::2] = values[k], new[k]
+        angles, values, count = finer, merged, 2 * count - 1
+        if error < INTERPOLATION_TOLERANCE:
+            return {k: _interpolate(angles, v, alpha) for k, v in values.items()}
+    return None
+
+
+def _interpolate(nodes: np.ndarray, values: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Barycentric interpolation (Berrut–Trefethen) of values (N, …) given at Chebyshev points of
+    the second kind `nodes`, at `points` (P,) → (P, …); exact at the nodes."""
+    count = len(nodes)
+    weights = (-1.0) ** np.arange(count) * np.r_[0.5, np.ones(count - 2), 0.5]
+    diff = points[:, None] - nodes[None, :]
+    exact = diff == 0
+    terms = weights[None, :] / np.where(exact, 1.0, diff)
+    flat = values.reshape(count, -1)
+    approx = (terms @ flat) / terms.sum(axis=1, keepdims=True)
+    hit = exact.any(axis=1)
+    approx[hit] = flat[exact[hit].argmax(axis=1)]
+    return approx.reshape((len(points), *values.shape[1:]))
 
 
 def _parallel_pairs(rho: np.ndarray) -> np.ndarray:

@@ -51,11 +51,23 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
     atomic_write(path, buffer.getvalue())
 
 
-def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Path) -> None:
-    """err_op vs m (log2–log2): median over seeds, 10–90% band, fitted slope, m^{-1/2} guide."""
+def plot_concentration(
+    results: pd.DataFrame, depth: int, out_dim: int, path: Path, theory: pd.DataFrame | None = None
+) -> None:
+    """err_op vs m (log2–log2): median over seeds, 10–90% band, fitted slope, m^{-1/2} guide; with
+    `theory` (rows of the curve's predicted_fro per width) a second panel: err_fro measured
+    (median, band) against the first-order prediction (dashed)."""
     colors = activation_colors(results)
     subset = results[(results["depth"] == depth) & (results["out_dim"] == out_dim)]
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
+    predicted = None
+    if theory is not None and len(theory):
+        predicted = theory[(theory["depth"] == depth) & (theory["out_dim"] == out_dim)]
+        predicted = predicted if len(predicted) else None
+    if predicted is None:
+        fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
+    else:
+        fig, (ax, ax_fro) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+        _plot_fro(subset, predicted, colors, ax_fro)
     anchor = None
     for name, group in subset.groupby("activation", sort=False):
         stats = group.groupby("width")["err_op"]
@@ -89,6 +101,32 @@ def plot_concentration(results: pd.DataFrame, depth: int, out_dim: int, path: Pa
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def _plot_fro(subset: pd.DataFrame, predicted: pd.DataFrame, colors: dict, ax: plt.Axes) -> None:
+    """err_fro per activation: median over seeds and 10–90% band, and the first-order
+    √E‖K − K∞‖²_F of ntksim.finite_width as a dashed line of the same colour."""
+    for name, group in subset.groupby("activation", sort=False):
+        stats = group.groupby("width")["err_fro"]
+        widths = np.array(sorted(group["width"].unique()), dtype=float)
+        ax.plot(widths, stats.median().loc[widths].to_numpy(), "o", color=colors[name], ms=4,
+                label=f"{name}: measured")  # fmt: skip
+        lo, hi = (stats.quantile(q).loc[widths].to_numpy() for q in (0.1, 0.9))
+        ax.fill_between(widths, lo, hi, color=colors[name], alpha=0.2, lw=0)
+        line = predicted[predicted["activation"] == name].sort_values("width")
+        if len(line):
+            ax.plot(line["width"].to_numpy(float), line["predicted_fro"].to_numpy(), "--", color=colors[name],
+                    lw=1.4, label=f"{name}: first-order theory")  # fmt: skip
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("base width m")
+    kernel = "NNGP" if "kernel" in subset.columns and (subset["kernel"] == "nngp").all() else "NTK"
+    ax.set_ylabel(kernel + r" $\|K(\theta) - K_\infty\|_F$")
+    ax.set_title(
+        r"err$_F$: measured (median, 10–90%) and $\sqrt{E\|K-K_\infty\|_F^2}$ to first order", fontsize=10
+    )
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def measured_constant(group: pd.DataFrame) -> float:
@@ -193,8 +231,9 @@ def plot_theory(results: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def plot_all(results: pd.DataFrame, figures_dir: Path) -> list[Path]:
-    """Every figure of a run into figures_dir; returns their paths."""
+def plot_all(results: pd.DataFrame, figures_dir: Path, theory: pd.DataFrame | None = None) -> list[Path]:
+    """Every figure of a run into figures_dir (with the first-order err_fro of `theory` where
+    given); returns their paths."""
     figures_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     out_dims = sorted(results["out_dim"].unique())
@@ -202,7 +241,7 @@ def plot_all(results: pd.DataFrame, figures_dir: Path) -> list[Path]:
         for out_dim in out_dims:
             suffix = "" if len(out_dims) == 1 else f"_out{out_dim}"
             path = figures_dir / f"err_op_depth{depth}{suffix}.png"
-            plot_concentration(results, int(depth), int(out_dim), path)
+            plot_concentration(results, int(depth), int(out_dim), path, theory)
             paths.append(path)
     path = figures_dir / "theory_prefactor.png"
     if plot_theory(results, path):
