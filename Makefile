@@ -86,6 +86,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python scripts/bench_mercer.py
 	$(BIN)/python scripts/bench_training.py
 	$(BIN)/python scripts/bench_sweeps.py
+	$(BIN)/python scripts/bench_finite_width.py
 
 # The same benchmarks with neural-tangents' columns (its empirical NTK needs the reference profile).
 bench-reference: $(REF)/.installed

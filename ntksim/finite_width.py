@@ -96,6 +96,19 @@ def _sectors(bounds: Array) -> tuple[Array, Array]:
     return (lo + (hi - lo) * t[None]).reshape(-1), ((hi - lo) * w[None]).reshape(-1)
 
 
+def _snap(cov: Array) -> Array:
+    """A (2, 2) covariance whose |ρ| is within a few ulp of 1 made exactly parallel (c = ±√(q1 q2)):
+    x' = −1.2·x gives ρ = −1 ± 1e-16 in floating point, and √(1 − ρ²) would turn that into 1e-8
+    of spurious transverse mass (science.md: compute ρ = ±1 exactly)."""
+    if cov.shape[0] != 2:
+        return cov
+    norm = pair_norm(cov[0, 0], cov[1, 1])
+    c = 0.5 * (cov[0, 1] + cov[1, 0])
+    close = jnp.abs(jnp.abs(c) - norm) <= 8 * jnp.finfo(cov.dtype).eps * norm
+    c = jnp.where(close & (norm > 0), jnp.sign(c) * norm, c)
+    return jnp.stack([jnp.stack([cov[0, 0], c]), jnp.stack([c, cov[1, 1]])])
+
+
 def _pair_rho(cov: Array) -> tuple[Array, Array, Array]:
     q1, q2, c = cov[0, 0], cov[1, 1], 0.5 * (cov[0, 1] + cov[1, 0])
     norm = pair_norm(q1, q2)
@@ -218,7 +231,7 @@ def _two_point(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
     cov is symmetrised first, so the derivative with respect to cov_βγ is the one in which
     cov_βγ and cov_γβ are independent variables (half of Price's ⟨∂_β∂_γ ·⟩ each). The family's
     pair entries are its closed forms (science.md), differentiable for |ρ| < 1."""
-    cov = 0.5 * (cov + cov.T)
+    cov = _snap(0.5 * (cov + cov.T))
     d = cov.shape[0]
     moments = _Moments(activation, cov)
     family = isinstance(activation, Activation | TracedFamily)
@@ -276,7 +289,7 @@ def _layer(
     e_phi, e_dphi = _two_point(activation, G)
     G_next = sb2 + sw2 * e_phi
     H_next = G_next + sw2 * e_dphi * H
-    moments = _Moments(activation, 0.5 * (G + G.T))
+    moments = _Moments(activation, _snap(0.5 * (G + G.T)))
     d = G.shape[0]
     m_pppp, m_ddpp, m_dddd = (_four_point(moments, kinds, d) for kinds in ("pppp", "ddpp", "dddd"))
     u = source[:, None, None, None, None]

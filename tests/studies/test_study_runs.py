@@ -55,6 +55,16 @@ SMALL = {
         "increments.lags=[1, 2]",
         "paths=1",
     ],
+    "fluctuations": [
+        "nets=[relu, abs]",
+        "depths=[2]",
+        "widths=[8, 16]",
+        "kernels=[ntk, nngp]",
+        "seeds=40",
+        "seeds_per_cell=20",
+        "cosines=[0.5]",
+        "norms=[1.0, 0.9]",
+    ],
     "training": [
         "activations=[relu]",
         "widths=[8, 16]",
@@ -73,6 +83,7 @@ KEYS = {
     "positivity": ["part", "activation", "kernel", "antipodal", "n", "width", "seed"],
     "spectrum": ["activation", "kernel", "dim", "depth", "k"],
     "sample_paths": ["part", "activation", "depth", "dim", "width", "k", "order", "lag", "output", "angle"],
+    "fluctuations": ["activation", "kernel", "depth", "width", "seed_start", "quantity", "i", "a", "j", "b"],
     "training": ["activation", "optimizer", "width", "seed", "step"],
 }
 STUDIES = list(SMALL)
