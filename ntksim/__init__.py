@@ -20,6 +20,7 @@ from ntksim.empirical import (
     empirical_ntk_seeds_together,
 )
 from ntksim.engine.run import open_run as load_run
+from ntksim.finite_width import FiniteWidth, finite_width
 from ntksim.limits import limit_nngp, limit_ntk
 from ntksim.mercer import harmonic_dimension, mercer_eigenvalues, multiplicities
 from ntksim.metrics import concentration
@@ -33,6 +34,7 @@ __all__ = [
     "Activation",
     "EOCPoint",
     "Elementwise",
+    "FiniteWidth",
     "NoEOCPoint",
     "activation",
     "chi",
@@ -46,6 +48,7 @@ __all__ = [
     "eoc",
     "eoc_curve",
     "eoc_sigma_w",
+    "finite_width",
     "gaussian",
     "harmonic_dimension",
     "hidden_widths",

@@ -563,7 +563,7 @@ def _pair_cov(kernel: str, state: dict[str, np.ndarray]) -> np.ndarray:
     return out
 
 
-def _x64() -> Any:
+def x64() -> Any:
     """A context with JAX's x64 on (jax ≥ 0.6 names it jax.enable_x64; 0.5.3 jax.experimental)."""
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(True)
@@ -592,7 +592,7 @@ def finite_width(net: MLP, x: Array, kernel: Kernel = "ntk") -> FiniteWidth:
         raise ValueError(f"finite_width expects inputs of shape (n, in_dim), got {x.shape}")
     sigma_w, sigma_b = net.sigmas
     hidden = net.hidden
-    with _x64():
+    with x64():
         return _finite_width(net.activation, net.depth, float(sigma_w), float(sigma_b), hidden,
                              net.out_dim, x, kernel)  # fmt: skip
 

@@ -15,8 +15,15 @@ from scipy import integrate
 
 import ntksim
 from ntksim.empirical import empirical_nngp_seeds, empirical_ntk_seeds
-from ntksim.finite_width import finite_width
+from ntksim.finite_width import finite_width, x64
 from ntksim.limits import limit_kernels
+from tests.conftest import REFERENCE, X64
+
+# finite_width computes in float64 whatever JAX's flag (and these tests draw float64 kernels), so
+# the heavier tests run once, in the x64 pass; the float32 pass keeps the light ones, which check
+# that the flag being off changes nothing. The Monte Carlo runs in the current profile only.
+ONCE = pytest.mark.skipif(not X64, reason="float64 whatever the flag: runs in the x64 pass")
+CURRENT_ONLY = pytest.mark.skipif(REFERENCE, reason="Monte Carlo of the eNTK: the current profile runs it")
 
 
 def inputs(cosines: tuple[float, ...], norms: tuple[float, ...] | None = None, dim: int = 3) -> np.ndarray:
@@ -99,7 +106,7 @@ def test_family_nngp_of_one_input_monte_carlo_matches_the_exact_product_formula(
     net = ntksim.MLP("relu", depth=depth, width=width, schedule="constant")
     x = inputs(())
     keys = jax.random.split(jax.random.PRNGKey(3), seeds)
-    with jax.enable_x64(True):
+    with x64():
         net64 = ntksim.MLP("relu", depth=depth, width=width, schedule="constant", dtype=jnp.float64)
         k = np.asarray(empirical_nngp_seeds(net64, keys, jnp.asarray(x)))[:, 0, 0]
     g1 = 2.0
@@ -111,6 +118,7 @@ def test_family_nngp_of_one_input_monte_carlo_matches_the_exact_product_formula(
     assert first_order < exact - 3 * se  # the remainder is positive and resolved here
 
 
+@ONCE
 @pytest.mark.parametrize("name, sigma_b, cosine", [("relu", 0.0, 0.5), ("abs", 0.0, -0.5), ("tanh", 0.3, 0.2),
                                                    ("elu", 0.2, 0.9), ("gelu", 0.5, -0.3)])  # fmt: skip
 def test_one_hidden_layer_is_a_mean_of_iid_terms(name, sigma_b, cosine):
@@ -153,6 +161,7 @@ def test_one_hidden_layer_is_a_mean_of_iid_terms(name, sigma_b, cosine):
 
 
 # --- known facts ---------------------------------------------------------------------------
+@ONCE
 @pytest.mark.parametrize("name", list(FAMILY))
 def test_family_diagonal_ntk_has_no_mean_shift(name):
     """Scale-invariant φ without bias: E Θ(x, x) = Θ^l(x, x) to first order (Guillen et al.), at
@@ -164,6 +173,7 @@ def test_family_diagonal_ntk_has_no_mean_shift(name):
         assert np.abs(fw.mean_coef[:, 0, 1]).max() > 1e-3
 
 
+@ONCE
 def test_relu_forward_norm_fluctuates_like_exp_5_beta():
     """Hanin (2018), Hanin & Nica: for ReLU without bias E[Σ̂(x,x)²]/E[Σ̂(x,x)]² = Π_k(1 + 5/m_k) ≈
     e^{5β}, β = Σ_k 1/m_k: every hidden layer adds exactly 5/m_k to the relative variance of the
@@ -182,6 +192,7 @@ def test_relu_forward_norm_fluctuates_like_exp_5_beta():
 
 
 # --- consistency of the object ----------------------------------------------------------------
+@ONCE
 def test_limit_and_per_layer_and_widths_are_consistent():
     net = ntksim.MLP("tanh", depth=4, width=16, sigma_b=0.1)
     x = inputs((0.4, -0.7), norms=(1.0, 1.5, 0.6))
@@ -203,6 +214,7 @@ def test_limit_and_per_layer_and_widths_are_consistent():
     assert np.all(np.linalg.eigvalsh(cov) > -1e-12 * np.abs(cov).max())  # a covariance
 
 
+@ONCE
 @pytest.mark.parametrize("name, scale", [("abs", -1.0), ("linear", -1.0), ("relu", 2.0), ("tanh", -1.0)])
 def test_parallel_pairs_are_multiples_of_the_diagonal(name, scale):
     """x' = s·x without biases, for φ that keep the pair parallel (even φ and s = −1; odd φ and
@@ -229,7 +241,7 @@ def test_bad_arguments_are_one_clear_error(bad, message):
 def measured(net: ntksim.MLP, x: np.ndarray, kernel: str, seeds: int, seed: int = 0):
     """Mean and variance of K(θ) − K∞ over seeds, with their standard errors (float64 kernels)."""
     keys = jax.random.split(jax.random.PRNGKey(seed), seeds)
-    with jax.enable_x64(True):
+    with x64():
         net64 = net.clone(dtype=jnp.float64)
         fn = empirical_ntk_seeds if kernel == "ntk" else empirical_nngp_seeds
         k = np.asarray(fn(net64, keys, jnp.asarray(x, jnp.float64)))
@@ -248,6 +260,8 @@ CASES = [  # activation, σ_b, depth, width, schedule, cosines
 ]
 
 
+@ONCE
+@CURRENT_ONLY
 @pytest.mark.slow
 @pytest.mark.parametrize("name, sigma_b, depth, width, schedule, cosines", CASES)
 @pytest.mark.parametrize("kernel", ["ntk", "nngp"])

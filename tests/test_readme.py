@@ -35,6 +35,23 @@ def test_readme_any_activation_block_runs_and_its_numbers_hold() -> None:
     assert "(64, 64) (64, 64) (64, 64) mine" in proc.stdout
 
 
+@pytest.mark.cli
+def test_readme_finite_width_block_runs_and_its_numbers_hold() -> None:
+    """The third block (x64 on) in a subprocess: the quoted per-layer shares and err_fro, and the
+    1/√2 of doubled widths (every coefficient is width-free, so the variance halves)."""
+    import subprocess
+    import sys
+
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[2]
+    check = (
+        "\nprint(*np.round(fw.per_layer['fro_sq'], 3), round(fw.err_fro, 3), "
+        "round(fw.at([128, 512]).err_fro / fw.err_fro * 2**0.5, 12), fw.covariance(0, 1).shape)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", block + check], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["0.736", "0.194", "0.964", "1.0", "(3,", "3)"], proc.stdout
+
+
 def test_nothing_shipped_points_outside_the_repository() -> None:
     """A clone has no shared folder beside it: the science and design documents live in docs/,
     and no tracked text file links outside the repository."""

@@ -29,7 +29,7 @@ from ntksim.empirical import empirical_nngp_seeds, empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, as_list
 from ntksim.engine.study import Memo, Study
-from ntksim.finite_width import finite_width
+from ntksim.finite_width import finite_width, x64
 from ntksim.model import MLP, sample_widths
 from ntksim.studies._sections import ActivationSpec, activation_identity
 from ntksim.widths import hidden_widths
@@ -189,7 +189,7 @@ def _sums(values: np.ndarray) -> dict[str, float]:
 def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
     x = memo.get("inputs", lambda: inputs(*cell.inputs))
     hidden = hidden_widths(cell.depth, cell.width, cell.schedule)
-    with jax.enable_x64(True):  # float64 draws whatever the caller's flag (the CLI sets it anyway)
+    with x64():  # float64 draws whatever the caller's flag (the CLI sets it anyway)
         net = cell.net()
         theory_key = (
             "theory",
@@ -371,8 +371,11 @@ def figures(table: pd.DataFrame, config: FluctuationsConfig, directory: Path) ->
         fig, axes = panel_grid(len(panels))
         for ax, ((name, sigma_b, depth), group) in zip(axes.flat, panels, strict=False):
             cmap = plt_colormap(len(group["j"].unique()))
+            tiny = 1e-12 * group["pred_var"].abs().max()
             for colour, (_j, line) in zip(cmap, group.groupby("j"), strict=False):
                 line = line.sort_values("width")
+                if line["pred_var"].abs().max() <= tiny and line["var"].abs().max() <= tiny:
+                    continue  # does not fluctuate (ReLU's K(x, −c·x) at depth 2): no log axis for it
                 m = line["width"].to_numpy(float)
                 ax.errorbar(m, line["var"], yerr=2 * line["se_var"], fmt="o", ms=3, color=colour,
                             label=f"cos {line['cosine'].iloc[0]:.2f}")  # fmt: skip
