@@ -63,7 +63,7 @@ from jax import Array
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.family import pair_norm
 from ntksim.activations.gaussian import line_grid, polar_grid
-from ntksim.activations.interpolate import FIRST_NODES, MAX_NODES, _chebyshev_angles
+from ntksim.activations.interpolate import FIRST_NODES, _chebyshev_angles
 from ntksim.cpu_compile import FastCompiled
 from ntksim.model import MLP
 
@@ -72,7 +72,9 @@ Kernel = Literal["ntk", "nngp"]
 PARALLEL = 1e-12
 # Equal-norm inputs, φ without closed forms: interpolate in the angle from this many pairs on.
 INTERPOLATE_MIN_PAIRS = 128
-INTERPOLATION_TOLERANCE = 1e-10
+# Relative to each statistic's scale: far below the first-order theory's own O(1/m) remainder.
+INTERPOLATION_TOLERANCE = 1e-8
+INTERPOLATION_MAX_NODES = 129  # the last check integrates 257 angles; beyond, every pair directly
 STATE = ("g", "h", "V", "D", "A", "F", "B")
 
 
@@ -699,7 +701,7 @@ def _equal_variance_pairs(
     count = FIRST_NODES
     angles = _chebyshev_angles(count)
     values = at(angles)
-    while count <= MAX_NODES:
+    while count <= INTERPOLATION_MAX_NODES:
         finer = _chebyshev_angles(2 * count - 1)
         new = at(finer[1::2])
         error = 0.0

@@ -32,7 +32,7 @@ import ntksim  # noqa: E402
 from ntksim.empirical import empirical_ntk_seeds  # noqa: E402
 from ntksim.finite_width import finite_width  # noqa: E402
 
-CASES = [("relu", 16), ("relu", 32), ("relu", 64), ("tanh", 8), ("tanh", 16), ("tanh", 32)]
+CASES = [("relu", 16), ("relu", 32), ("relu", 64), ("tanh", 8), ("tanh", 16), ("tanh", 64)]
 DEPTHS = (3, 10)
 WIDTH, DIM = 64, 8
 

@@ -248,23 +248,24 @@ def measured(net: ntksim.MLP, x: np.ndarray, kernel: str, seeds: int, seed: int 
     return k
 
 
-CASES = [  # activation, σ_b, depth, width, schedule, cosines
-    ("relu", 0.0, 3, 64, "constant", (0.5, -1.0)),
-    ("relu", 0.0, 8, 128, "constant", (0.5,)),
-    ("abs", 0.0, 4, 64, "quadratic", (0.0, 0.99)),
-    ("leaky_relu(0.2)", 0.0, 3, 64, "constant", (-0.5,)),
-    ("linear", 0.0, 4, 64, "constant", (0.5,)),
-    ("tanh", 0.0, 3, 64, "constant", (0.5, -1.0)),
-    ("elu", 0.2, 3, 64, "constant", (0.0,)),
-    ("gelu", 0.5, 3, 64, "constant", (-0.5,)),
+CASES = [  # activation, σ_b, depth, width, schedule, cosines, kernel
+    ("relu", 0.0, 3, 64, "constant", (0.5, -1.0), "ntk"),
+    ("relu", 0.0, 3, 64, "constant", (0.5, -1.0), "nngp"),
+    ("relu", 0.0, 8, 128, "constant", (0.5,), "ntk"),
+    ("abs", 0.0, 4, 64, "quadratic", (0.0, 0.99), "ntk"),
+    ("leaky_relu(0.2)", 0.0, 3, 64, "constant", (-0.5,), "ntk"),
+    ("linear", 0.0, 4, 64, "constant", (0.5,), "nngp"),
+    ("tanh", 0.0, 3, 64, "constant", (0.5, -1.0), "ntk"),
+    ("elu", 0.2, 3, 64, "constant", (0.0,), "ntk"),
+    ("elu", 0.2, 3, 64, "constant", (0.0,), "nngp"),
+    ("gelu", 0.5, 3, 64, "constant", (-0.5,), "ntk"),
 ]
 
 
 @ONCE
 @CURRENT_ONLY
 @pytest.mark.slow
-@pytest.mark.parametrize("name, sigma_b, depth, width, schedule, cosines", CASES)
-@pytest.mark.parametrize("kernel", ["ntk", "nngp"])
+@pytest.mark.parametrize("name, sigma_b, depth, width, schedule, cosines, kernel", CASES)
 def test_first_order_statistics_match_monte_carlo(name, sigma_b, depth, width, schedule, cosines, kernel):
     """Predicted variance and mean shift of every entry against 3 000 draws of ntksim's eNTK/eNNGP:
     within 3.5 standard errors plus the O(1/m²) remainder. The remainder is bounded by
@@ -296,3 +297,20 @@ def test_first_order_statistics_match_monte_carlo(name, sigma_b, depth, width, s
     # the check has teeth: the variances are resolved well beyond their remainder and noise
     diagonal = np.diag(fw.variance)
     assert np.all(3.5 * np.diag(se_var) + np.diag(remainder_var) < 0.5 * diagonal)
+
+
+@ONCE
+def test_equal_norm_inputs_interpolated_in_the_angle_match_every_pair_integrated(monkeypatch):
+    """Many points on the sphere and φ without closed forms: the statistics interpolated in
+    α = arccos ρ equal those integrated pair by pair (to the interpolation's 1e-8 of each scale)."""
+    import importlib
+
+    module = importlib.import_module("ntksim.finite_width")
+    x = np.asarray(ntksim.sphere(jax.random.PRNGKey(3), 17, 4), np.float64)  # 136 pairs
+    net = ntksim.MLP("tanh", depth=3, width=8, sigma_b=0.1)
+    interpolated = finite_width(net, x)
+    monkeypatch.setattr(module, "INTERPOLATE_MIN_PAIRS", 10**9)
+    direct = finite_width(net, x)
+    for name in ("mean_coef", "var_coef", "cross_coef", "block_coef", "pair_coef", "limit"):
+        a, b = getattr(interpolated, name), getattr(direct, name)
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-7 * np.abs(b).max(), err_msg=name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -520,7 +521,8 @@ def theory(table: pd.DataFrame, config: Config) -> pd.DataFrame:
                           sigma_w=config.sigma_w, sigma_b=config.sigma_b)  # fmt: skip
                 try:
                     first_order = finite_width(net, x, config.kernel)
-                except ValueError:  # e.g. a pair that turns parallel: no prediction for it
+                except Exception as err:  # a prediction must never fail a finished run: say why, go on
+                    warnings.warn(f"first-order theory of {act.name} depth {depth}: {err}", stacklevel=1)
                     continue
                 for width in widths:
                     hidden = hidden_widths(depth, width, config.schedule)
