@@ -553,12 +553,12 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
         "root-mean-square over seeds estimates the same quantity; its ratio to the prediction → 1",
         "as m grows (the remainder is O(1/m) relative).",
         "",
-        "| activation | kernel | depth | out_dim | m | predicted | measured rms | median | rms / predicted |",
+        "| activation | m | kernel | depth | out_dim | predicted | measured rms | median | rms / predicted |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in merged.itertuples():
         lines.append(
-            f"| {row.activation} | {row.kernel} | {row.depth} | {row.out_dim} | {row.width} | "
+            f"| {row.activation} | {row.width} | {row.kernel} | {row.depth} | {row.out_dim} | "
             f"{row.predicted_fro:.4g} | {row.rms:.4g} | {row.median:.4g} | "
             f"{row.rms / row.predicted_fro:.3f} |"
         )
