@@ -499,10 +499,13 @@ THEORY_COLUMNS = ("activation", "kernel", "depth", "out_dim", "width", "predicte
 _THEORY: dict[str, pd.DataFrame] = {}  # per config: summary and figures share one computation
 
 
-def theory(table: pd.DataFrame, config: Config) -> pd.DataFrame:
+def theory(table: pd.DataFrame, config: Config | None) -> pd.DataFrame:
     """The first-order prediction √E‖K − K∞‖²_F of `ntksim.finite_width` for every curve of depth
     ≥ 2 in the table and every width of the config (one computation per activation, depth and
-    m_l; the coefficients do not depend on m). A curve it cannot predict is left out."""
+    m_l; the coefficients do not depend on m). A curve it cannot predict is left out, and so is
+    everything when the config is unknown (`ntksim plot` of a results.csv copied without it)."""
+    if config is None:
+        return pd.DataFrame(columns=list(THEORY_COLUMNS))
     key = config.model_dump_json()
     if key in _THEORY:
         return _THEORY[key]
