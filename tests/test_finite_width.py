@@ -23,7 +23,9 @@ from tests.conftest import REFERENCE, X64
 # the heavier tests run once, in the x64 pass; the float32 pass keeps the light ones, which check
 # that the flag being off changes nothing. The Monte Carlo runs in the current profile only.
 ONCE = pytest.mark.skipif(not X64, reason="float64 whatever the flag: runs in the x64 pass")
-CURRENT_ONLY = pytest.mark.skipif(REFERENCE, reason="Monte Carlo of the eNTK: the current profile runs it")
+CURRENT_ONLY = pytest.mark.skipif(
+    REFERENCE, reason="heavy (Monte Carlo, many pairs): the current profile runs it"
+)
 
 
 def inputs(cosines: tuple[float, ...], norms: tuple[float, ...] | None = None, dim: int = 3) -> np.ndarray:
@@ -300,6 +302,7 @@ def test_first_order_statistics_match_monte_carlo(name, sigma_b, depth, width, s
 
 
 @ONCE
+@CURRENT_ONLY
 def test_equal_norm_inputs_interpolated_in_the_angle_match_every_pair_integrated(monkeypatch):
     """Many points on the sphere and φ without closed forms: the statistics interpolated in
     α = arccos ρ equal those integrated pair by pair (to the interpolation's 1e-8 of each scale)."""
