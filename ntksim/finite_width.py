@@ -63,7 +63,7 @@ from jax import Array
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.family import pair_norm
 from ntksim.activations.gaussian import line_grid, polar_grid
-from ntksim.activations.interpolate import FIRST_NODES, _chebyshev_angles
+from ntksim.activations.interpolate import FIRST_NODES, _barycentric, _chebyshev_angles
 from ntksim.cpu_compile import FastCompiled
 from ntksim.model import MLP
 
@@ -719,18 +719,10 @@ def _equal_variance_pairs(
 
 
 def _interpolate(nodes: np.ndarray, values: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Barycentric interpolation (Berrut–Trefethen) of values (N, …) given at Chebyshev points of
-    the second kind `nodes`, at `points` (P,) → (P, …); exact at the nodes."""
-    count = len(nodes)
-    weights = (-1.0) ** np.arange(count) * np.r_[0.5, np.ones(count - 2), 0.5]
-    diff = points[:, None] - nodes[None, :]
-    exact = diff == 0
-    terms = weights[None, :] / np.where(exact, 1.0, diff)
-    flat = values.reshape(count, -1)
-    approx = (terms @ flat) / terms.sum(axis=1, keepdims=True)
-    hit = exact.any(axis=1)
-    approx[hit] = flat[exact[hit].argmax(axis=1)]
-    return approx.reshape((len(points), *values.shape[1:]))
+    """`_barycentric` of values (N, …) at Chebyshev `nodes`, at `points` (P,) → (P, …)."""
+    flat = jnp.asarray(values.reshape(len(nodes), -1))
+    out = np.asarray(_barycentric(jnp.asarray(nodes), flat, jnp.asarray(points)))
+    return out.reshape((len(points), *values.shape[1:]))
 
 
 def _parallel_pairs(rho: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ import ntksim
 from ntksim.empirical import empirical_nngp_seeds, empirical_ntk_seeds
 from ntksim.finite_width import finite_width, x64
 from ntksim.limits import limit_kernels
+from ntksim.studies.fluctuations import inputs as study_inputs
 from tests.conftest import REFERENCE, X64
 
 # finite_width computes in float64 whatever JAX's flag (and these tests draw float64 kernels), so
@@ -29,15 +30,8 @@ CURRENT_ONLY = pytest.mark.skipif(
 
 
 def inputs(cosines: tuple[float, ...], norms: tuple[float, ...] | None = None, dim: int = 3) -> np.ndarray:
-    """x_0 = e_1 and x_k at cosine c_k to it (in the e_1–e_2 plane, then e_3 …), radius √dim·norm."""
-    points = [np.eye(dim)[0]]
-    for k, c in enumerate(cosines):
-        other = np.eye(dim)[1 + k % (dim - 1)]
-        points.append(c * np.eye(dim)[0] + math.sqrt(max(0.0, 1 - c * c)) * other)
-    x = np.stack(points) * math.sqrt(dim)
-    if norms is not None:
-        x = x * np.asarray(norms)[:, None]
-    return x
+    """x_0 = √dim·e_1 and x_k at cosine c_k to it, scaled by `norms` (the fluctuations study's points)."""
+    return study_inputs(list(cosines), None if norms is None else list(norms), dim)
 
 
 def gaussian_moment(f, q1: float, q2: float, c: float) -> float:

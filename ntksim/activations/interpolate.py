@@ -37,15 +37,18 @@ def _chebyshev_angles(count: int) -> np.ndarray:
 
 
 def _barycentric(nodes: Array, values: Array, points: Array) -> Array:
-    """Barycentric interpolation through Chebyshev points of the second kind (Berrut–Trefethen)."""
+    """Barycentric interpolation through Chebyshev points of the second kind (Berrut–Trefethen).
+
+    nodes: (N,), values: (N,) or (N, K) (K functions at once), points: (P,) → (P,) or (P, K)."""
     count = nodes.shape[0]
     weights = jnp.asarray((-1.0) ** np.arange(count) * np.r_[0.5, np.ones(count - 2), 0.5], values.dtype)
     diff = points[:, None] - nodes[None, :]
     exact = diff == 0
     safe = jnp.where(exact, 1.0, diff)
     terms = weights[None, :] / safe
-    approx = (terms @ values) / jnp.sum(terms, axis=1)
-    hit = jnp.any(exact, axis=1)
+    per_point = (-1,) + (1,) * (values.ndim - 1)  # (P,) against (P,) or (P, K)
+    approx = (terms @ values) / jnp.sum(terms, axis=1).reshape(per_point)
+    hit = jnp.any(exact, axis=1).reshape(per_point)
     at_node = values[jnp.argmax(exact, axis=1)]
     return jnp.where(hit, at_node, approx)
 

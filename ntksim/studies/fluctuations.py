@@ -358,6 +358,8 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig) -> str:
 
 
 def figures(table: pd.DataFrame, config: FluctuationsConfig, directory: Path) -> list[Path]:
+    from matplotlib.lines import Line2D
+
     from ntksim.plots import panel_grid, save_figure
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -369,26 +371,33 @@ def figures(table: pd.DataFrame, config: FluctuationsConfig, directory: Path) ->
     for (kernel, schedule), frame in entries.groupby(["kernel", "schedule"], sort=False):
         panels = list(frame.groupby(["activation", "sigma_b", "depth"], sort=False))
         fig, axes = panel_grid(len(panels))
+        # one colour per partner x_j in every panel, and one legend for the figure
+        cosines = frame.groupby("j")["cosine"].first()
+        colours = dict(zip(cosines.index, plt_colormap(len(cosines)), strict=True))
         for ax, ((name, sigma_b, depth), group) in zip(axes.flat, panels, strict=False):
-            cmap = plt_colormap(len(group["j"].unique()))
             tiny = 1e-12 * group["pred_var"].abs().max()
-            for colour, (_j, line) in zip(cmap, group.groupby("j"), strict=False):
+            for j, line in group.groupby("j"):
                 line = line.sort_values("width")
                 if line["pred_var"].abs().max() <= tiny and line["var"].abs().max() <= tiny:
                     continue  # does not fluctuate (ReLU's K(x, −c·x) at depth 2): no log axis for it
                 m = line["width"].to_numpy(float)
-                ax.errorbar(m, line["var"], yerr=2 * line["se_var"], fmt="o", ms=3, color=colour,
-                            label=f"cos {line['cosine'].iloc[0]:.2f}")  # fmt: skip
-                ax.plot(m, line["pred_var"], "--", color=colour, lw=1)
+                ax.errorbar(m, line["var"], yerr=2 * line["se_var"], fmt="o", ms=3, color=colours[j])
+                ax.plot(m, line["pred_var"], "--", color=colours[j], lw=1)
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"{name}, σ_b={sigma_b:g}, depth {depth}", fontsize=9)
             ax.set_xlabel("base width m")
             ax.set_ylabel("Var K(x_0, x_j)")
             ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=6, title="measured ±2se, first order --", title_fontsize=6)
         for ax in list(axes.flat)[len(panels) :]:
             ax.set_visible(False)
+        handles = [
+            Line2D([], [], color=colours[j], marker="o", ls="--", ms=4, label=f"cos(x_0, x_j) = {c:.2f}")
+            for j, c in cosines.items()
+        ]
+        handles.append(Line2D([], [], color="gray", marker="o", ls="none", label="measured (±2 se)"))
+        handles.append(Line2D([], [], color="gray", ls="--", label="first-order theory"))
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8)
         fig.suptitle(f"{kernel.upper()} fluctuations, {schedule} widths: Monte Carlo against the 1/m theory",
                      fontsize=10)  # fmt: skip
         path = directory / f"variance_{kernel}_{schedule}.png"
