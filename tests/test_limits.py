@@ -15,7 +15,7 @@ from ntksim.limits import (
     family_expectations,
     neural_tangents_available,
 )
-from tests.conftest import assert_matches_neural_tangents
+from tests.conftest import REFERENCE, X64, assert_matches_neural_tangents
 
 ACTIVATIONS = [
     ntksim.Activation.preset("relu"),
@@ -242,3 +242,92 @@ def test_rectified_monomial_agrees_where_neural_tangents_is_finite(tol) -> None:
     assert np.all(np.isfinite(np.asarray(nt)[off]))
     scale = float(jnp.max(jnp.abs(ours)))
     np.testing.assert_allclose(np.asarray(ours)[off], np.asarray(nt)[off], rtol=0, atol=tol.rtol * scale)
+
+
+# --- pairs near ρ = ±1: the recursion carries angles, not ρ -----------------------------------
+GAPS = (1e-14, 1e-12, 1e-10, 1e-8, 1e-6, 1e-4, 1e-2, 0.5, 1.0)  # 1 − |ρ| of the input pairs
+
+
+def _near_parallel_inputs(extra: int = 0) -> np.ndarray:
+    """x₀ ∈ R³ of norm √3 and, for every gap δ in GAPS, a point at cosine 1 − δ and one at
+    −(1 − δ) from it (equal norms), then `extra` random points of the same norm: (1 + 18 + extra, 3)."""
+    rng = np.random.default_rng(7)
+    x0 = rng.normal(size=3)
+    x0 /= np.linalg.norm(x0)
+    ortho = np.cross(x0, rng.normal(size=3))
+    ortho /= np.linalg.norm(ortho)
+    points = [x0]
+    for sign in (1.0, -1.0):
+        for gap in GAPS:
+            angle = math.acos(1 - gap) if sign > 0 else math.pi - math.acos(1 - gap)
+            points.append(math.cos(angle) * x0 + math.sin(angle) * ortho)
+    others = rng.normal(size=(extra, 3))
+    points += list(others / np.linalg.norm(others, axis=1, keepdims=True))
+    return math.sqrt(3) * np.asarray(points)
+
+
+def _mp_pair_limit(act, x, y, depth, sigma_w, sigma_b):
+    """(Σ^l, Θ^l)(x, y) by the arc-cosine recursion of science.md in 40-digit arithmetic from the
+    exact float inputs (mpmath): the reference that round-off of ρ cannot touch."""
+    import mpmath as mp
+
+    mp.mp.dps = 40
+    a, b, w2, b2 = (mp.mpf(v) for v in (act.a, act.b, sigma_w**2, sigma_b**2))
+    xs, ys = [mp.mpf(float(v)) for v in x], [mp.mpf(float(v)) for v in y]
+    m0 = len(xs)
+    q1 = w2 * mp.fsum(v * v for v in xs) / m0 + b2
+    q2 = w2 * mp.fsum(v * v for v in ys) / m0 + b2
+    c = w2 * mp.fsum(u * v for u, v in zip(xs, ys, strict=True)) / m0 + b2
+    theta = c
+    for _ in range(depth - 1):
+        rho = max(min(c / mp.sqrt(q1 * q2), 1), -1)
+        e_phi = mp.sqrt(q1 * q2) * (
+            a**2 * rho + b**2 * (2 / mp.pi) * (mp.sqrt(1 - rho**2) + rho * mp.asin(rho))
+        )
+        e_dphi = a**2 + b**2 * (2 / mp.pi) * mp.asin(rho)
+        q1, q2 = w2 * (a**2 + b**2) * q1 + b2, w2 * (a**2 + b**2) * q2 + b2
+        c = w2 * e_phi + b2
+        theta = c + w2 * e_dphi * theta
+    return float(c), float(theta)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(REFERENCE, reason="heavy (quadrature at depth 10): the current profile runs it")
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.name)
+@pytest.mark.parametrize("sigma_b", [None, 0.3])
+def test_near_parallel_pairs_to_1e12_at_every_depth(act, sigma_b) -> None:
+    """Issue 25, bug 8: pairs with 1 − |ρ| from 1e-14 to 1 equal a 40-digit recursion to 1e-12 of
+    the diagonal — the closed form at depths 1–10, the quadrature (every pair integrated; and the
+    equal-norm interpolant, with more points) at 2, 3 and 10. Before the angle recursion, arccos
+    of ρ one ulp from ±1 put errors of 1e-10 … 1e-8 there."""
+    if not X64:
+        pytest.skip("1e-12 needs float64")
+    interpolant = sigma_b is None and act.name in ("relu", "ab(-0.4,1.3)")
+    for extra in (0, 12) if interpolant else (0,):  # 19 points: pairwise; 31: the interpolant
+        x = _near_parallel_inputs(extra)
+        for depth in range(1, 11):
+            net = ntksim.MLP(act, depth=depth, width=8, sigma_b=sigma_b)
+            w, b = net.sigmas
+            want = np.array([_mp_pair_limit(act, x[0], x[k], depth, w, b) for k in range(1, 19)])
+            backends = ("closed_form",) if extra == 0 else ()
+            backends += ("quadrature",) if depth in (2, 3, 10) else ()
+            for backend in backends:
+                sigma, theta = (np.asarray(v) for v in ntksim.limits.limit_kernels(net, x, backend))
+                got = np.stack([sigma[0, 1:19], theta[0, 1:19]], axis=1)
+                scale = np.array([sigma[0, 0], theta[0, 0]])
+                err = np.max(np.abs(got - want) / scale)
+                assert err < 1e-12, (backend, depth, extra, err)
+
+
+def test_even_activation_on_x_and_minus_x_is_singular_to_1e14() -> None:
+    """abs is even, so Θ(x₁, −x₁) = Θ(x₁, x₁) and the Gram on 10 points of S² plus −x₁ is
+    singular: λ_min/λ_max below 1e-14 by both backends (it was 7e-9 with ρ carried)."""
+    if not X64:
+        pytest.skip("1e-14 needs float64")
+    x = np.asarray(ntksim.sphere(jax.random.PRNGKey(3), 10, 3))
+    x = np.vstack([x, -x[:1]])
+    net = ntksim.MLP("abs", depth=3, width=8)
+    for backend in ("closed_form", "quadrature"):
+        gram = np.asarray(ntksim.limit_ntk(net, x, backend=backend))
+        eig = np.linalg.eigvalsh(gram)
+        assert abs(eig[0]) / eig[-1] < 1e-14, (backend, eig[0] / eig[-1])

@@ -11,7 +11,26 @@ import jax.numpy as jnp
 from jax import Array
 
 PRESETS = ("relu", "abs", "linear", "leaky_relu")
+_SERIES_BELOW = 0.25  # sin t − t·cos t by its Taylor series below this angle (no cancellation)
 _LEAKY_PATTERN = re.compile(r"^leaky_relu\(\s*([^)]+?)\s*\)$")
+
+
+def _sin_minus_t_cos(t: Array) -> Array:
+    """sin t − t·cos t for t ∈ [0, π/2], accurate to the last bits also as t → 0 (≈ t³/3), where
+    the difference of the two terms would cancel: Σ_k (−1)^{k+1} 2k t^{2k+1}/(2k+1)!."""
+    t2 = t * t
+    series = t * t2 * (1 / 3 + t2 * (-1 / 30 + t2 * (1 / 840 + t2 * (-1 / 45360 + t2 * (1 / 3991680
+             + t2 * (-1 / 518918400))))))  # fmt: skip
+    return jnp.where(t < _SERIES_BELOW, series, jnp.sin(t) - t * jnp.cos(t))
+
+
+def arc_cosine_gap(theta: Array) -> Array:
+    """1 − (2/π)(sin θ + (π/2 − θ) cos θ), the |s| part's 1 − ρ_φ at input angle θ ∈ [0, π]
+    (E[|u||v|] = √(q₁q₂)(1 − gap)), computed without cancellation near θ = 0 and θ = π, where
+    it vanishes like θ²/2 (resp. (π − θ)²/2): it is even about π/2, so t = min(θ, π − θ) and
+    gap = (2/π)(π sin²(t/2) − (sin t − t cos t))."""
+    t = jnp.minimum(theta, math.pi - theta)
+    return (2 / math.pi) * (math.pi * jnp.sin(t / 2) ** 2 - _sin_minus_t_cos(t))
 
 
 def pair_norm(q1: Array, q2: Array) -> Array:
@@ -137,3 +156,18 @@ class Activation:
         e_phi = norm * (a2 * rho + b2 * (2 / math.pi) * (jnp.sqrt(1 - rho**2) + rho * arcsin))
         e_dphi = a2 + b2 * (2 / math.pi) * arcsin
         return e_phi, e_dphi
+
+    def angular(self, q1: Array, q2: Array, theta: Array) -> tuple[Array, Array, Array, Array]:
+        """The closed forms in terms of the pair's angle θ = arccos ρ ∈ [0, π] (exact, where ρ
+        would lose 1 − ρ below its last bit): (E[φ(u)φ(v)], E[φ'(u)φ'(v)], 1 − ρ_φ, 1 + ρ_φ),
+        ρ_φ the correlation of φ(u) and φ(v). Arrays of one (broadcast) shape.
+
+        E[φφ] = √(q₁q₂)(a² cos θ + b²(1 − g)), E[φ'φ'] = a² + b²(1 − 2θ/π), g = arc_cosine_gap(θ);
+        1 ∓ ρ_φ = (2a² sin²(θ/2) + b² g)/(a² + b²), resp. (2a² cos²(θ/2) + b²(2 − g))/(a² + b²)."""
+        a2, b2 = self.a**2, self.b**2
+        gap = arc_cosine_gap(theta)
+        e_phi = pair_norm(q1, q2) * (a2 * jnp.cos(theta) + b2 * (1 - gap))
+        e_dphi = a2 + b2 * (1 - (2 / math.pi) * theta)
+        minus = (2 * a2 * jnp.sin(theta / 2) ** 2 + b2 * gap) / (a2 + b2)
+        plus = (2 * a2 * jnp.cos(theta / 2) ** 2 + b2 * (2 - gap)) / (a2 + b2)
+        return e_phi, e_dphi, minus, plus

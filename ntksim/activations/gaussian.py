@@ -109,14 +109,26 @@ def _radial_breaks(scale: Array, kinks: tuple[float, ...]) -> list[Array]:
 
 
 def polar_grid(
-    kinks_f: tuple[float, ...], kinks_g: tuple[float, ...], q1: Array, q2: Array, rho: Array
+    kinks_f: tuple[float, ...],
+    kinks_g: tuple[float, ...],
+    q1: Array,
+    q2: Array,
+    rho: Array | None,
+    angle: Array | None = None,
 ) -> tuple[Array, Array, Array, Array, Array]:
     """The nodes of the 2-D rule for 1-D arrays of P pairs (q1, q2, ρ): (a, b, r, w_r, w_θ) with
     u = a·r, v = b·r, a, b, w_θ: (P, T) per angle and r, w_r: (P, T, R) along each ray, so that
-    E[F(u, v)] = Σ_θ w_θ Σ_r w_r F(a r, b r) r e^{−r²/2} / 2π for F smooth off the kink lines."""
-    rho = jnp.clip(rho, -1.0, 1.0)
-    alpha = jnp.arccos(rho)  # accurate for exact ρ, including ρ = ±1
-    s = jnp.sqrt((1 - rho) * (1 + rho))
+    E[F(u, v)] = Σ_θ w_θ Σ_r w_r F(a r, b r) r e^{−r²/2} / 2π for F smooth off the kink lines.
+
+    The pair's angle α = arccos ρ may be given instead of ρ (`angle`): near ρ = ±1 it keeps what
+    ρ rounds away (1 − ρ below its last bit, which arccos would amplify to √eps)."""
+    if angle is None:
+        rho = jnp.clip(rho, -1.0, 1.0)
+        alpha = jnp.arccos(rho)  # accurate for exact ρ, including ρ = ±1
+        s = jnp.sqrt((1 - rho) * (1 + rho))
+    else:
+        alpha = jnp.clip(angle, 0.0, math.pi)
+        rho, s = jnp.cos(alpha), jnp.sin(alpha)
     half = math.pi / 2
     # Sector boundaries from θ = π/2 over one turn: where cos θ and cos(θ − α) change sign.
     bounds = [jnp.full_like(alpha, half), half + alpha, jnp.full_like(alpha, 3 * half),
@@ -230,6 +242,65 @@ def expectations(activation: Any, q1: Array, q2: Array, c: Array) -> tuple[Array
     kinks = tuple(activation.kinks)
     phi, dphi = Phi(activation), DPhi(activation)
     return expect_2d(phi, phi, q1, q2, c, kinks, kinks), expect_2d(dphi, dphi, q1, q2, c, kinks, kinks)
+
+
+def _angular_flat(
+    phi: Phi, dphi: DPhi, kinks: tuple[float, ...], q1: Array, q2: Array, angle: Array
+) -> Array:
+    """(4, P): E[φφ], E[φ'φ'], 1 − ρ_φ, 1 + ρ_φ of P pairs (q1, q2, angle) on one grid. 1 ∓ ρ_φ is
+    the mean of (φ(u)/s₁ ∓ φ(v)/s₂)²/2, s_i² the grid's own E[φ²]: a positive integrand that
+    stays accurate where 1 − ρ_φ itself is far below ρ_φ's last bit."""
+    a, b, r, w_r, w_theta = polar_grid(kinks, kinks, q1, q2, None, angle=angle)
+    weight = w_theta[..., None] * w_r * r * jnp.exp(-0.5 * r**2) / (2 * math.pi)
+    u, v = a[..., None] * r, b[..., None] * r
+    fu, fv = phi(u), phi(v)
+
+    def mean(values: Array) -> Array:
+        return jnp.sum(weight * values, axis=(-2, -1))
+
+    s1, s2 = (jnp.sqrt(mean(f * f))[:, None, None] for f in (fu, fv))
+    fu, fv = fu / jnp.where(s1 > 0, s1, 1.0), fv / jnp.where(s2 > 0, s2, 1.0)
+    return jnp.stack([
+        mean(phi(u) * phi(v)),
+        mean(dphi(u) * dphi(v)),
+        mean((fu - fv) ** 2) / 2,
+        mean((fu + fv) ** 2) / 2,
+    ])  # fmt: skip
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _angular_jit(phi, dphi, kinks, q1, q2, angle):
+    return _angular_flat(phi, dphi, kinks, q1, q2, angle)
+
+
+def angular_expectations(
+    activation: Any, q1: Array, q2: Array, angle: Array
+) -> tuple[Array, Array, Array, Array]:
+    """(E[φ(u)φ(v)], E[φ'(u)φ'(v)], 1 − ρ_φ, 1 + ρ_φ) by quadrature for pairs given by their
+    variances and angle α = arccos ρ ∈ [0, π] (arrays of one broadcast shape); ρ_φ the
+    correlation of φ(u) and φ(v), 1 ∓ ρ_φ accurate to its own last bits (what the next layer's
+    angle needs). The family's closed forms are `Activation.angular`."""
+    dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    q1, q2, angle = jnp.broadcast_arrays(*(jnp.asarray(v, dtype) for v in (q1, q2, angle)))
+    shape = q1.shape
+    flat = [v.reshape(-1) for v in (q1, q2, angle)]
+    size = flat[0].shape[0]
+    chunk = SMALL_CHUNK if size <= SMALL_CHUNK else PAIR_CHUNK
+    pad = -size % chunk
+    padded = [
+        jnp.concatenate([v, jnp.full((pad,), fill, dtype)])
+        for v, fill in zip(flat, (1.0, 1.0, math.pi / 2), strict=True)
+    ]
+    kinks = tuple(activation.kinks)
+    phi, dphi = Phi(activation), DPhi(activation)
+    outs = [
+        _angular_jit(phi, dphi, kinks, *(v[i : i + chunk] for v in padded))
+        for i in range(0, size + pad, chunk)
+    ]
+    if not outs:
+        return tuple(jnp.zeros(shape, dtype) for _ in range(4))  # type: ignore[return-value]
+    stacked = jnp.concatenate(outs, axis=1)[:, :size]
+    return tuple(v.reshape(shape) for v in stacked)  # type: ignore[return-value]
 
 
 def second_moments(activation: Any, q: Array) -> tuple[Array, Array]:

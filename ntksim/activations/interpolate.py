@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from ntksim.activations.gaussian import expectations
+from ntksim.activations.gaussian import angular_expectations, expectations
 
 EQUAL_VARIANCE_MIN_N = 24  # below this many points, integrating each pair is as cheap
 TOLERANCE = 2e-14  # accepted interpolation error, relative to max |kernel| over [0, π]
@@ -70,11 +70,18 @@ def _interleave(coarse: Array, new: Array) -> Array:
 
 def equal_variance_expectations(activation: Any, q: float, cov: Array) -> tuple[Array, Array]:
     """(E[φ(u)φ(v)], E[φ'(u)φ'(v)]) for pairs of variance q and covariances `cov` (any shape)."""
+    alpha = jnp.arccos(jnp.clip(cov / q, -1.0, 1.0))
+    return equal_variance_at_angles(activation, q, alpha)
+
+
+def equal_variance_at_angles(activation: Any, q: float, alpha: Array) -> tuple[Array, Array]:
+    """The same for pairs given by their angles α = arccos ρ ∈ [0, π] (any shape)."""
+    shape = alpha.shape
     if any(k != 0.0 for k in activation.kinks):  # a kink off 0 breaks analyticity in α
-        qs = jnp.full_like(cov, q)
-        return expectations(activation, qs, qs, cov)
-    alpha = jnp.arccos(jnp.clip(cov / q, -1.0, 1.0)).reshape(-1)
-    tolerance = max(TOLERANCE, 50 * float(jnp.finfo(cov.dtype).eps))  # float32 without x64
+        return _direct(activation, q, alpha)
+    alpha = alpha.reshape(-1)
+    dtype = jnp.asarray(alpha).dtype
+    tolerance = max(TOLERANCE, 50 * float(jnp.finfo(dtype).eps))  # float32 without x64
     count = FIRST_NODES
     angles = _chebyshev_angles(count)
     values = _values(activation, q, angles)
@@ -92,7 +99,13 @@ def equal_variance_expectations(activation: Any, q: float, cov: Array) -> tuple[
         angles, values, count = finer, finer_values, 2 * count - 1
         if error < tolerance:
             nodes = jnp.asarray(angles)
-            e_phi, e_dphi = (_barycentric(nodes, v, alpha).reshape(cov.shape) for v in values)
+            e_phi, e_dphi = (_barycentric(nodes, v, alpha).reshape(shape) for v in values)
             return e_phi, e_dphi
-    qs = jnp.full_like(cov, q)
-    return expectations(activation, qs, qs, cov)
+    return _direct(activation, q, alpha.reshape(shape))
+
+
+def _direct(activation: Any, q: float, alpha: Array) -> tuple[Array, Array]:
+    """Every pair integrated (no interpolant)."""
+    qs = jnp.full(alpha.shape, q, jnp.asarray(alpha).dtype)
+    e_phi, e_dphi, _, _ = angular_expectations(activation, qs, qs, alpha)
+    return e_phi, e_dphi

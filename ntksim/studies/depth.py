@@ -329,7 +329,7 @@ def _limit_rows(cell: LimitCell, memo: Memo) -> list[dict[str, Any]]:
         # √a·√b, not √(ab): deep in the ordered or chaotic phase ab under- or overflows first
         root = np.sqrt(out["s11"]) * np.sqrt(out["s22"])
         rho = out["s12"] / root
-        one_minus = (root - out["s12"]) / root
+        one_minus = 2 * np.sin(out["angle"] / 2) ** 2  # 1 − ρ from the carried angle: no floor at eps
         normalized = out["t12"] / (np.sqrt(out["t11"]) * np.sqrt(out["t22"]))
     base = s.base_row()
     rows = []

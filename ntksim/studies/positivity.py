@@ -35,7 +35,7 @@ from ntksim.empirical import empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, StrictFloat, as_list
 from ntksim.engine.study import Memo, Study
-from ntksim.limits import family_expectations, kernel_recursion, quadrature_expectations
+from ntksim.limits import family_moments, kernel_recursion, quadrature_moments
 from ntksim.metrics import gram_spectrum
 from ntksim.model import MLP
 from ntksim.studies._sections import (
@@ -267,9 +267,9 @@ def limit_gram(cell: LimitCell, x: np.ndarray) -> np.ndarray:
     """[Θ^l(x_i, x_j)] (ntk) or [Σ^l(x_i, x_j)] (nngp), (n, n) float64, every pair integrated."""
     sigma_w, sigma_b = _net(cell).sigmas
     if isinstance(cell.activation, Activation):
-        expect = family_expectations
+        expect = family_moments
     else:
-        expect = functools.partial(quadrature_expectations, interpolate=False)
+        expect = functools.partial(quadrature_moments, interpolate=False)
     with jax.ensure_compile_time_eval():
         sigma, theta = kernel_recursion(jnp.asarray(x), cell.activation, cell.depth, sigma_w, sigma_b, expect)
     return np.asarray(theta if cell.kernel == "ntk" else sigma, np.float64)
