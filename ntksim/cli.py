@@ -713,34 +713,54 @@ def _eoc(args: argparse.Namespace) -> None:
                 if explicit:
                     _fail(str(err))
                 point = None
+            try:  # where there is no stable point, say whether χ = 1 holds at an unstable one
+                unstable = None if point else eoc(act, sigma_b, allow_unstable=True)
+            except NoEOCPoint:
+                unstable = None
             rows.append(
                 {
                     "activation": act.name,
                     "sigma_b": sigma_b,
                     "sigma_w": point.sigma_w if point else float("nan"),
                     "q_star": point.q_star if point else float("nan"),
+                    "variance_slope": point.variance_slope if point else float("nan"),
+                    "unstable_sigma_w": unstable.sigma_w if unstable else float("nan"),
+                    "unstable_slope": unstable.variance_slope if unstable else float("nan"),
                 }
             )
     table = pd.DataFrame(rows)
-    print("| activation | σ_b | σ_w | q* |\n|---|---|---|---|")
+    print("| activation | σ_b | σ_w | q* | V'(q*) |\n|---|---|---|---|---|")
     for r in table.itertuples():
-        if np.isnan(r.sigma_w):
-            print(f"| {r.activation} | {r.sigma_b:g} | no EOC point | — |")
+        if np.isfinite(r.unstable_sigma_w):
+            print(f"| {r.activation} | {r.sigma_b:g} | no stable EOC point (χ = 1 at σ_w = "
+                  f"{r.unstable_sigma_w:.6g}, unstable) | — | {r.unstable_slope:.4g} |")  # fmt: skip
+        elif np.isnan(r.sigma_w):
+            print(f"| {r.activation} | {r.sigma_b:g} | no EOC point | — | — |")
         else:
             q = "any (the family's variance map is the identity)" if np.isnan(r.q_star) else f"{r.q_star:.6g}"
-            print(f"| {r.activation} | {r.sigma_b:g} | {r.sigma_w:.6g} | {q} |")
+            print(f"| {r.activation} | {r.sigma_b:g} | {r.sigma_w:.6g} | {q} | {r.variance_slope:.4g} |")
     grid = np.linspace(0.0, 1.0, EOC_CURVE_POINTS) ** 2  # dense near σ_b = 0, where curves bend
     curves = {}
     for act in acts:
-        points = eoc_curve(act, grid)
-        curves[act.name] = (grid, np.array([p.sigma_w if p else np.nan for p in points]))
+        points = eoc_curve(act, grid, allow_unstable=True)
+        curves[act.name] = (
+            grid,
+            np.array([p.sigma_w if p and p.stable else np.nan for p in points]),
+            np.array([p.sigma_w if p and not p.stable else np.nan for p in points]),
+        )
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         table.to_csv(args.out / "eoc.csv", index=False)
         curve_rows = [
-            {"activation": name, "sigma_b": b, "sigma_w": w}
-            for name, (bs, ws) in curves.items()
-            for b, w in zip(bs, ws, strict=True)
+            {
+                "activation": name,
+                "sigma_b": b,
+                "sigma_w": w if np.isfinite(w) else u,
+                "stable": bool(np.isfinite(w)),
+            }
+            for name, (bs, ws, us) in curves.items()
+            for b, w, u in zip(bs, ws, us, strict=True)
+            if np.isfinite(w) or np.isfinite(u)
         ]
         pd.DataFrame(curve_rows).to_csv(args.out / "eoc_curves.csv", index=False)
         plot_phase_diagram(curves, args.out / "phase_diagram.png")

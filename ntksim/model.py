@@ -141,7 +141,8 @@ class MLP(nn.Module):
       schedule: "quadratic" (m_k = k²m), "constant" (m_k = m) or explicit (m_1, …, m_{l-1}).
       sigma_w, sigma_b: σ_b = None means 0 for every φ, i.e. no bias parameters at all (any other
         value adds them); σ_w = None means the EOC's σ_w at that σ_b (`ntksim.eoc`): the family's
-        1/√(a²+b²); tanh's 1 at σ_b = 0; GELU has none at σ_b = 0 (NoEOCPoint: give σ_b ≳ 0.03).
+        1/√(a²+b²); tanh's 1 at σ_b = 0; GELU has a stable one only from σ_b ≈ 0.42 (NoEOCPoint
+        below), SiLU from ≈ 0.78.
       dtype: parameter and compute dtype; None follows JAX's x64 flag.
     """
 

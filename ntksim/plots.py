@@ -249,26 +249,36 @@ def plot_all(results: pd.DataFrame, figures_dir: Path, theory: pd.DataFrame | No
     return paths
 
 
-def plot_phase_diagram(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+def plot_phase_diagram(curves: dict[str, tuple[np.ndarray, ...]], path: Path) -> None:
     """EOC curves σ_w(σ_b) on the (σ_b, σ_w) plane; below a curve χ < 1 (ordered), above χ > 1
-    (chaotic), each for its own activation. curves: name → (σ_b values, σ_w values; NaN where
-    there is no EOC point)."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
+    (chaotic), each for its own activation. curves: name → (σ_b values, σ_w of stable EOC points;
+    NaN where there is none) and optionally σ_w where χ = 1 holds only at an unstable fixed
+    point (drawn thin and dotted: no EOC there, the variance runs away)."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.4), constrained_layout=True)
     cmap = plt.get_cmap("tab10")
     top = 0.0
-    for i, (name, (sigma_b, sigma_w)) in enumerate(curves.items()):
-        ax.plot(sigma_b, sigma_w, "-", color=cmap(i % 10), lw=1.8, label=name)
-        if np.isfinite(sigma_w).any():
-            top = max(top, float(np.nanmax(sigma_w)))
-    ax.set_ylim(0, 1.35 * top if top else 1)
+    any_unstable = False
+    for i, (name, (sigma_b, sigma_w, *rest)) in enumerate(curves.items()):
+        color = cmap(i % 10)
+        label = name if np.isfinite(sigma_w).any() else f"{name}: no EOC point for σ_b ≤ {np.max(sigma_b):g}"
+        ax.plot(sigma_b, sigma_w, "-", color=color, lw=1.8, label=label)
+        values = [sigma_w, *rest]
+        if rest and np.isfinite(rest[0]).any():
+            ax.plot(sigma_b, rest[0], ":", color=color, lw=1.0)
+            any_unstable = True
+        for v in values:
+            if np.isfinite(v).any():
+                top = max(top, float(np.nanmax(v)))
+    if any_unstable:
+        ax.plot([], [], ":", color="0.4", lw=1.0, label="χ = 1 at an unstable q* (no EOC)")
+    ax.set_ylim(0, 1.15 * top if top else 1)
     ax.set_xlim(left=0)
-    ax.text(0.97, 0.05, "ordered  (χ < 1, below its curve)", transform=ax.transAxes, ha="right", fontsize=8)
-    ax.text(0.97, 0.92, "chaotic  (χ > 1, above its curve)", transform=ax.transAxes, ha="right", fontsize=8)
     ax.set_xlabel(r"$\sigma_b$")
     ax.set_ylabel(r"$\sigma_w$ on the Edge of Chaos ($\chi = 1$)")
-    ax.set_title("Edge-of-Chaos curves (gaps: no EOC point at that $\\sigma_b$)", fontsize=10)
+    ax.set_title("χ < 1 (ordered) below a curve, χ > 1 (chaotic) above", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="center right")
+    # Outside the axes: the legend never covers the curves' ends.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     save_figure(fig, path)
 
 

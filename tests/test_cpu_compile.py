@@ -40,8 +40,8 @@ OTHER = {  # other φ and settings: the numbers move in the last bits, in places
         for a, b in ((0.3, -0.7), (1.0, 0.5))
     ],
     "smooth φ, biases, m_l = 2": [
-        ntksim.MLP(ntksim.activation(a), depth=3, width=6, out_dim=2, sigma_b=0.2)
-        for a in ("tanh", "elu", "gelu")
+        ntksim.MLP(ntksim.activation(a), depth=3, width=6, out_dim=2, sigma_b=b)
+        for a, b in (("tanh", 0.2), ("elu", 0.2), ("gelu", 0.5))  # GELU's EOC is stable from 0.42
     ],
     "explicit widths": [
         ntksim.MLP(ntksim.activation(a), depth=3, schedule=(7, 4), out_dim=3, sigma_w=1.2)

@@ -152,3 +152,65 @@ def test_variance_stays_at_q_star_along_depth_for_any_phi(name: str) -> None:
     q = point.q_star
     assert np.all(np.abs(variances - q) < 4 * stderr + 0.01 * q), (variances / q, stderr / q)
     assert np.all(stderr < 0.02 * q)
+
+
+# --- stability of the fixed point (issue 25, bug 10) ------------------------------------------
+def _gelu(s: float) -> float:
+    return 0.5 * s * (1 + math.erf(s / math.sqrt(2)))
+
+
+def _gelu_d1(s: float) -> float:
+    return 0.5 * (1 + math.erf(s / math.sqrt(2))) + s * math.exp(-s * s / 2) / math.sqrt(2 * math.pi)
+
+
+def _gelu_d2(s: float) -> float:
+    return (2 - s * s) * math.exp(-s * s / 2) / math.sqrt(2 * math.pi)
+
+
+def _scipy_variance_slope(sigma_w: float, q: float) -> float:
+    """V'(q) = σ_w² dE[φ(√q Z)²]/dq = σ_w² E[φ'² + φφ''] (Stein's lemma) for GELU, by scipy."""
+    return sigma_w**2 * _scipy_moment(lambda s: _gelu_d1(s) ** 2 + _gelu(s) * _gelu_d2(s), q)
+
+
+@pytest.mark.parametrize("sigma_b", [0.1, 0.2, 0.3])
+def test_gelu_below_its_threshold_has_only_an_unstable_point(sigma_b: float, x64: bool) -> None:
+    """χ = 1 holds at q* there, but V'(q*) > 1 (Stein's lemma with scipy): iterating the variance
+    map runs away from q*, so `eoc` refuses, saying why, unless allow_unstable."""
+    act = ntksim.activation("gelu")
+    with pytest.raises(ntksim.NoEOCPoint, match=rf"gelu has no stable .*sigma_b={sigma_b:g}.*slope"):
+        ntksim.eoc(act, sigma_b)
+    point = ntksim.eoc(act, sigma_b, allow_unstable=True)
+    slope = _scipy_variance_slope(point.sigma_w, point.q_star)
+    assert slope > 1.04 and not point.stable
+    assert point.variance_slope == pytest.approx(slope, rel=1e-7 if x64 else 1e-3)
+    # the variance iterated from q = 1 leaves q* (it does not settle there)
+    q = 1.0
+    for _ in range(40):
+        q = sigma_b**2 + point.sigma_w**2 * _scipy_moment(lambda s: _gelu(s) ** 2, q)
+    assert abs(q - point.q_star) > 0.5 * point.q_star
+
+
+def test_gelu_above_its_threshold_is_a_stable_eoc_point(x64: bool) -> None:
+    """σ_b = 0.5: σ_w = 1.39987, V'(q*) = 0.986 < 1, and the variance iterated from q = 1 settles
+    at q* (scipy throughout)."""
+    point = ntksim.eoc(ntksim.activation("gelu"), 0.5)
+    assert point.stable and point.sigma_w == pytest.approx(1.39987, abs=1e-5)
+    assert point.variance_slope == pytest.approx(
+        _scipy_variance_slope(point.sigma_w, point.q_star), rel=1e-7 if x64 else 1e-3
+    )
+    assert point.variance_slope == pytest.approx(0.98587, abs=1e-5)
+    q = 1.0
+    for _ in range(2000):  # slope 0.986: slow, but it converges
+        q = 0.25 + point.sigma_w**2 * _scipy_moment(lambda s: _gelu(s) ** 2, q)
+    assert q == pytest.approx(point.q_star, rel=1e-6 if x64 else 1e-4)  # float32: q* to ~1e-5
+
+
+@pytest.mark.parametrize("name", ["tanh", "erf", "elu"])
+def test_reported_slope_is_below_one_for_stable_points(name: str, x64: bool) -> None:
+    point = ntksim.eoc(ntksim.activation(name), 0.2)
+    h = 1e-4 * point.q_star
+    f = SCIPY_PHI[name][0]
+    fd = point.sigma_w**2 * (_scipy_moment(lambda s: f(s) ** 2, point.q_star + h)
+                             - _scipy_moment(lambda s: f(s) ** 2, point.q_star - h)) / (2 * h)  # fmt: skip
+    assert point.stable and point.variance_slope == pytest.approx(fd, rel=1e-6 if x64 else 1e-3)
+    assert ntksim.eoc(ntksim.activation(name), 0.0).variance_slope == 1.0  # q* = 0: marginal

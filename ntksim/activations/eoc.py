@@ -9,11 +9,15 @@ whatever q, and the EOC is the single point σ_b = 0, σ_w = 1/√(a²+b²) (eve
 For any other φ, χ = 1 at a fixed point q means σ_w² = 1/E[φ'(√q Z)²] and
     F(q) := q − E[φ(√q Z)²] / E[φ'(√q Z)²] = σ_b²,
 so each σ_b gives q* as a root of F − σ_b² (bracketed on a logarithmic grid, then Brent's
-method) and σ_w from q*. Where F − σ_b² has no root there is no EOC point (GELU at small σ_b),
-and `eoc` says so instead of returning one. Where it has several, the smallest q* is taken (the
-fixed point that iterating V from small variances reaches first). At σ_b = 0 a φ with φ(0) = 0
-whose variance map decays into 0 (tanh, erf, sin, ELU) has its EOC at q* = 0, σ_w = 1/|φ'(0)|
-(for a kink at 0, φ'(0)² is the mean of the squared one-sided slopes).
+method) and σ_w from q*. A root is an EOC point only if the network's variance settles there:
+the variance map's slope V'(q*) = σ_w² dE[φ(√q Z)²]/dq must be ≤ 1 (Schoenholz et al. 2017;
+Hayou et al. 2019). Where χ = 1 holds only at unstable fixed points (GELU below σ_b ≈ 0.42,
+SiLU below ≈ 0.78: slopes up to 1.1), iterating V runs away from q* and the network is not at
+the EOC; `eoc` says so (NoEOCPoint) unless asked for the point anyway (`allow_unstable`). Where
+F − σ_b² has no root there is no EOC point either (GELU at σ_b = 0, softplus). Among several
+stable roots the smallest q* is taken (the one iterating V from small variances reaches first).
+At σ_b = 0 a φ with φ(0) = 0 whose variance map decays into 0 (tanh, erf, sin, ELU) has its EOC
+at q* = 0, σ_w = 1/|φ'(0)| (for a kink at 0, φ'(0)² is the mean of the squared one-sided slopes).
 
 Expectations follow JAX's default dtype: float64 with x64 on (the CLI sets it), else float32.
 """
@@ -33,6 +37,7 @@ from ntksim.activations.gaussian import second_moments
 
 Q_GRID = np.logspace(-8, 4, 241)  # where roots of F(q) − σ_b² and V(q) − q are bracketed
 Q_TEST = np.array([1e-3])  # "near 0" for the sign of V(q) − q when φ(0) = 0 and σ_b = 0
+SLOPE_TOLERANCE = 1e-9  # V'(q*) = 1 up to this counts as stable (marginal: the family, q* = 0)
 
 
 class NoEOCPoint(ValueError):
@@ -43,11 +48,19 @@ class NoEOCPoint(ValueError):
 class EOCPoint:
     """A point of the Edge of Chaos: χ = 1 at the fixed point q* of the variance map.
 
-    q_star is nan for the family, whose variance map is the identity there (every q is fixed)."""
+    q_star is nan for the family, whose variance map is the identity there (every q is fixed).
+    variance_slope is V'(q*) (≤ 1: the variance settles at q*; 1 for the family and at q* = 0;
+    > 1 only for a point asked for with `allow_unstable`)."""
 
     sigma_w: float
     sigma_b: float
     q_star: float
+    variance_slope: float = 1.0
+
+    @property
+    def stable(self) -> bool:
+        """Whether the variance map converges to q* (V'(q*) ≤ 1, up to round-off)."""
+        return self.variance_slope <= 1.0 + SLOPE_TOLERANCE
 
 
 def _moments(activation: Any, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,18 +83,21 @@ def _roots(fn: Any, grid: np.ndarray) -> list[float]:
     return sorted(set(roots))
 
 
-def eoc(activation: Any, sigma_b: float = 0.0) -> EOCPoint:
-    """The EOC point (σ_w, σ_b, q*) of `activation` at bias scale `sigma_b` ≥ 0.
+def eoc(activation: Any, sigma_b: float = 0.0, allow_unstable: bool = False) -> EOCPoint:
+    """The EOC point (σ_w, σ_b, q*) of `activation` at bias scale `sigma_b` ≥ 0: χ = 1 at a fixed
+    point q* of the variance map that is stable (V'(q*) ≤ 1).
 
-    NoEOCPoint (one line, naming the activation and σ_b) where none exists."""
+    NoEOCPoint (one line, naming the activation and σ_b) where none exists, also where χ = 1
+    holds only at an unstable fixed point (then `allow_unstable=True` returns that point, with
+    its slope > 1 in `variance_slope`)."""
     # Cached per activation, σ_b and precision (the integrals follow JAX's x64 flag). Computed
     # eagerly even when asked from inside a jit trace (an MLP's default σ_w is read there).
     with jax.ensure_compile_time_eval():
-        return _eoc(activation, float(sigma_b), bool(jax.config.jax_enable_x64))
+        return _eoc(activation, float(sigma_b), bool(jax.config.jax_enable_x64), bool(allow_unstable))
 
 
 @functools.lru_cache(maxsize=1024)
-def _eoc(activation: Any, sigma_b: float, x64: bool) -> EOCPoint:
+def _eoc(activation: Any, sigma_b: float, x64: bool, allow_unstable: bool) -> EOCPoint:
     if not (math.isfinite(sigma_b) and sigma_b >= 0):
         raise ValueError(f"sigma_b must be a non-negative number, got {sigma_b}")
     name = getattr(activation, "name", "activation")
@@ -102,9 +118,32 @@ def _eoc(activation: Any, sigma_b: float, x64: bool) -> EOCPoint:
     if not roots:
         raise NoEOCPoint(f"{name} has no Edge-of-Chaos point at sigma_b={sigma_b:g} (no variance q with "
                          f"χ = 1 at a fixed point for q in [{Q_GRID[0]:g}, {Q_GRID[-1]:g}])")  # fmt: skip
-    q_star = roots[0]
-    _, e_dphi2 = _moments(activation, np.array([q_star]))
-    return EOCPoint(float(1.0 / math.sqrt(e_dphi2[0])), sigma_b, float(q_star))
+    points = []
+    for q_star in roots:
+        _, e_dphi2 = _moments(activation, np.array([q_star]))
+        sigma_w = float(1.0 / math.sqrt(e_dphi2[0]))
+        points.append(EOCPoint(sigma_w, sigma_b, float(q_star), _variance_slope(activation, sigma_w, q_star)))
+    stable = [p for p in points if p.stable]
+    if stable:
+        return stable[0]
+    if allow_unstable:
+        return points[0]
+    first = points[0]
+    raise NoEOCPoint(
+        f"{name} has no stable Edge-of-Chaos point at sigma_b={sigma_b:g}: χ = 1 at q* = {first.q_star:.6g} "
+        f"(σ_w = {first.sigma_w:.6g}), but the variance map's slope there is {first.variance_slope:.4g} > 1, "
+        "so the variance runs away from q* (try a larger sigma_b)"
+    )
+
+
+def _variance_slope(activation: Any, sigma_w: float, q: float) -> float:
+    """V'(q) = σ_w² dE[φ(√q Z)²]/dq by a central difference (the expectation is smooth in q > 0
+    also for a kinked φ; relative step eps^(1/3), which balances truncation and round-off:
+    ~1e-10 in float64, ~1e-5 in float32)."""
+    eps = float(np.finfo(jax.dtypes.canonicalize_dtype(np.float64)).eps)  # the expectations' dtype
+    h = eps ** (1 / 3) * q
+    e_phi2, _ = _moments(activation, np.array([q - h, q + h]))
+    return float(sigma_w**2 * (e_phi2[1] - e_phi2[0]) / (2 * h))
 
 
 def _f(activation: Any, q: np.ndarray) -> np.ndarray:
@@ -113,12 +152,13 @@ def _f(activation: Any, q: np.ndarray) -> np.ndarray:
     return q - e_phi2 / e_dphi2
 
 
-def eoc_curve(activation: Any, sigma_bs: Any) -> list[EOCPoint | None]:
-    """EOC points for each σ_b; None where the activation has no EOC point at that σ_b."""
+def eoc_curve(activation: Any, sigma_bs: Any, allow_unstable: bool = False) -> list[EOCPoint | None]:
+    """EOC points for each σ_b; None where the activation has no EOC point at that σ_b (with
+    `allow_unstable`, unstable points are returned too: see `EOCPoint.stable`)."""
     out: list[EOCPoint | None] = []
     for sigma_b in np.atleast_1d(np.asarray(sigma_bs, np.float64)):
         try:
-            out.append(eoc(activation, float(sigma_b)))
+            out.append(eoc(activation, float(sigma_b), allow_unstable))
         except NoEOCPoint:
             out.append(None)
     return out
