@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +18,10 @@ import jax
 import pytest
 
 from ntksim.limits import neural_tangents_available
+
+# The concentration study's first-order theory costs one ~5 s compilation per run; the many
+# runs that test the engine's mechanics leave it out (its own tests switch it back on).
+os.environ.setdefault("NTKSIM_THEORY", "0")
 
 # Implicit rank promotion hides shape bugs; make it an error everywhere (as equinox does).
 jax.config.update("jax_numpy_rank_promotion", "raise")

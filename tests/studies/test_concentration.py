@@ -219,3 +219,31 @@ def test_fast_compile_reaches_the_programs_and_gives_the_cells_their_own_ids(
     ours, theirs = ours.sort_values(order), theirs.sort_values(order)
     for name in METRICS:
         assert np.array_equal(ours[name].to_numpy(), theirs[name].to_numpy()), name
+
+
+def test_summary_and_figures_carry_the_first_order_theory(tmp_path: Path, monkeypatch) -> None:
+    """The summary's "First-order theory" table and the err_fro panel give
+    `finite_width(net, x).at(widths).err_fro` for every curve of depth ≥ 2 and width; with
+    NTKSIM_THEORY=0 (the test suite's default) neither is there."""
+    from ntksim import MLP
+    from ntksim.finite_width import finite_width
+    from ntksim.widths import hidden_widths
+
+    config = _config(activations=["relu", "tanh"], depths=[1, 3], widths=[4, 8])
+    store, _ = _run(config, tmp_path)
+    table = store.assemble(concentration.expand(config))
+    assert concentration.theory(table, config).empty  # switched off
+    monkeypatch.setenv("NTKSIM_THEORY", "1")
+    concentration._THEORY.clear()
+    predicted = concentration.theory(table, config)
+    assert sorted(set(predicted["activation"])) == ["relu", "tanh"] and set(predicted["depth"]) == {3}
+    x = load_data(config.data)
+    for row in predicted.itertuples():
+        act = next(a for a in config.activation_objects() if a.name == row.activation)
+        net = MLP(act, depth=3, width=row.width, out_dim=1, schedule=config.schedule)
+        want = finite_width(net, x).at(hidden_widths(3, row.width, config.schedule)).err_fro
+        assert row.predicted_fro == pytest.approx(want, rel=1e-12)
+    summary = concentration.summarize(table, config)
+    assert "## First-order theory" in summary and f"{predicted['predicted_fro'].iloc[0]:.4g}" in summary
+    figures = concentration.figures(table, config, tmp_path / "figures")
+    assert any("err_op_depth3" in p.name for p in figures)
