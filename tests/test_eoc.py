@@ -214,3 +214,14 @@ def test_reported_slope_is_below_one_for_stable_points(name: str, x64: bool) -> 
                              - _scipy_moment(lambda s: f(s) ** 2, point.q_star - h)) / (2 * h)  # fmt: skip
     assert point.stable and point.variance_slope == pytest.approx(fd, rel=1e-6 if x64 else 1e-3)
     assert ntksim.eoc(ntksim.activation(name), 0.0).variance_slope == 1.0  # q* = 0: marginal
+
+
+@pytest.mark.parametrize("degree", [2, 3])
+def test_monomials_have_only_unstable_points_with_slope_2p_minus_1_over_p(degree: int, x64: bool) -> None:
+    """φ = s^p: E[φ²] = (2p−1)!! q^p and E[φ'²] = p²(2p−3)!! q^{p−1}, so at χ = 1 the variance map's
+    slope is V'(q*) = (2p − 1)/p > 1 whatever σ_b: no stable EOC point (closed form)."""
+    act = ntksim.activation(f"monomial({degree})")
+    with pytest.raises(ntksim.NoEOCPoint, match="no stable"):
+        ntksim.eoc(act, 0.3)
+    point = ntksim.eoc(act, 0.3, allow_unstable=True)
+    assert point.variance_slope == pytest.approx((2 * degree - 1) / degree, rel=1e-8 if x64 else 1e-3)

@@ -161,7 +161,11 @@ def validate(raw: Any) -> Any:
     """Typed config of the study `raw` names, from a mapping; ConfigError (one line) on any mistake."""
     study = study_of(raw)
     try:
-        return study.config.model_validate(raw)
+        config = study.config.model_validate(raw)
+        # pydantic validates only the values given, not the defaults: a second pass over the dump
+        # puts those in the canonical form (sorted, deduplicated) that a resumed run reads back
+        # from config.yaml, so a key left out resolves the same way every time.
+        return study.config.model_validate(config.model_dump(mode="json"))
     except ValidationError as err:
         raise ConfigError(_format_error(err)) from None
 

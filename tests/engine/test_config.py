@@ -12,6 +12,8 @@ from ntksim.activations import Activation
 from ntksim.engine.config import ConfigError, apply_overrides, load, read_yaml, validate
 from ntksim.studies.concentration import Config
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
 BASE: dict[str, Any] = {"activations": ["relu"], "depths": [2], "widths": [16]}
 
 
@@ -341,7 +343,8 @@ def test_load_reports_validation_and_override_errors(tmp_path: Path) -> None:
      ({"preset": "tanh", "name": "T"}, "T")],
 )  # fmt: skip
 def test_any_preset_with_its_parameters(spec, name: str) -> None:
-    config = validate(with_(activations=[spec], sigma_b=0.2))
+    # σ_w given: polynomials of degree > 1 have no stable EOC point (V'(q*) = (2p − 1)/p at χ = 1)
+    config = validate(with_(activations=[spec], sigma_b=0.2, sigma_w=1.0))
     assert config.activation_objects()[0].name == name
 
 
@@ -375,3 +378,28 @@ def test_a_misspelt_key_is_named_not_the_key_it_should_have_been() -> None:
     with pytest.raises(ConfigError) as err:
         validate({"activation": ["relu"], "depths": [2], "widths": [8]})
     assert str(err.value).startswith("activation: unknown key (and 1 more problem)")
+
+
+MINIMAL = {  # each study with the keys it needs and nothing else: every other key is a default
+    "concentration": {"activations": ["relu"], "depths": [2], "widths": [8]},
+    "depth": {"study": "depth", "activations": ["relu"]},
+    "spectrum": {"study": "spectrum", "activations": ["relu"], "depths": [2], "kmax": 20, "dims": [3]},
+    "positivity": {"study": "positivity", "activations": ["relu"]},
+    "sample_paths": {"study": "sample_paths", "activations": ["relu"]},
+    "training": {"study": "training", "activations": ["relu"]},
+}
+
+
+@pytest.mark.parametrize("study", sorted(MINIMAL))
+def test_defaults_resolve_to_the_form_a_resumed_run_reads_back(study: str) -> None:
+    """Issue 25, bug 1: `kernels` left out resolved to [ntk, nngp], its config.yaml read back to
+    [nngp, ntk], and the second run into the same --out was refused as a changed config. A
+    validated config is a fixed point of dump → validate, for minimal configs and every shipped one."""
+    configs = [MINIMAL[study]] + [
+        read_yaml(p)
+        for p in sorted(CONFIGS.glob("*.yaml"))
+        if read_yaml(p).get("study", "concentration") == study
+    ]
+    for raw in configs:
+        first = validate(raw).model_dump(mode="json")
+        assert validate(first).model_dump(mode="json") == first, raw
