@@ -779,6 +779,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command](args)
         sys.stdout.flush()
+    except KeyboardInterrupt:
+        # `run` handles Ctrl-C itself (its cells are saved as they finish); anywhere else
+        # (`eoc`, `plot`, `status`) nothing is half-written that a traceback would explain.
+        print("ntksim: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except BrokenPipeError:
         # The reader went away (`ntksim run … --dry-run | head`): not an error of ours. Point stdout
         # at /dev/null so the interpreter's final flush does not raise again.

@@ -383,7 +383,10 @@ def test_eoc_command_prints_the_table_and_draws_the_phase_diagram(tmp_path: Path
     [(["gelu", "--sigma-b", "0"], ["gelu", "sigma_b=0", "Edge-of-Chaos"]),
      (["swoosh"], ["unknown activation", "swoosh"]),
      (["elu(x)"], ["elu(x)", "alpha"]),
-     (["tanh", "--sigma-b", "-1"], ["--sigma-b", "non-negative"])],
+     (["tanh", "--sigma-b", "-1"], ["--sigma-b", "non-negative"]),
+     (["tanh", "--sigma-b", "1e300"], ["sigma_b=1e+300", "beyond the EOC search"]),  # was OverflowError
+     (["monomial(100000)"], ["degree 100000", "above 32"]),  # was minutes of silence
+     (["gelu", "--sigma-b", "0.1"], ["no stable", "slope"])],
 )  # fmt: skip
 def test_eoc_command_bad_input_is_one_line(tmp_path: Path, args: list[str], words: list[str]) -> None:
     assert_usage_error(ntksim("eoc", *args, "--out", "eoc", cwd=tmp_path), *words)

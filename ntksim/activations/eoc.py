@@ -113,6 +113,10 @@ def _eoc(activation: Any, sigma_b: float, x64: bool, allow_unstable: bool) -> EO
         if slope2 != 0.0 and _moments(activation, Q_TEST)[0][0] / slope2 <= Q_TEST[0]:
             return EOCPoint(1.0 / math.sqrt(slope2), 0.0, 0.0)
 
+    if sigma_b > math.sqrt(Q_GRID[-1]):  # q* = σ_b² + E[φ²]/E[φ'²] ≥ σ_b²: beyond the grid
+        top = Q_GRID[-1]
+        raise NoEOCPoint(f"{name}: sigma_b={sigma_b:g} is beyond the EOC search (q* ≥ σ_b², and q is "
+                         f"searched up to {top:g}, i.e. sigma_b ≤ {math.sqrt(top):g})")  # fmt: skip
     grid = Q_GRID[Q_GRID >= Q_TEST[0]] if sigma_b == 0.0 else Q_GRID  # q → 0 is the case above
     roots = [q for q in _roots(lambda q: _f(activation, q) - sigma_b**2, grid) if q > 0]
     if not roots:

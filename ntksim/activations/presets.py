@@ -160,9 +160,15 @@ def _dpolynomial(s: Array, coefficients: tuple[float, ...]) -> Array:
 
 
 # --- constructors of the presets with parameters ----------------------------------------------
+MAX_DEGREE = 32  # E[Z^{2p}] = (2p−1)!!: beyond this the kernels leave float64 within a layer or two
+
+
 def _check_degree(name: str, degree: Any, minimum: int) -> int:
     if isinstance(degree, bool) or not isinstance(degree, int | np.integer) or degree < minimum:
         raise ValueError(f"activation {name!r}: degree must be an integer ≥ {minimum}, got {degree!r}")
+    if degree > MAX_DEGREE:
+        raise ValueError(f"activation {name!r}: degree {degree} is above {MAX_DEGREE}, where its Gaussian "
+                         "moments (2p−1)!! and the kernels leave floating point")  # fmt: skip
     return int(degree)
 
 
@@ -185,6 +191,9 @@ def polynomial(coefficients: Any, name: str | None = None) -> Elementwise:
         coeffs.pop()
     if len(coeffs) < 2:
         raise ValueError("activation 'polynomial': needs a non-zero coefficient of degree ≥ 1")
+    if len(coeffs) - 1 > MAX_DEGREE:
+        raise ValueError(f"activation 'polynomial': degree {len(coeffs) - 1} is above {MAX_DEGREE}, where "
+                         "its Gaussian moments and the kernels leave floating point")  # fmt: skip
     coeffs_t = tuple(coeffs)
     label = name or "polynomial(" + ",".join(f"{c:g}" for c in coeffs_t) + ")"
     return Elementwise(label, _polynomial, _dpolynomial, (), len(coeffs_t) - 1, _poly_parity(coeffs_t),
