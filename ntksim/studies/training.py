@@ -148,6 +148,10 @@ class OptimizerConfig(Strict):
         return f"{self.name}({rate}{',' + params if params else ''})"
 
 
+class TrainingDiverged(RuntimeError):
+    """A cell whose network loss left floating point: recorded as failed, never stored as a result."""
+
+
 class TargetConfig(Strict):
     """Targets: a random wide network (teacher) or y = sin(⟨x, u⟩·frequency/√dim·√dim) along a
     random unit u (sine); ignored for data from a file."""
@@ -156,7 +160,7 @@ class TargetConfig(Strict):
     activation: ActivationSpec = ActivationSpec(preset="relu")
     depth: Annotated[int, Field(ge=1, le=20, strict=True)] = 2
     width: PositiveInt = 2048
-    frequency: Annotated[float, Field(gt=0, strict=True)] = 1.0
+    frequency: Annotated[float, Field(gt=0, strict=True, allow_inf_nan=False)] = 1.0
     seed: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)] = 1
 
 
@@ -465,6 +469,14 @@ def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
         "movement": movement,
         "k0_ratio": np.repeat(k0_ratio[:, None], len(steps), axis=1),
     }
+    for name in ("train_loss", "test_loss"):
+        if not np.all(np.isfinite(measured[name])):
+            seeds = sorted({int(s) for s in np.nonzero(~np.isfinite(measured[name]))[0]})
+            raise TrainingDiverged(
+                f"training diverged: the network's {name.replace('_', ' ')} is NaN/Inf for seeds "
+                f"{', '.join(map(str, seeds[:5]))}{' …' if len(seeds) > 5 else ''} ({cell.optimizer.tag}, "
+                f"learning rate {lr:g}: too large for this network)"
+            )
     base = {
         "activation": cell.activation.name,
         "depth": cell.depth,
@@ -516,6 +528,15 @@ def width_slopes(table: pd.DataFrame) -> pd.DataFrame:
         row["seeds"] = int(g["seed"].nunique())
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _loss_text(value: float, start: float) -> str:
+    """A median loss, or "diverged" where it is non-finite or 1000× its value at the first step."""
+    if math.isnan(value) and math.isnan(start):
+        return "nan"  # not measured (no linearisation, no limit)
+    if not math.isfinite(value) or (math.isfinite(start) and value > 1e3 * max(start, 1e-300)):
+        return "diverged"
+    return f"{value:.3g}"
 
 
 def diverged_widths(last: pd.DataFrame, first: pd.DataFrame) -> list[int]:
@@ -571,12 +592,21 @@ def summarize(table: pd.DataFrame, config: TrainingConfig) -> str:
         "| limit test loss | drift | ‖f − f^∞‖ | ‖f − f^lin‖ |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for key, g in last.groupby(["activation", "depth", "sigma_b", "optimizer", "width"], sort=False):
+    group_keys = ["activation", "depth", "sigma_b", "optimizer", "width"]
+    start = (
+        table[table["step"] == table["step"].min()].groupby(group_keys, sort=False).median(numeric_only=True)
+    )
+    for key, g in last.groupby(group_keys, sort=False):
         med = g.median(numeric_only=True)
+
+        def loss(column: str, med: pd.Series = med, key: tuple = key) -> str:
+            # the criterion of diverged_widths: non-finite, or 1000× the loss at the first step
+            return _loss_text(med[column], start.loc[key, column] if key in start.index else math.nan)
+
         lines.append(
             f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]} | {key[4]} | {med['learning_rate']:.3g} | "
-            f"{med['train_loss']:.3g} | "
-            f"{med['test_loss']:.3g} | {med['lin_test_loss']:.3g} | {med['limit_test_loss']:.3g} | "
+            f"{loss('train_loss')} | {loss('test_loss')} | {loss('lin_test_loss')} | "
+            f"{loss('limit_test_loss')} | "
             f"{med['drift']:.3g} | {med['diff_limit']:.3g} | {med['diff_lin']:.3g} |"
         )
     return "\n".join(lines) + "\n"

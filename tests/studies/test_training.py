@@ -170,3 +170,26 @@ def test_the_teacher_is_not_a_student() -> None:
     """Student seed 1 and teacher seed 1 with the same architecture are different networks."""
     table, _ = _run(target={"width": 16, "depth": 3, "seed": 1})
     assert table[(table["step"] == 0) & (table["seed"] == 1)]["train_loss"].iloc[0] > 1e-3
+
+
+def test_a_diverging_network_is_a_failed_cell_not_a_result() -> None:
+    """Issue 25, bug 5: sgd at η = 1e6 (absolute) gave NaN losses stored as results with exit 0.
+    The cell now raises (the engine records it as failed; the run exits 1)."""
+    sgd = {"name": "sgd", "learning_rate": 1.0e6, "relative": False}
+    config = validate({"study": "training", **SMALL, "optimizers": [sgd]})
+    memo = Memo(config)
+    with pytest.raises(
+        study.TrainingDiverged, match=r"training diverged: the network's train loss is NaN/Inf"
+    ):
+        for cell in study.expand(config):
+            study.compute(cell, memo)
+
+
+def test_a_diverged_loss_reads_diverged_in_the_summary() -> None:
+    assert study._loss_text(1e116, 0.5) == "diverged" and study._loss_text(float("inf"), 0.5) == "diverged"
+    assert study._loss_text(0.25, 0.5) == "0.25" and study._loss_text(float("nan"), float("nan")) == "nan"
+
+
+def test_an_infinite_sine_frequency_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"^target\.frequency"):
+        validate({"study": "training", **SMALL, "target": {"kind": "sine", "frequency": float("inf")}})
