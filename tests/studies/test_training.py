@@ -172,6 +172,7 @@ def test_the_teacher_is_not_a_student() -> None:
     assert table[(table["step"] == 0) & (table["seed"] == 1)]["train_loss"].iloc[0] > 1e-3
 
 
+@needs_x64
 def test_a_diverging_network_is_a_failed_cell_not_a_result() -> None:
     """Issue 25, bug 5: sgd at η = 1e6 (absolute) gave NaN losses stored as results with exit 0.
     The cell now raises (the engine records it as failed; the run exits 1)."""
