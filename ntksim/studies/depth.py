@@ -72,7 +72,7 @@ COLUMNS = (
     "rel_op",
     "kinf_op",
 )
-Factor = Annotated[float, Field(gt=0, strict=True)]
+Factor = Annotated[float, Field(gt=0, strict=True, allow_inf_nan=False)]
 
 
 class FiniteConfig(Strict):
@@ -117,6 +117,10 @@ class DepthConfig(RunConfig):
             raise ValueError("cosines: give input pairs by their cosines, or a data section")
         if self.data is not None and self.data.kind != "file" and self.data.num_points < 2:
             raise ValueError("data.n: needs at least 2 points to form a pair")
+        if self.data is not None and self.data.kind != "file" and self.data.dimension < 2:
+            raise ValueError(
+                "data.dim: must be at least 2 (points on S⁰ = {−1, 1} repeat: pairs with 1 − ρ = 0)"
+            )
         return self
 
 

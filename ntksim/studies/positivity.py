@@ -123,6 +123,10 @@ class PositivityConfig(RunConfig):
             raise ValueError("data.kind: positivity draws nested point sets; use sphere or gaussian")
         if self.data.n is not None:
             raise ValueError("data.n: the numbers of points are `ns`")
+        if self.data.dimension < 2:
+            raise ValueError(
+                "data.dim: must be at least 2 (on S⁰ = {−1, 1} distinct points repeat: the Gram is singular)"
+            )
         if True in self.antipodal and any(n % 2 for n in self.ns):
             raise ValueError("ns: antipodal sets {x, −x} need even n")
         if self.finite is not None and True in self.antipodal and self.finite.n % 2:

@@ -105,8 +105,8 @@ class SamplePathsConfig(RunConfig):
     sigma_w: SigmaWChoice = None
     sigma_b: Annotated[list[SigmaB], Field(min_length=1)] = Field(default_factory=lambda: [0.0])
     circle_points: Annotated[int, Field(ge=16, le=65_536, strict=True)] = 1024
-    circle_kmax: Annotated[int, Field(ge=0, strict=True)] = 64
-    sphere_kmax: Annotated[int, Field(ge=0, le=24, strict=True)] = 16  # ≤ 24: n ≤ 4 802 grid points
+    circle_kmax: Annotated[int, Field(ge=1, strict=True)] = 64  # ≥ 1: k = 0 alone is a constant path
+    sphere_kmax: Annotated[int, Field(ge=1, le=24, strict=True)] = 16  # ≤ 24: n ≤ 4 802 grid points
     increments: IncrementConfig = IncrementConfig()
     paths: Annotated[int, Field(ge=0, le=16, strict=True)] = 3
 

@@ -95,7 +95,7 @@ class SpectrumConfig(RunConfig):
         default_factory=lambda: ["ntk", "nngp"]
     )
     dims: Annotated[list[Dim], Field(min_length=1)] = Field(default_factory=lambda: [3])
-    kmax: Annotated[int, Field(ge=0, le=MAX_K, strict=True)] = 200
+    kmax: Annotated[int, Field(ge=1, le=MAX_K, strict=True)] = 200  # ≥ 1: a spectrum needs two μ_k
     fit: FitRange = FitRange()
     sigma_w: SigmaWChoice = None
     sigma_b: Annotated[list[SigmaB], Field(min_length=1)] = Field(default_factory=lambda: [0.0])

@@ -284,3 +284,24 @@ def test_study_renders_a_slurm_array_in_a_dry_run(
         f"{study}: " in proc.stdout and "would submit" in proc.stdout and "#SBATCH --array=0-" in proc.stdout
     )
     assert not (tmp_path / "out").exists()
+
+
+# Issue 25, bugs 2 and 7: values validation let through, which then failed at plotting (a
+# traceback after results.csv) or gave duplicate points; each now a one-line error naming the key.
+LATE_FAILURES = [
+    ("depth", {"sigma_w_factors": [float("inf")]}, "sigma_w_factors.0:"),
+    ("spectrum", {"kmax": 0}, "kmax:"),
+    ("sample_paths", {"circle_kmax": 0}, "circle_kmax:"),
+    ("sample_paths", {"sphere_kmax": 0}, "sphere_kmax:"),
+    ("positivity", {"data": {"dim": 1}}, "data.dim: must be at least 2"),
+    ("depth", {"data": {"n": 8, "dim": 1}}, "data.dim: must be at least 2"),
+]
+
+
+@pytest.mark.parametrize(("study", "keys", "expected"), LATE_FAILURES)
+def test_values_that_failed_late_are_refused_at_validation(study: str, keys: dict, expected: str) -> None:
+    from ntksim.engine.config import ConfigError, validate
+
+    with pytest.raises(ConfigError) as err:
+        validate({"study": study, "activations": ["relu"], **keys})
+    assert "\n" not in str(err.value) and str(err.value).startswith(expected), str(err.value)
