@@ -57,6 +57,8 @@ def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
     For .npz, `key` names the array; without it the archive must hold exactly one array.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"data file {str(path)!r} is a directory, not a .npy or .npz file")
     if not path.is_file():
         raise ValueError(f"data file {str(path)!r} does not exist")
     # Open the file ourselves so it is closed even when numpy rejects its content.
@@ -81,6 +83,9 @@ def load_points(path: str | Path, key: str | None = None) -> np.ndarray:
         except ValueError as err:
             if str(path) in str(err):
                 raise
+            if "allow_pickle" in str(err):  # numpy's guess for bytes that are no .npy/.npz
+                what = "not a .npy or .npz array file (or one of Python objects: ntksim never unpickles)"
+                raise ValueError(f"cannot read data file {str(path)!r}: {what}") from None
             raise ValueError(f"cannot read data file {str(path)!r}: {err}") from None
         except (OSError, EOFError, zipfile.BadZipFile) as err:
             raise ValueError(f"cannot read data file {str(path)!r}: {err}") from None

@@ -226,3 +226,16 @@ def test_a_seed_names_the_same_points_with_and_without_x64(kind: str) -> None:
         out[flag] = (dtype, np.array(eval(values)))  # a list literal printed by the child
     assert out["0"][0] == "float32" and out["1"][0] == "float64"
     np.testing.assert_allclose(out["0"][1], out["1"][1], rtol=2e-7, atol=1e-7)
+
+
+def test_random_bytes_and_a_directory_get_messages_that_say_what_they_are(tmp_path: Path) -> None:
+    """Issue 25, bug 6: bytes named .npz got numpy's allow_pickle advice, a directory 'does not exist'."""
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ValueError, match=r"not a \.npy or \.npz array file") as err:
+        load_points(junk)
+    assert "allow_pickle" not in str(err.value)
+    folder = tmp_path / "folder.npy"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a directory"):
+        load_points(folder)

@@ -121,6 +121,21 @@ def _key_path(loc: tuple) -> list[str]:
     return [str(p) for p in loc if isinstance(p, int) or _KEY.match(str(p))]
 
 
+def _number_read_as_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return "e" in value.lower() and value.strip().lower() not in ("inf", "nan", "-inf", "+inf")
+
+
+def _with_dot(text: str) -> str:
+    mantissa, _, exponent = text.lower().partition("e")
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
+
+
 def _format_error(err: ValidationError) -> str:
     errors = err.errors()
     # A misspelt key shows up twice: as unknown, and as the key it should have been "missing".
@@ -136,6 +151,10 @@ def _format_error(err: ValidationError) -> str:
         message = "unknown key"
     elif first["type"] == "missing":
         message = "required key is missing"
+    elif _number_read_as_text(first.get("input")):
+        # YAML 1.1 (PyYAML) reads 1e-3 as a string: it wants a dot in the mantissa
+        text = first["input"]
+        message = f"{text!r} was read as text, not a number (YAML needs a dot: write {_with_dot(text)})"
     # Each member of a union reports separately; count distinct key paths only.
     more = len({tuple(_key_path(e["loc"])) for e in errors}) - 1
     suffix = f" (and {more} more problem{'s' * (more > 1)})" if more else ""

@@ -104,7 +104,13 @@ class OptimizerConfig(Strict):
                 raise ValueError(
                     f"params.{key}: not a parameter of optax.{self.name} (it takes {', '.join(known)})"
                 )
-        try:  # wrong parameter values (momentum: "fast") fail here, not inside a cell
+        for key, value in self.params.items():  # say what a value should be before optax says it its way
+            expected = _expected_kind(self.name, key)
+            if expected == "a number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise ValueError(f"params.{key}: optax.{self.name}'s {key} is a number, got {value!r}")
+            if expected == "true or false" and not isinstance(value, bool):
+                raise ValueError(f"params.{key}: optax.{self.name}'s {key} is true or false, got {value!r}")
+        try:  # other wrong values fail here, not inside a cell
             probe = {"w": np.zeros(2)}
             optimizer = make_optimizer(self.name, 1e-3, self.params)
             optimizer.update(probe, optimizer.init(probe), probe)
@@ -150,6 +156,23 @@ class OptimizerConfig(Strict):
 
 class TrainingDiverged(RuntimeError):
     """A cell whose network loss left floating point: recorded as failed, never stored as a result."""
+
+
+def _expected_kind(name: str, key: str) -> str | None:
+    """ "a number" or "true or false" from the default of optax.<name>'s parameter, None if unknown."""
+    import inspect
+
+    import optax
+
+    try:
+        parameter = inspect.signature(getattr(optax, name)).parameters[key]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None
+    if isinstance(parameter.default, bool):
+        return "true or false"
+    if isinstance(parameter.default, int | float) or "float" in str(parameter.annotation):
+        return "a number"  # momentum: None by default, a float (or an array) when given
+    return None
 
 
 class TargetConfig(Strict):

@@ -403,3 +403,14 @@ def test_defaults_resolve_to_the_form_a_resumed_run_reads_back(study: str) -> No
     for raw in configs:
         first = validate(raw).model_dump(mode="json")
         assert validate(first).model_dump(mode="json") == first, raw
+
+
+def test_a_number_yaml_reads_as_text_is_named_with_the_fix() -> None:
+    """Issue 25, bug 6: `learning_rate: 1e-3` is a string to YAML 1.1; say so and how to write it."""
+    import yaml
+
+    raw = yaml.safe_load("activations: [relu]\ndepths: [2]\nwidths: [8]\nsigma_b: 1e-1\n")
+    with pytest.raises(
+        ConfigError, match=r"^sigma_b: '1e-1' was read as text, not a number .*write 1\.0e-1\)$"
+    ):
+        validate(raw)

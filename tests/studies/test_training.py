@@ -107,7 +107,7 @@ def test_cell_ids_follow_everything_that_decides_the_numbers() -> None:
         ),
         (
             {"name": "sgd", "learning_rate": 0.5, "params": {"momentum": "fast"}},
-            "params: optax.sgd cannot use",
+            "params.momentum: optax.sgd's momentum is a number, got 'fast'",  # was optax's own words
         ),
     ],
 )
