@@ -249,7 +249,7 @@ class FiniteCell:
         return content_id({"study": "depth", "part": "finite", **self.setting.identity(), "inner": inner})
 
     def label(self) -> str:
-        return f"depth finite σ_w×{self.setting.factor:g} {self.inner.label()}"
+        return f"depth finite σ_b={self.setting.sigma_b:g} σ_w×{self.setting.factor:g} {self.inner.label()}"
 
 
 @dataclass(frozen=True)

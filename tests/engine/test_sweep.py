@@ -451,3 +451,14 @@ def test_slurm_cells_too_large_for_the_task_are_failed_before_submission(tmp_pat
     failed = {p.stem for p in (tmp_path / "out" / "failed").glob("*.json")}
     assert len(submitted) == 8 and len(failed) == 8 and failed.isdisjoint(submitted)
     assert all("MemoryEstimate" in p.read_text() for p in (tmp_path / "out" / "failed").glob("*.json"))
+
+
+def test_a_progress_line_never_says_more_compiling_than_the_cell_took(capsys) -> None:
+    """Issue 25, bug 11: "3.7 s (4.4 s compiling)" (compile events of state the next cells share)."""
+    from ntksim.engine.sweep import ProgressLines
+
+    lines = ProgressLines(2)
+    lines.done("cell a", 3.7, compile_s=4.4)
+    lines.done("cell b", 2.0, compile_s=0.5)
+    err = capsys.readouterr().err.splitlines()
+    assert "cell a: 3.7 s (3.7 s compiling)" in err[0] and "cell b: 2.0 s (0.5 s compiling)" in err[1]

@@ -183,3 +183,11 @@ def test_finite_cells_take_fast_compile_from_the_config_and_keep_their_ids_witho
     assert inner[0] and all(not c.fast_compile for c in inner[0]) and all(c.fast_compile for c in inner[1])
     assert [c.cell_id for c in inner[0]] == [c.cell_id for c in inner[2]]
     assert {c.cell_id for c in inner[0]}.isdisjoint(c.cell_id for c in inner[1])
+
+
+def test_finite_cells_that_differ_in_sigma_b_have_different_labels() -> None:
+    """Issue 25, bug 11: the progress lines of two finite cells at σ_b = 0 and 0.2 read the same."""
+    config = validate({"study": "depth", "activations": ["tanh"], "sigma_b": [0.0, 0.2], "max_depth": 4,
+                       "finite": {"depths": [2], "width": 8, "seeds": 2}})  # fmt: skip
+    labels = [c.label() for c in study.expand(config) if "finite" in c.label()]
+    assert len(labels) == 2 and len(set(labels)) == 2 and any("σ_b=0.2" in label for label in labels)
