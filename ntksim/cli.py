@@ -222,7 +222,8 @@ def _run(args: argparse.Namespace) -> None:
                 _check_out(store, resolved, digest, args.force)
                 fresh = not store.config_path.exists()
                 store.create()
-                store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+                if fresh or args.force:  # a resumed run keeps its config.yaml as it was written
+                    store.write_config(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
         except OSError as err:
             _fail(f"--out {out}: cannot write there ({err.strerror})")
 

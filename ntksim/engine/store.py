@@ -388,7 +388,17 @@ class RunStore:
             )
             if not accepted or frame.empty or (rows is not None and len(frame) != rows):
                 raise ValueError(f"{len(frame)} rows, columns {list(frame.columns)[:3]}…")
-            return frame if self.columns is None else frame.reindex(columns=[*self.columns, "cell"])
+            if self.columns is None:
+                return frame
+            missing = [c for c in self.columns if c not in header]
+            frame = frame.reindex(columns=[*self.columns, "cell"])
+            for column in missing:
+                # A column added after the shard was written (concentration's `kernel`) takes the
+                # value its cell has, which is what the old code computed; others stay empty.
+                value = getattr(cell, column, None)
+                if isinstance(value, str | int | float | bool):
+                    frame[column] = value
+            return frame
         except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
             os.replace(path, path.with_name(path.name + ".corrupt"))
             print(f"ntksim: warning: {path} was unreadable ({str(err).splitlines()[0]}); "

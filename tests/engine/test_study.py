@@ -129,15 +129,25 @@ def test_concentration_run_from_before_studies_resumes_with_nothing_recomputed(t
     config = tmp_path / "config.yaml"
     shutil.copy(out / "config.yaml", config)
     assert "study" not in yaml.safe_load(config.read_text())
+    # issue 25, bug 9: shards from before `kernel` existed (no provenance); the old code computed the NTK
+    provenance = ["kernel", "dtype", "limit_backend", "limit_version", "jax_version"]
+    for shard in (out / "shards").glob("*.csv"):
+        pd.read_csv(shard).drop(columns=provenance).to_csv(shard, index=False)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.csv")}
+    written = (out / "config.yaml").read_bytes()
     proc = ntksim("run", config, "--out", out, "--no-progress", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 cells: 4 done, 0 failed before, 0 to run" in proc.stdout
+    assert (out / "config.yaml").read_bytes() == written  # a finished run's files stay as they were
+    filled = pd.read_csv(out / "results.csv")
+    assert (filled["kernel"] == "ntk").all() and filled["limit_backend"].isna().all()
     assert {p.name: p.stat().st_mtime_ns for p in (out / "shards").glob("*.csv")} == stamps
     old = pd.read_csv(OLD_RUN / "results.csv")
     new = pd.read_csv(out / "results.csv")
     # columns may be added, none removed: the data identity came later and is empty for old shards
     assert new["data"].isna().all()
-    pd.testing.assert_frame_equal(old, new.drop(columns=["data"]))
+    kept = [c for c in old.columns if c not in provenance[1:]]
+    pd.testing.assert_frame_equal(old[kept], new.drop(columns=["data"])[kept])
 
 
 # --- the memo: cells a study computes together ---------------------------------------------------
