@@ -179,7 +179,7 @@ def test_missing_file(tmp_path: Path) -> None:
     """A path that does not exist (or is a directory) is a ValueError naming it."""
     with pytest.raises(ValueError, match="does not exist"):
         load_points(tmp_path / "nope.npy")
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="is a directory, not a"):
         load_points(tmp_path)
 
 
