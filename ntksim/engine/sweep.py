@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -26,17 +28,28 @@ from ntksim.engine.study import CellLike as Cell
 __all__ = ["Interrupts", "SweepReport", "run_cells"]
 
 
+STUCK_GRACE_S = 2.0  # seconds after Ctrl-C that native code may keep the main thread before exit
+
+
 class Interrupts:
-    """Ctrl-C that cannot be lost.
+    """Ctrl-C that cannot be lost, and that ends a run promptly even inside native code.
 
     Python raises KeyboardInterrupt in whatever Python code runs when SIGINT arrives; if that is
     a garbage-collector callback (JAX registers one), the exception is printed as "ignored" and
     the run would go on (seen under load: the sweep then finished with exit 0, or waited forever
     for a peer). The handler also records the request, and the sweep checks it between cells.
+
+    Python runs that handler only between bytecodes of the main thread, so while XLA compiles
+    (minutes for a network thousands of layers deep) or LAPACK factors, Ctrl-C would wait for
+    it. XLA and numpy release the GIL there, so a watchdog thread, woken through the signal
+    wakeup fd (written from C at once), sees the request; if the handler has not run within
+    `grace_s`, it calls `on_stuck` (the sweep's: give back this process's claims, say so, exit
+    130). Finished shards are safe: each is written atomically, before its claim is given back.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, on_stuck: Callable[[], None] | None = None, grace_s: float = STUCK_GRACE_S) -> None:
         self.requested = False
+        self.on_stuck, self.grace_s = on_stuck, grace_s
 
     def _handler(self, signum: int, frame: object) -> None:
         self.requested = True
@@ -58,6 +71,47 @@ class Interrupts:
 
         return hook
 
+    def _watch(self, wakeup: socket.socket, closing: threading.Event) -> None:
+        """The watchdog: each SIGINT byte starts the grace period; the handler's running ends it."""
+        while not closing.is_set():
+            try:
+                got = wakeup.recv(64)
+            except OSError:
+                return
+            if closing.is_set() or not got or signal.SIGINT not in got:
+                continue
+            deadline = time.monotonic() + self.grace_s
+            while time.monotonic() < deadline and not self.requested and not closing.is_set():
+                time.sleep(0.05)
+            if not self.requested and not closing.is_set() and self.on_stuck is not None:
+                self.on_stuck()
+
+    @contextlib.contextmanager
+    def _watchdog(self) -> Iterator[None]:
+        """The wakeup fd and its thread, for the duration (main thread only, like the handler)."""
+        if self.on_stuck is None:
+            yield
+            return
+        reader, writer = socket.socketpair()
+        writer.setblocking(False)
+        try:
+            previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        except ValueError:  # not the main thread of the main interpreter
+            reader.close(), writer.close()
+            yield
+            return
+        closing = threading.Event()
+        watchdog = threading.Thread(target=self._watch, args=(reader, closing), daemon=True)
+        watchdog.start()
+        try:
+            yield
+        finally:
+            closing.set()
+            signal.set_wakeup_fd(previous_fd)
+            writer.close()
+            watchdog.join(timeout=1.0)
+            reader.close()
+
     @contextlib.contextmanager
     def installed(self) -> Iterator[Interrupts]:
         """Install the handler for the duration: in the main thread, unless SIGINT is ignored (a
@@ -71,7 +125,8 @@ class Interrupts:
         previous_hook = sys.unraisablehook
         sys.unraisablehook = self._unraisable(previous_hook)
         try:
-            yield self
+            with self._watchdog():
+                yield self
         finally:
             sys.unraisablehook = previous_hook
             if previous is not None:  # None: a handler installed from C, which cannot be restored
@@ -176,9 +231,22 @@ def run_cells(
             store.release(cell)
         return True
 
+    def stuck() -> None:
+        """Ctrl-C while native code holds the main thread: nothing of this process is half-written
+        (shards are atomic), so give back its claims and leave at once."""
+        store.release_held()
+        print(
+            "\nntksim: interrupted inside native code (XLA compiling, or a long array operation); "
+            f"stopped without waiting for it. Finished cells are kept in {store.root}; run the same "
+            "command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        os._exit(130)
+
     store.reap()
     try:
-        _sweep(cells, attempt, store, bar, report, poll_s)
+        _sweep(cells, attempt, store, bar, report, poll_s, stuck)
     except (KeyboardInterrupt, SystemExit, *interruptions):
         store.release_held()
         raise
@@ -187,9 +255,9 @@ def run_cells(
 
 
 def _sweep(cells: list[Cell], attempt: Callable[[Cell], bool], store: RunStore, bar: tqdm,
-           report: SweepReport, poll_s: float) -> None:  # fmt: skip
+           report: SweepReport, poll_s: float, stuck: Callable[[], None]) -> None:  # fmt: skip
     """Attempt every cell, then wait for those other processes hold (taking over stale ones)."""
-    with Interrupts().installed() as interrupts, bar:
+    with Interrupts(stuck, STUCK_GRACE_S).installed() as interrupts, bar:
         waiting = []
         for cell in cells:
             interrupts.check()

@@ -401,6 +401,73 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
     signal.signal(signal.SIGINT, before)
 
 
+STUCK_SWEEP = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from ntksim.engine import sweep
+from ntksim.engine.config import validate
+from ntksim.engine.store import RunStore
+from ntksim.studies.concentration import COLUMNS, TABLE_COLUMNS, expand
+
+sweep.STUCK_GRACE_S = 0.3
+cells = expand(validate(yaml_config))[:3]
+store = RunStore(Path(sys.argv[1]), TABLE_COLUMNS, [COLUMNS])
+store.create()
+a = np.random.default_rng(0).standard_normal((4000, 4000))
+def compute(cell):
+    if cell is cells[1]:
+        print("inside", flush=True)
+        for _ in range(20):  # LAPACK without the GIL: Python's handler cannot run until it returns
+            np.linalg.eigh(a)
+    return [dict.fromkeys(COLUMNS, 0.0) | {"seed": s, "activation": "relu"} for s in cell.seeds]
+sweep.run_cells(cells, compute, store, progress=False)
+"""
+
+
+def test_ctrl_c_inside_native_code_ends_the_sweep_promptly(tmp_path: Path) -> None:
+    """Issue 25, bug 4: Ctrl-C while XLA compiled a very deep network waited for the compilation
+    (minutes, then an OOM kill). Native code that holds the main thread without the GIL (here
+    LAPACK, ~20 eigendecompositions of 4000², tens of seconds) is left at once: exit 130 within
+    seconds of the signal, the finished cell's shard kept, no claim left behind, and the next
+    sweep computes exactly the two missing cells."""
+    from ntksim.engine.store import RunStore
+    from ntksim.studies.concentration import COLUMNS, TABLE_COLUMNS
+
+    script = f"yaml_config = {SWEEP!r}\n" + STUCK_SWEEP
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout.readline().strip() == "inside"
+    time.sleep(0.5)  # into the first eigh
+    child.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = child.communicate(timeout=120)
+    waited = time.monotonic() - sent
+    assert child.returncode == 130, err
+    assert "interrupted inside native code" in err  # the watchdog's exit, not the handler's
+    assert waited < 10, waited
+    store = RunStore(tmp_path / "run", TABLE_COLUMNS, [COLUMNS])
+    cells = expand(validate(SWEEP))[:3]
+    assert [store.is_done(c) for c in cells] == [True, False, False]
+    assert not list((store.root / "claims").iterdir())
+    computed = run_cells_quietly(cells, store)
+    assert [c.cell_id for c in computed] == [c.cell_id for c in cells[1:]]
+
+
+def run_cells_quietly(cells: list, store) -> list:
+    from ntksim.engine.sweep import run_cells
+    from ntksim.studies.concentration import COLUMNS
+
+    def compute(cell: object) -> list[dict]:
+        return [dict.fromkeys(COLUMNS, 0.0) | {"seed": s, "activation": "relu"} for s in cell.seeds]
+
+    return run_cells(cells, compute, store, progress=False).computed
+
+
 def test_a_scheduler_interruption_stops_the_sweep_and_fails_no_cell(tmp_path: Path) -> None:
     """submitit's "no requeue left" raised in the middle of a cell: the sweep stops, that cell is
     pending (no failure record, no claim), the cells finished before keep their shards."""
