@@ -407,11 +407,18 @@ def _stop_local_tasks(jobs: list, grace_s: float = 10.0) -> None:
 
 
 def _interrupted(store, cells: list) -> NoReturn:
-    """Ctrl-C: assemble what finished, say how to resume, exit 130 (no traceback)."""
+    """Ctrl-C: assemble what finished, say how to resume, exit 130 (no traceback).
+
+    At once, without the interpreter's shutdown: XLA may still be compiling the interrupted
+    cell's program in one of its own threads, and a normal exit waited for it (2 min for a
+    400-layer network, then a segmentation fault). Everything worth keeping is on disk by now:
+    shards are written atomically and the claims were given back by the sweep."""
     table = store.assemble(cells)
     print(f"\ninterrupted: {len(table)} finished rows kept in {store.results_path}; "
           "run the same command again to resume", file=sys.stderr)  # fmt: skip
-    raise SystemExit(130) from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _drop_if_empty(path: Path) -> None:
@@ -512,7 +519,15 @@ def _dry_run(executor: str, store, config, todo) -> None:
     _report_oversized(executor, config, todo, costs, dry_run=True)
     if executor == "inline" or not todo:
         if costs:
-            print(f"estimated {sum(c.seconds for c in costs):.0f} s in this process (cost model)")
+            from ntksim.engine.packing import local_device_bytes
+
+            largest = max(range(len(costs)), key=lambda i: costs[i].peak_bytes)
+            device = local_device_bytes()
+            print(
+                f"estimated {sum(c.seconds for c in costs):.0f} s in this process (cost model, fitted on a "
+                f"2-core CPU); peak memory {gib(costs[largest].peak_bytes)} (largest cell: "
+                f"{todo[largest].label()}){f', this device has {gib(device)}' if device else ''}"
+            )
         return
     if costs is None:
         groups = group_cells(todo, executor, config.launcher)

@@ -33,9 +33,15 @@ def store_for(root: Path, study: Study) -> RunStore:
 
 
 def cell_costs(config: Any, cells: list[CellLike]) -> list[CellCost] | None:
-    """The study's estimate of each cell's seconds and peak bytes (None: it makes none)."""
+    """The study's estimate of each cell's seconds and peak bytes (None: it makes none). With
+    JAX's x64 on, as in every ntksim command: the estimates build float64 networks (shapes only)."""
+    from ntksim.finite_width import x64
+
     study = study_of(config)
-    return None if study.cost is None or not cells else list(study.cost(list(cells), config))
+    if study.cost is None or not cells:
+        return None
+    with x64():
+        return list(study.cost(list(cells), config))
 
 
 def planned_device_bytes(executor: str, launcher: LauncherConfig) -> int | None:
@@ -94,7 +100,9 @@ def compute_cells(
     ("MemoryEstimate: …"), the sweep goes on."""
     study = study_of(config)
     limit = device_bytes if device_bytes is not None else local_device_bytes()
-    refused = oversized(cells, cell_costs(config, cells), limit)
+    costs = cell_costs(config, cells)
+    estimates = None if costs is None else {c.cell_id: e.seconds for c, e in zip(cells, costs, strict=True)}
+    refused = oversized(cells, costs, limit)
     for cell, reason in refused:
         if not store.is_done(cell):
             store.write_failure(cell, f"MemoryEstimate: {reason}")
@@ -109,6 +117,7 @@ def compute_cells(
         store,
         progress,
         interruptions=interruptions,
+        estimates=estimates,
     )
     report.failed.extend(cell for cell, _ in refused if not store.is_done(cell))
     return report

@@ -143,31 +143,63 @@ class SweepReport:
 
 
 class ProgressLines:
-    """One line per computed cell on stderr — count, the cell, its seconds and an ETA from the
-    mean so far — for logs, where a progress bar would be a wall of carriage returns."""
+    """One line per computed cell on stderr — count, the cell, its seconds and an ETA — for logs,
+    where a progress bar would be a wall of carriage returns.
 
-    def __init__(self, total: int) -> None:
+    The ETA scales the seconds spent so far by the study's cost model (`estimates`: cell id →
+    estimated seconds): time left = spent × (estimated seconds left / estimated seconds done), so
+    a sweep whose first cells are its smallest does not promise to end in minutes. Without
+    estimates, the mean cell so far times the cells left."""
+
+    def __init__(self, total: int, estimates: dict[str, float] | None = None) -> None:
         self.total, self.count, self.failed, self.skipped, self.spent = total, 0, 0, 0, 0.0
+        self.estimates = estimates or {}
+        self.left_estimate = sum(self.estimates.values())
+        self.done_estimate = 0.0
 
-    def skip(self) -> None:
+    def _settle(self, cell_id: str | None, computed: bool) -> None:
+        estimate = self.estimates.get(cell_id, 0.0) if cell_id else 0.0
+        self.left_estimate -= estimate
+        if computed:
+            self.done_estimate += estimate
+
+    def skip(self, cell_id: str | None = None) -> None:
         """A cell found done (another process, an earlier run): counted, not printed."""
         self.count += 1
         self.skipped += 1
+        self._settle(cell_id, False)
 
-    def done(self, label: str, seconds: float, failed: bool = False, compile_s: float | None = None) -> None:
+    def eta(self) -> float | None:
+        """Seconds left, or None when nothing is known yet (or nothing is left)."""
+        computed = self.count - self.failed - self.skipped
+        left = self.total - self.count
+        if not computed or not left:
+            return None
+        if self.estimates and self.done_estimate > 0:
+            return self.spent * max(self.left_estimate, 0.0) / self.done_estimate
+        return self.spent / computed * left
+
+    def done(
+        self,
+        label: str,
+        seconds: float,
+        failed: bool = False,
+        compile_s: float | None = None,
+        cell_id: str | None = None,
+    ) -> None:
         self.count += 1
         self.failed += failed
         if not failed:
             self.spent += seconds
-        computed = self.count - self.failed - self.skipped
-        left = self.total - self.count
-        eta = f", ETA {self.spent / computed * left:.0f} s" if computed and left else ""
+        self._settle(cell_id, not failed)
+        eta = self.eta()
+        eta_text = f", ETA {eta:.0f} s" if eta is not None else ""
         state = "FAILED" if failed else f"{seconds:.1f} s"
         if not failed and compile_s is not None:
             # JAX's compile events also count programs compiled for state the next cells share
             # (a limit, a data set), outside this cell's wall time: a share of it, never more.
             state += f" ({min(compile_s, seconds):.1f} s compiling)"
-        print(f"ntksim: [{self.count}/{self.total}] {label}: {state}{eta}", file=sys.stderr, flush=True)
+        print(f"ntksim: [{self.count}/{self.total}] {label}: {state}{eta_text}", file=sys.stderr, flush=True)
 
 
 def run_cells(
@@ -177,6 +209,7 @@ def run_cells(
     progress: bool | None = None,
     poll_s: float = 1.0,
     interruptions: tuple[type[BaseException], ...] = (),
+    estimates: dict[str, float] | None = None,
 ) -> SweepReport:
     """Compute every cell that has no shard yet.
 
@@ -187,7 +220,8 @@ def run_cells(
     an interactive terminal. KeyboardInterrupt propagates after releasing the current claim;
     shards already written stay. `interruptions`: exceptions that stop the sweep like Ctrl-C
     instead of failing the cell they interrupted (a scheduler's "time is up" raised from a
-    signal handler in the middle of a cell says nothing about that cell).
+    signal handler in the middle of a cell says nothing about that cell). `estimates`: cell id
+    → the study's estimated seconds, for the progress lines' ETA.
     """
     cells = list(cells)
     report = SweepReport()
@@ -195,14 +229,14 @@ def run_cells(
         total=len(cells), unit="cell", disable=None if progress is None else not progress, smoothing=0.1
     )
     # A log file (cluster task, --executor local, output piped) gets no bar: a line per cell instead.
-    lines = ProgressLines(len(cells)) if progress is None and bar.disable else None
+    lines = ProgressLines(len(cells), estimates) if progress is None and bar.disable else None
 
     def attempt(cell: Cell) -> bool:
         """Compute the cell unless another process holds it; True when it needs no more work."""
         if store.is_done(cell):
             report.skipped.append(cell)
             if lines:
-                lines.skip()
+                lines.skip(cell.cell_id)
             return True
         if not store.claim(cell):
             return False
@@ -218,7 +252,8 @@ def run_cells(
             store.write_shard(cell, rows)
             report.computed.append(cell)
             if lines:
-                lines.done(cell.label(), time.perf_counter() - started, compile_s=clock.compile_s)
+                lines.done(cell.label(), time.perf_counter() - started, compile_s=clock.compile_s,
+                           cell_id=cell.cell_id)  # fmt: skip
         except (KeyboardInterrupt, SystemExit, *interruptions):
             raise
         except Exception as err:  # recorded, and the sweep goes on
@@ -226,7 +261,7 @@ def run_cells(
             store.write_failure(cell, f"{type(err).__name__}: {message}")
             report.failed.append(cell)
             if lines:
-                lines.done(cell.label(), math.nan, failed=True)
+                lines.done(cell.label(), math.nan, failed=True, cell_id=cell.cell_id)
         finally:
             store.release(cell)
         return True

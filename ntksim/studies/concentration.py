@@ -10,7 +10,6 @@ with every number bit-identical to computing them one at a time.
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -38,6 +37,7 @@ from ntksim.engine.config import MAX_SEED, PositiveInt, RunConfig, StrictFloat, 
 from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
 from ntksim.fit import fit_table
+from ntksim.kernel_cost import kernel_cost
 from ntksim.limits import backend_version, limit_kernel, resolve_backend
 from ntksim.metrics import concentration
 from ntksim.model import MLP, sample_widths
@@ -443,51 +443,21 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
     return outcomes[0]
 
 
-# The cost model: a cell's seconds = fixed + seeds × (flops / rate), from its shapes alone.
-# Fitted (least squares) on measured cell times of ONE machine — DIR/timings of configs/paper_cpu.yaml,
-# 96 cells, static path, cold cache, a 2-core CPU: compile_s ≈ 0.30 + 0.155·depth and compute_s ≈
-# 0.07 + flops / 4.1e10; below, the two intercepts are summed (0.37) and the rate rounded to 4.0e10.
-# Elsewhere (a GPU, a bigger CPU) the seconds are wrong in absolute terms; the packing needs only
-# their ratios, and `--dry-run` says the model was fitted on that CPU. The fit predates computing
-# the cells of one draw together: a process that gets a whole group (an inline run) now takes
-# ~1/3 of the estimate for four activations (less with ntk.fast_compile: ~40% less
-# compilation); the packing spreads a group over tasks (balance first).
-COMPILE_S = (0.37, 0.155)  # seconds: a + b·depth (compilation, and the 0.07 s fixed part of compute)
-FLOP_RATE = 4.0e10  # flop/s, float32 matmuls on the 2-core CPU of the fit
-INIT_FLOPS = 40  # per parameter drawn (threefry bits and the normal transform)
-
-
-def cell_flops(net: MLP, n: int, in_dim: int, method: str, kernel: str) -> float:
-    """Floating-point operations of one seed of a cell: drawing the parameters, the forward pass,
-    the backward signals and layer Grams (structured), or the Jacobian and its contraction, and
-    the metrics' eigenvalues of an (n·m_l)² matrix."""
-    widths = net.layer_widths(in_dim)
-    out_dim, size = widths[-1], n * widths[-1]
-    params = net.num_params(in_dim)
-    pairs = list(itertools.pairwise(widths))
-    forward_flops = sum(2 * n * a * b for a, b in pairs)
-    if kernel == "nngp":
-        work = forward_flops + 2 * n * n * widths[-2]
-    elif method == "jacobian":
-        work = forward_flops * (1 + out_dim) + 2 * size * size * params
-    else:
-        backward = sum(2 * a * b * size for a, b in pairs[1:])
-        work = forward_flops + backward + sum(2 * n * n * a + 3 * size * size for a, _ in pairs)
-    return INIT_FLOPS * params + work + 10 * size**3
-
-
+# The cost model (ntksim.kernel_cost): a cell's seconds = fixed + seeds × (flops / rate), from its
+# shapes alone. Fitted (least squares) on measured cell times of ONE machine — DIR/timings of
+# configs/paper_cpu.yaml, 96 cells, static path, cold cache, a 2-core CPU: compile_s ≈ 0.30 +
+# 0.155·depth and compute_s ≈ 0.07 + flops / 4.1e10; the two intercepts are summed (0.37) and the
+# rate rounded to 4.0e10. Elsewhere (a GPU, a bigger CPU) the seconds are wrong in absolute terms;
+# the packing needs only their ratios, and `--dry-run` says the model was fitted on that CPU. The
+# fit predates computing the cells of one draw together: a process that gets a whole group (an
+# inline run) now takes ~1/3 of the estimate for four activations (less with ntk.fast_compile:
+# ~40% less compilation); the packing spreads a group over tasks (balance first).
 def cell_cost(cell: Cell, n: int, in_dim: int) -> CellCost:
-    """Estimated seconds and peak bytes of one cell (one device)."""
-    net = cell.net()
-    how = cell.method if cell.kernel == "ntk" else "nngp"
+    """Estimated seconds and peak bytes of one cell (one device): its kernels, and K∞ with the
+    metrics' float64 copy of one kernel."""
     size = n * cell.out_dim
-    itemsize = jnp.dtype(net.compute_dtype).itemsize
-    seconds = COMPILE_S[0] + COMPILE_S[1] * cell.depth
-    seconds += cell.seed_count * cell_flops(net, n, in_dim, cell.method, cell.kernel) / FLOP_RATE
-    # one seed's working set (seeds beyond one are chunked to fit), the kernels of every seed,
-    # and K∞ with the metrics' float64 copy of one kernel
-    peak = bytes_per_seed(net, n, in_dim, how) + cell.seed_count * size**2 * itemsize + 3 * size**2 * 8
-    return CellCost(seconds, int(peak))
+    estimate = kernel_cost(cell.net(), n, in_dim, cell.seed_count, cell.method, cell.kernel)
+    return CellCost(estimate.seconds, estimate.peak_bytes + 3 * size**2 * 8)
 
 
 def cost(cells: list[Cell], config: Config) -> list[CellCost]:

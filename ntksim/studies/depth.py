@@ -28,7 +28,9 @@ from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.eoc import chi, eoc_curve, eoc_sigma_w, fixed_point
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import ConfigError, PositiveInt, RunConfig, Strict, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
+from ntksim.kernel_cost import limit_cost
 from ntksim.limits import limit_kernel, pair_recursion
 from ntksim.studies import concentration
 from ntksim.studies._sections import (
@@ -554,6 +556,22 @@ def figures(table: pd.DataFrame, config: Any, directory: Path) -> list[Path]:
     return paths
 
 
+def cost(cells: list[Any], config: DepthConfig) -> list[CellCost]:
+    """`Study.cost`: finite cells as concentration's (their kernels, K∞ and the metrics); the
+    pair recursion and the EOC curves by `limit_cost` (every layer's row kept)."""
+    shape = load_data(config.finite.data).shape if config.finite is not None else None
+    estimates = []
+    for cell in cells:
+        if isinstance(cell, FiniteCell):
+            estimates.append(concentration.cell_cost(cell.inner, *shape))
+        elif isinstance(cell, LimitCell):
+            quadrature = not isinstance(cell.setting.activation, Activation)
+            estimates.append(limit_cost(cell.num_pairs, cell.max_depth, quadrature, cell.max_depth))
+        else:  # an EOC curve: one fixed-point solve per σ_b
+            estimates.append(limit_cost(len(EOC_CURVE_SIGMA_B), 100, True))
+    return estimates
+
+
 STUDY = Study(
     "depth",
     DepthConfig,
@@ -563,4 +581,5 @@ STUDY = Study(
     summarize,
     figures,
     fits=lambda table, config: rates(table),
+    cost=cost,
 )

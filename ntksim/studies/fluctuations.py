@@ -28,8 +28,10 @@ from ntksim.activations.eoc import NoEOCPoint, resolve_sigmas
 from ntksim.empirical import empirical_nngp_seeds, empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
 from ntksim.finite_width import finite_width, x64
+from ntksim.kernel_cost import kernel_cost
 from ntksim.model import MLP, sample_widths
 from ntksim.studies._sections import ActivationSpec, activation_identity
 from ntksim.widths import hidden_widths
@@ -412,6 +414,18 @@ def plt_colormap(count: int) -> list[tuple]:
     return [plt.get_cmap("viridis")(t) for t in np.linspace(0, 0.9, max(count, 1))]
 
 
+def cost(cells: list[Cell], config: FluctuationsConfig) -> list[CellCost]:
+    """`Study.cost`: the cell's float64 kernels (structured NTK or NNGP) on its few inputs, their
+    deviations and eigenvalues on the host; the first-order theory once per network (small)."""
+    estimates = []
+    for cell in cells:
+        n = len(cell.inputs[0]) + 1
+        kernels = kernel_cost(cell.net(), n, cell.inputs[2], cell.seed_count, "structured", cell.kernel)
+        host = 3 * cell.seed_count * (n * cell.out_dim) ** 2 * 8
+        estimates.append(CellCost(kernels.seconds, kernels.peak_bytes + host))
+    return estimates
+
+
 STUDY = Study(
     name="fluctuations",
     config=FluctuationsConfig,
@@ -420,4 +434,5 @@ STUDY = Study(
     compute=compute,
     summarize=summarize,
     figures=figures,
+    cost=cost,
 )

@@ -34,7 +34,9 @@ from ntksim.activations.eoc import resolve_sigmas
 from ntksim.empirical import empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, StrictFloat, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
+from ntksim.kernel_cost import kernel_cost, limit_cost
 from ntksim.limits import family_moments, kernel_recursion, quadrature_moments
 from ntksim.metrics import gram_spectrum
 from ntksim.model import MLP
@@ -448,4 +450,21 @@ def figures(table: pd.DataFrame, config: Any, directory: Path) -> list[Path]:
     return paths
 
 
-STUDY = Study("positivity", PositivityConfig, COLUMNS, expand, compute, summarize, figures)
+def cost(cells: list[Any], config: PositivityConfig) -> list[CellCost]:
+    """`Study.cost`: a limit cell's Gram of max(ns) points (every pair) and its spectra; a finite
+    cell's kernels (float64 on the host as well), the limit Gram and their difference."""
+    n_max = max(config.ns)
+    estimates = []
+    for cell in cells:
+        if isinstance(cell, LimitCell):
+            quadrature = not isinstance(cell.activation, Activation)
+            estimates.append(limit_cost(n_max * n_max, cell.depth, quadrature))
+            continue
+        net = _net(cell.limit, cell.width, cell.dtype)
+        kernels = kernel_cost(net, cell.n, config.data.dim, cell.seeds, cell.method)
+        host = (cell.seeds + 4) * cell.n**2 * 8 + 12 * n_max**2 * 8
+        estimates.append(CellCost(kernels.seconds, kernels.peak_bytes + host))
+    return estimates
+
+
+STUDY = Study("positivity", PositivityConfig, COLUMNS, expand, compute, summarize, figures, cost=cost)

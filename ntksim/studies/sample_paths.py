@@ -34,7 +34,9 @@ from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import resolve_sigmas
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
+from ntksim.kernel_cost import forward_cost
 from ntksim.mercer import kernel_function, mercer_eigenvalues, predicted_decay
 from ntksim.model import MLP, forward, init_params
 from ntksim.sphere_grids import circle_grid, circle_power, grid_power, kernel_grid_power, sphere_grid
@@ -480,4 +482,28 @@ def fits_csv(table: pd.DataFrame, config: SamplePathsConfig) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-STUDY = Study("sample_paths", SamplePathsConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv)
+def grid_size(cell: Cell) -> int:
+    """Points the cell's networks are evaluated at: the circle's, or the sphere grid of twice
+    its kmax ((2k + 1)·(4k + 2) points)."""
+    return cell.grid if cell.dim == 2 else (2 * cell.grid + 1) * (4 * cell.grid + 2)
+
+
+def cost(cells: list[Cell], config: SamplePathsConfig) -> list[CellCost]:
+    """`Study.cost`: every seed's outputs at the grid (SEED_CHUNK networks at a time), their
+    float64 copy and power spectra, and on the sphere the limit kernel at every pair of grid
+    points (G² float64, a few copies)."""
+    estimates = []
+    for cell in cells:
+        sigma_w, sigma_b = resolve_sigmas(cell.activation, cell.sigma_w, cell.sigma_b)
+        net = MLP(cell.activation, depth=cell.depth, width=cell.width, out_dim=cell.out_dim,
+                  schedule="constant", sigma_w=sigma_w, sigma_b=sigma_b, dtype="float64")  # fmt: skip
+        g = grid_size(cell)
+        outputs = forward_cost(net, g, cell.dim, cell.seeds, SEED_CHUNK)
+        host = 3 * cell.seeds * cell.out_dim * g * 8 + (4 * g * g * 8 if cell.dim == 3 else 0)
+        estimates.append(CellCost(outputs.seconds, outputs.peak_bytes + host))
+    return estimates
+
+
+STUDY = Study(
+    "sample_paths", SamplePathsConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv, cost=cost
+)

@@ -27,6 +27,7 @@ from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.eoc import resolve_sigmas
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import RunConfig, Strict, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
 from ntksim.mercer import (
     MAX_DIM,
@@ -448,4 +449,21 @@ def fits_csv(table: pd.DataFrame, config: SpectrumConfig) -> pd.DataFrame:
     return fitted.drop(columns=["log_c"]).assign(k_min=k_min, k_max=k_max)
 
 
-STUDY = Study("spectrum", SpectrumConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv)
+def cost(cells: list[Cell], config: SpectrumConfig) -> list[CellCost]:
+    """`Study.cost`: the layer recursion at the θ rule's nodes for every depth of the config
+    (NNGP and NTK per layer kept), and the Funk–Hecke projection's Gegenbauer table,
+    (kmax + 1, nodes) float64. Seconds: rough (≈ 2e-5 s a node and layer with quadrature)."""
+    max_depth = max(config.depths)
+    estimates = []
+    for cell in cells:
+        quadrature = not isinstance(cell.activation, Activation)
+        per_node = 2e-5 if quadrature else 1e-7
+        nodes = cell.nodes + 1
+        peak = 2 * nodes * max_depth * 8 + 12 * nodes * 8 + 2 * (cell.kmax + 1) * nodes * 8 + 2**20
+        estimates.append(CellCost(0.05 + per_node * nodes * max_depth, int(peak)))
+    return estimates
+
+
+STUDY = Study(
+    "spectrum", SpectrumConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv, cost=cost
+)

@@ -28,8 +28,10 @@ from ntksim.activations.eoc import resolve_sigmas
 from ntksim.data import load_points, sphere
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import MAX_SEED, ConfigError, PositiveInt, RunConfig, Strict, as_list
+from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
 from ntksim.fit import fit_rate, slope_text
+from ntksim.kernel_cost import FLOP_RATE, compile_bytes, compile_seconds, forward_flops
 from ntksim.limits import limit_kernels
 from ntksim.model import MLP, sample_widths
 from ntksim.studies._sections import (
@@ -662,4 +664,35 @@ def fits_csv(table: pd.DataFrame, config: TrainingConfig) -> pd.DataFrame:
     return slopes
 
 
-STUDY = Study("training", TrainingConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv)
+def cost(cells: list[Cell], config: TrainingConfig) -> list[CellCost]:
+    """`Study.cost`: `chunk` networks trained at once, each with its parameters, the optimizer's
+    state and gradients (≈ 6 copies), the linearisation's origin and tangents (3 more), the
+    activations of the training and test inputs and the eNTK at θ₀; the limit kernels on all
+    inputs (float64). Seconds: per step a forward and a backward pass over the training inputs
+    (≈ 3 forward passes), twice with the linearisation, for every seed."""
+    n, n_test, dim = config.data.n_train, config.data.n_test, config.data.dim
+    if config.data.kind == "file":
+        x, _, x_test, _ = load_training_data(config)
+        n, n_test, dim = len(x), len(x_test), x.shape[1]
+    estimates = []
+    for cell in cells:
+        net = _net(cell, config.dtype, config.schedule)
+        itemsize = jnp.dtype(net.compute_dtype).itemsize
+        params, at_once = net.num_params(dim), min(cell.seeds, config.chunk)
+        activations = (n + n_test) * sum(net.layer_widths(dim)[1:])
+        size = n * cell.out_dim
+        copies = 6 + (3 if config.linearized else 0)
+        per_seed = itemsize * (copies * params + 2 * activations + 3 * size * size)
+        observed = cell.seeds * cell.observe * (n + n_test) * cell.out_dim * 8 * 4
+        limits = 12 * (n + n_test) ** 2 * 8
+        peak = max(at_once * per_seed, compile_bytes(net.depth)) + observed + limits
+        passes = 3 * (2 if config.linearized else 1)
+        flops = cell.seeds * cell.steps * passes * forward_flops(net, n, dim)
+        seconds = compile_seconds(net.depth) + flops / FLOP_RATE
+        estimates.append(CellCost(seconds, int(peak)))
+    return estimates
+
+
+STUDY = Study(
+    "training", TrainingConfig, COLUMNS, expand, compute, summarize, figures, fits=fits_csv, cost=cost
+)

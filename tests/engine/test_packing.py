@@ -155,3 +155,133 @@ def test_an_impossible_cell_is_refused_in_one_line_and_recorded_as_failed_withou
     timed = {p.stem for p in (tmp_path / "out" / "timings").iterdir()}
     assert len(timed) == 1 and record.stem not in timed
     assert "1 cells done, 1 failed" in proc.stdout
+
+
+SHIPPED = sorted(p.name for p in (ROOT / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_config_has_an_estimate_for_every_cell(name: str) -> None:
+    """Issue 25, bug 4: only concentration estimated its cells, so the other studies ran whatever
+    they were given until the OOM killer came. Every study now estimates every cell."""
+    config, _ = load(ROOT / "configs" / name)
+    cells = study_of(config).expand(config)
+    costs = cell_costs(config, cells)
+    assert costs is not None and len(costs) == len(cells)
+    # the GPU configs fit a 16 GiB accelerator, the others a laptop
+    limit = 16 * 2**30 if name in ("cluster.yaml", "concentration.yaml") else 8 * 2**30
+    assert all(c.seconds > 0 and 0 < c.peak_bytes < limit for c in costs), name
+
+
+@pytest.mark.parametrize(
+    ("raw", "impossible"),
+    [
+        # the issue's two: positivity at m = 10⁸ (17 GB, then killed), depth 5 000 layers (XLA's
+        # compilation alone: ~3 MiB a layer, measured)
+        (
+            {
+                "study": "positivity",
+                "activations": ["relu"],
+                "depths": [2],
+                "sigma_b": [0.0],
+                "ns": [8],
+                "finite": {"widths": [64, 100_000_000], "n": 8, "seeds": 2},
+            },
+            "m=100000000",
+        ),
+        (
+            {
+                "study": "depth",
+                "activations": ["relu"],
+                "max_depth": 10,
+                "cosines": [0.5],
+                "finite": {"depths": [3, 5000], "width": 4, "seeds": 2},
+            },
+            "l=5000",
+        ),
+        (
+            {
+                "study": "sample_paths",
+                "activations": ["relu"],
+                "depths": [2],
+                "dims": [2],
+                "seeds": 2,
+                "widths": [16, 10_000_000],
+                "out_dim": 1,
+                "paths": 1,
+                "circle_points": 64,
+                "circle_kmax": 8,
+                "increments": {"lags": [1, 2]},
+            },
+            "m=10000000",
+        ),
+        (
+            {
+                "study": "training",
+                "activations": ["relu"],
+                "depths": [2],
+                "widths": [16, 10_000_000],
+                "seeds": 2,
+                "steps": 2,
+                "observe": 2,
+            },
+            "m=10000000",
+        ),
+        (
+            {
+                "study": "fluctuations",
+                "nets": [{"activation": "relu"}],
+                "depths": [2],
+                "widths": [16, 100_000_000],
+                "seeds": 4,
+                "schedules": ["constant"],
+            },
+            "m=100000000",
+        ),
+    ],
+)
+def test_an_impossible_cell_of_any_study_is_flagged_before_it_runs(raw: dict, impossible: str) -> None:
+    """The engine's refusal (`oversized`, the same check `compute_cells` and submission make) on
+    a 16 GiB device flags exactly the impossible cell of each study, and the estimate of its
+    small neighbour stays small."""
+    from ntksim.engine.config import validate
+    from ntksim.engine.run import oversized
+
+    config = validate(raw)
+    cells = study_of(config).expand(config)
+    refused = oversized(cells, cell_costs(config, cells), 16 * 2**30)
+    labels = [cell.label() for cell, _ in refused]
+    assert labels and all(impossible in label for label in labels), labels
+    assert all("GiB" in reason for _, reason in refused)
+    kept = [c for c, k in zip(cells, cell_costs(config, cells), strict=True) if impossible not in c.label()]
+    assert kept and all(
+        k.peak_bytes < 2**30 for c, k in zip(cells, cell_costs(config, cells), strict=True) if c in kept
+    )
+
+
+def test_positivity_refuses_its_impossible_width_and_computes_the_rest(tmp_path: Path) -> None:
+    """In a run (in-process): the m = 10⁸ cell is recorded as failed ("MemoryEstimate") without
+    allocating; the limit cells beside it are computed."""
+    from ntksim.engine.config import validate
+    from ntksim.engine.run import compute_cells, store_for
+    from ntksim.finite_width import x64
+
+    raw = {
+        "study": "positivity",
+        "activations": ["relu"],
+        "depths": [2],
+        "sigma_b": [0.0],
+        "ns": [4],
+        "finite": {"widths": [100_000_000], "n": 4, "seeds": 1},
+    }
+    config = validate(raw)
+    study = study_of(config)
+    cells = study.expand(config)
+    store = store_for(tmp_path / "run", study)
+    store.create()
+    with x64():  # as every ntksim command runs
+        report = compute_cells(config, cells, store, progress=False, device_bytes=16 * 2**30)
+    (failed,) = report.failed
+    assert "m=100000000" in failed.label()
+    assert json.loads(store.failure_path(failed).read_text())["reason"].startswith("MemoryEstimate: needs")
+    assert len(report.computed) == len(cells) - 1

@@ -529,3 +529,56 @@ def test_a_progress_line_never_says_more_compiling_than_the_cell_took(capsys) ->
     lines.done("cell b", 2.0, compile_s=0.5)
     err = capsys.readouterr().err.splitlines()
     assert "cell a: 3.7 s (3.7 s compiling)" in err[0] and "cell b: 2.0 s (0.5 s compiling)" in err[1]
+
+
+def test_the_eta_follows_the_cost_model_not_the_first_cells(capsys) -> None:
+    """Issue 25, bug 11: the ETA swung from 190 s to 2 976 s on a 1 078 s run (the first cells
+    were the smallest). With the study's estimates, time left = spent × estimated seconds left /
+    estimated seconds done: here two small cells (1 s each, estimated 1) and two large ones
+    (estimated 10 each) → after the first, 1 s × 21/1 = 21 s; without estimates, 3 s."""
+    from ntksim.engine.sweep import ProgressLines
+
+    estimates = {"a": 1.0, "b": 1.0, "c": 10.0, "d": 10.0}
+    lines = ProgressLines(4, estimates)
+    lines.done("cell a", 1.0, cell_id="a")
+    lines.skip("b")  # done before: neither spent nor left
+    lines.done("cell c", 10.0, cell_id="c")
+    plain = ProgressLines(4)
+    plain.done("cell a", 1.0)
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].endswith("ETA 21 s"), err
+    assert err[1].endswith("ETA 10 s"), err  # 11 s spent × 10 left / 11 done
+    assert err[2].endswith("ETA 3 s"), err
+
+
+def test_ctrl_c_while_xla_compiles_a_deep_network_ends_the_run_at_once(tmp_path: Path) -> None:
+    """Issue 25, bug 4: depth's finite part at 5 000 layers "ignores Ctrl-C ('interrupted'
+    printed, process kept going)". Reproduced at 300 layers of width 4 (tracing ~5 s, then XLA
+    compiles for ~1.5 min here): the run said "interrupted", then its exit waited for XLA's
+    compilation thread (and crashed, SIGSEGV). Now it leaves within seconds, exit 130, the limit
+    cell's shard kept, no claim left."""
+    config = tmp_path / "deep.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "study": "depth",
+                "activations": ["relu"],
+                "max_depth": 10,
+                "cosines": [0.5],
+                "finite": {"depths": [300], "width": 4, "seeds": 1},
+            }
+        )
+    )
+    out = tmp_path / "out"
+    proc = start("run", config, "--out", out, "--no-progress", cwd=tmp_path)
+    wait_for_shards(out, 1, proc)  # the limit cell; then the finite cell is traced and compiled
+    time.sleep(12)
+    proc.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    _, err = proc.communicate(timeout=300)
+    waited = time.monotonic() - sent
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert waited < 10, f"{waited:.1f} s after Ctrl-C"
+    assert len(list((out / "shards").iterdir())) == 1
+    assert not list((out / "claims").iterdir())
