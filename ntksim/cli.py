@@ -80,10 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     cache.add_argument(
         "--no-compile-cache", action="store_true", help="compile everything afresh, write no cache"
     )
+    _format_argument(run)
     status = sub.add_parser("status", help="report done / pending / failed cells and assemble results.csv")
     status.add_argument("dir", type=Path, help="a run's output directory")
     plot = sub.add_parser("plot", help="redraw the figures of a run from its results (partial ones too)")
     plot.add_argument("dir", type=Path, help="a run's output directory")
+    _format_argument(plot)
     eoc = sub.add_parser("eoc", help="Edge-of-Chaos points of activations: table and phase diagram")
     eoc.add_argument(
         "activations",
@@ -106,7 +108,33 @@ def _parser() -> argparse.ArgumentParser:
         default=Path("runs/eoc"),
         help="where eoc.csv and phase_diagram.png go (default runs/eoc)",
     )
+    _format_argument(eoc)
     return parser
+
+
+FORMATS = ("png", "pdf", "svg")  # as ntksim.plots.FIGURE_FORMATS (not imported: matplotlib is slow to load)
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or repr(text)} is not a figure format; give one or more of "
+            f"{', '.join(FORMATS)}, comma-separated (e.g. pdf,png)"
+        )
+    return formats
+
+
+def _format_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        dest="formats",
+        type=_formats,
+        default=("png",),
+        metavar="FMT[,FMT]",
+        help="figure files: png (default), pdf, svg or several (pdf,png); vector formats for papers",
+    )
 
 
 def _fail(message: str) -> NoReturn:
@@ -782,7 +810,8 @@ def _eoc(args: argparse.Namespace) -> None:
         plot_phase_diagram(curves, args.out / "phase_diagram.png")
     except OSError as err:
         _fail(f"--out {args.out}: cannot write there ({err.strerror})")
-    print(f"wrote {args.out / 'eoc.csv'}, {args.out / 'eoc_curves.csv'} and {args.out / 'phase_diagram.png'}")
+    figures = ", ".join(str(args.out / f"phase_diagram.{fmt}") for fmt in args.formats)
+    print(f"wrote {args.out / 'eoc.csv'}, {args.out / 'eoc_curves.csv'} and {figures}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -793,7 +822,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     # expand a config into the same cells as the `run` that wrote it; the eNTK dtype is per config.
     jax.config.update("jax_enable_x64", True)
     try:
-        {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command](args)
+        command = {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command]
+        if getattr(args, "formats", ("png",)) != ("png",):
+            from ntksim.plots import figure_formats
+
+            with figure_formats(args.formats):
+                command(args)
+        else:
+            command(args)
         sys.stdout.flush()
     except KeyboardInterrupt:
         # `run` handles Ctrl-C itself (its cells are saved as they finish); anywhere else

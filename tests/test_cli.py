@@ -378,6 +378,34 @@ def test_eoc_command_prints_the_table_and_draws_the_phase_diagram(tmp_path: Path
     assert_png(tmp_path / "eoc" / "phase_diagram.png")
 
 
+def test_figures_in_vector_formats_for_papers(tmp_path: Path) -> None:
+    """Issue 25: `--format pdf` (and svg, or several): each figure in every format asked for, the
+    PNG of `--format pdf,png` byte for byte that of a plain run, the PDF free of creation dates
+    (two runs, one file), and a format that is none a one-line usage error."""
+    config = write_config(tmp_path / "tiny.yaml")
+    plain = ntksim("run", config, "--out", "plain", "--no-progress", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    both = ntksim("run", config, "--out", "both", "--no-progress", "--format", "pdf,png", cwd=tmp_path)
+    assert both.returncode == 0, both.stderr
+    pngs = sorted(p.name for p in (tmp_path / "plain" / "figures").iterdir())
+    assert pngs and all(name.endswith(".png") for name in pngs)
+    written = sorted(p.name for p in (tmp_path / "both" / "figures").iterdir())
+    assert written == sorted(pngs + [name.replace(".png", ".pdf") for name in pngs])
+    for name in pngs:
+        assert (tmp_path / "both" / "figures" / name).read_bytes() == (
+            tmp_path / "plain" / "figures" / name
+        ).read_bytes()
+        pdf = (tmp_path / "both" / "figures" / name.replace(".png", ".pdf")).read_bytes()
+        assert pdf.startswith(b"%PDF") and b"CreationDate" not in pdf
+    redrawn = ntksim("plot", tmp_path / "plain", "--format", "svg", cwd=tmp_path)
+    assert redrawn.returncode == 0, redrawn.stderr
+    assert {p.suffix for p in (tmp_path / "plain" / "figures").iterdir()} == {".png", ".svg"}
+    eoc = ntksim("eoc", "tanh", "--out", "eoc", "--format", "pdf", cwd=tmp_path)
+    assert eoc.returncode == 0 and (tmp_path / "eoc" / "phase_diagram.pdf").is_file(), eoc.stderr
+    assert not (tmp_path / "eoc" / "phase_diagram.png").exists()
+    assert_usage_error(ntksim("eoc", "tanh", "--out", "x", "--format", "jpg", cwd=tmp_path), "jpg", "pdf")
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [(["gelu", "--sigma-b", "0"], ["gelu", "sigma_b=0", "Edge-of-Chaos"]),

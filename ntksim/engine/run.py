@@ -216,7 +216,9 @@ def write_outputs(config: Any, table: pd.DataFrame, root: Path) -> list[Path]:
     atomic_write(root / "summary.md", text)
     if study.fits is not None:  # every fitted rate with its interval, for scripts and notebooks
         atomic_write(root / "fits.csv", study.fits(table, config).to_csv(index=False))
-    return study.figures(table, config, root / "figures")
+    from ntksim.plots import as_written
+
+    return as_written(study.figures(table, config, root / "figures"))
 
 
 def time_summary(store: RunStore, cells: list[CellLike]) -> str:
