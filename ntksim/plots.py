@@ -15,6 +15,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from ntksim.engine.store import atomic_write
@@ -35,8 +36,9 @@ def activation_colors(results: pd.DataFrame) -> dict[str, tuple]:
 
 
 def panel_grid(count: int, width: float = 4.2, height: float = 3.6) -> tuple[plt.Figure, np.ndarray]:
-    """A figure with `count` panels, at most 4 per row (the unused ones hidden): (fig, axes 2-D)."""
-    cols = min(count, 4)
+    """A figure with `count` panels, 3 or 4 a row (whichever leaves fewer empty slots; 4 on a
+    tie), the unused ones hidden: (fig, axes 2-D)."""
+    cols = count if count <= 4 else min((4, 3), key=lambda c: (-count % c, -c))
     rows = -(-count // cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(width * cols, height * rows), squeeze=False, constrained_layout=True
@@ -433,18 +435,15 @@ _BIAS_STYLE = ("-", "--", ":", "-.")
 
 
 def _style_legend(ax: plt.Axes, colors: dict, sigma_bs: list[float]) -> None:
-    """One legend entry per activation (colour) and per σ_b (line style), not per line."""
-    for name, color in colors.items():
-        ax.plot([], [], color=color, lw=1.5, label=name)
-    for i, sigma_b in enumerate(sigma_bs):
-        ax.plot(
-            [],
-            [],
-            color="gray",
-            ls=_BIAS_STYLE[i % 4],
-            label=f"σ_b = {sigma_b:g}" + (" (no bias)" if sigma_b == 0 else ""),
-        )
-    ax.legend(fontsize=7, ncol=2)
+    """One legend entry per activation (colour) and per σ_b (line style), not per line, beside
+    the panels on the right (inside one it covered the curves)."""
+    handles = [Line2D([], [], color=color, lw=1.5, label=name) for name, color in colors.items()]
+    handles += [
+        Line2D([], [], color="gray", ls=_BIAS_STYLE[i % 4],
+               label=f"σ_b = {sigma_b:g}" + (" (no bias)" if sigma_b == 0 else ""))
+        for i, sigma_b in enumerate(sigma_bs)
+    ]  # fmt: skip
+    ax.figure.legend(handles=handles, loc="outside right upper", fontsize=8)
 
 
 def _facets(frame: pd.DataFrame, rows: str | None, cols: str) -> tuple[plt.Figure, np.ndarray, list, list]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import LogLocator, NullFormatter
 
 from ntksim.plots import activation_colors, panel_grid, save_figure
 from ntksim.studies.spectrum import polynomial_count
@@ -20,6 +20,24 @@ def _plain_minor_ticks(axes: np.ndarray) -> None:
     """No labels on minor log ticks (a short decade range would crowd them into each other)."""
     for ax in axes.flat:
         ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _few_eigenvalues(ax: plt.Axes, shown: pd.DataFrame) -> None:
+    """A panel with at most three nonzero μ_k (a polynomial φ of low degree; `linear` has only
+    μ_1): a y-range of two decades around them, not the degenerate one a log axis picks for a
+    single value (no ticks, a frame running into the next row), and a note naming them."""
+    degrees = sorted(int(k) for k in shown["k"].unique())
+    if not 0 < len(degrees) <= 3:
+        return
+    values = (shown["mu"] / shown["trace"]).to_numpy(float)
+    values = values[values > 0]
+    if not len(values):
+        return
+    ax.set_ylim(values.min() / 10, values.max() * 10)
+    ax.yaxis.set_major_locator(LogLocator(base=10))
+    named = ", ".join(map(str, degrees))
+    ax.text(0.97, 0.95, f"μ_k ≠ 0 only for k = {named}", transform=ax.transAxes, ha="right", va="top",
+            fontsize=8)  # fmt: skip
 
 
 def plot_eigenvalues(
@@ -37,6 +55,7 @@ def plot_eigenvalues(
     shift = (dim - 2) / 2
     for ((name, sigma_b), panel), ax in zip(panels, axes.flat, strict=False):
         theory = panel["s_theory"].iloc[0]
+        shown = panel[~panel["zero"].astype(bool) & (panel["k"] > 0)]
         for depth, g in panel.groupby("depth"):
             g = g.sort_values("k")
             trace = float(g["trace"].iloc[0])
@@ -72,6 +91,7 @@ def plot_eigenvalues(
         ax.set_xlabel("degree k")
         ax.grid(True, which="major", alpha=0.3)
         ax.axvspan(*fit_range, color="0.93", zorder=0)
+        _few_eigenvalues(ax, shown)
     axes.flat[0].set_ylabel(f"μ_k / κ(1) of the limit {kernel.upper()}")
     axes.flat[0].legend(fontsize=7, title="solid: even k, dashed: odd k", title_fontsize=7)
     fig.suptitle(
