@@ -192,15 +192,20 @@ def plot_paths(paths: pd.DataFrame, path: Path) -> None:
         panels.append((name, g))
     fig, axes = panel_grid(len(panels), width=4.4, height=3.0)
     for (name, g), ax in zip(panels, axes.flat, strict=False):
-        for _, line in g.groupby("output"):
+        for output, line in g.groupby("output"):
             line = line.sort_values("angle")
-            ax.plot(line["angle"], line["value"], lw=0.9)
+            number = int(output)
+            ax.plot(line["angle"], line["value"], lw=0.9, color=f"C{number}", label=f"output {number + 1}")
         ax.set_title(f"{name}: depth {g['depth'].iloc[0]:.0f}, m = {g['width'].iloc[0]:.0f}", fontsize=9)
-        ax.set_xlabel("angle on the circle")
+        ax.set_xlabel("angle θ of x = √2 (cos θ, sin θ) (radians)")
         ax.set_xlim(0, 2 * np.pi)
+        ax.set_xticks(np.arange(5) * np.pi / 2, ["0", "π/2", "π", "3π/2", "2π"])
         ax.grid(True, alpha=0.3)
     axes.flat[0].set_ylabel("network output f(x)")
-    fig.suptitle("random networks at initialization on S¹", fontsize=10)
+    # the outputs are independent draws of one Gaussian process (the readout's rows): one legend
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=8, title="seed 0", title_fontsize=8)
+    fig.suptitle("random networks at initialization on S¹ (each output is an independent path)", fontsize=10)
     _plain_minor_ticks(axes)
     save_figure(fig, path)
 
