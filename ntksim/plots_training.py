@@ -17,6 +17,19 @@ def _panels(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     return list(table.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
 
 
+def _figure_legend(fig: plt.Figure, axes: np.ndarray) -> None:
+    """One legend beside the panels for the entries they share (inside a panel it hid curves)."""
+    entries: dict[str, object] = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            entries.setdefault(label, handle)
+    if entries:
+        fig.legend(list(entries.values()), list(entries), loc="outside right upper", fontsize=8)
+
+
+BANDS_UP_TO = 4  # curves in a panel beyond which the 10–90% bands would only overlap into a blur
+
+
 def _median_curve(g: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray]:
     stats = g.groupby("step")[column].median()
     return stats.index.to_numpy(float), stats.to_numpy(float)
@@ -48,7 +61,7 @@ def plot_losses(table: pd.DataFrame, path: Path) -> bool:
         ax.set_title(f"{name}, depth {depth}, σ_b = {sigma_b:g}, m = {width}\n{optimizer}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     axes.flat[0].set_ylabel("MSE loss (median over seeds)")
-    axes.flat[0].legend(fontsize=7)
+    _figure_legend(fig, axes)
     fig.suptitle("training: network against its linearisation and the infinite-width limit", fontsize=10)
     save_figure(fig, path)
     return True
@@ -66,8 +79,8 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
         "diff_limit": "test ‖f_t − f_t^∞‖ (rms)",
         "diff_lin": "test ‖f_t − f_t^lin‖ (rms)",
     }
-    fig, axes = panel_grid(len(columns), width=4.8)
     curves = list(last.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
+    fig, axes = panel_grid(len(columns), width=4.8, height=3.4 + 0.14 * (len(curves) + 1))
     colors = {key: plt.get_cmap("tab10")(i % 10) for i, (key, _) in enumerate(curves)}
     for column, ax in zip(columns, axes.flat, strict=False):
         for key, g in curves:
@@ -83,14 +96,15 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
             fit = fit_rate(widths, [stats.get_group(w).dropna().to_numpy() for w in widths])
             label = f"{key[0]} l={key[1]} σ_b={key[2]:g} {key[3]}: slope {fit.slope:.2f}"
             ax.plot(widths, med, "o-", color=colors[key], lw=1.4, ms=4, label=label)
-            ax.fill_between(
-                widths,
-                stats.quantile(0.1).loc[widths],
-                stats.quantile(0.9).loc[widths],
-                color=colors[key],
-                alpha=0.15,
-                lw=0,
-            )
+            if len(curves) <= BANDS_UP_TO:
+                ax.fill_between(
+                    widths,
+                    stats.quantile(0.1).loc[widths],
+                    stats.quantile(0.9).loc[widths],
+                    color=colors[key],
+                    alpha=0.15,
+                    lw=0,
+                )
         guide = np.array(sorted(last["width"].unique()), float)
         top = last.groupby("width")[column].median().max()
         ax.plot(guide, top * (guide / guide[0]) ** -0.5, "k--", lw=1, label="∝ m^(−1/2)")
@@ -99,9 +113,12 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
         ax.set_xlabel("width m")
         ax.set_title(titles[column], fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=6)
+        # below the panel, not over its curves: each panel's slopes are its own
+        ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
+    bands = "median, 10–90% band" if len(curves) <= BANDS_UP_TO else "median over seeds"
     fig.suptitle(
-        f"at step {int(last['step'].max())}: distance from the kernel regime against width", fontsize=10
+        f"at step {int(last['step'].max())}: distance from the kernel regime against width ({bands})",
+        fontsize=10,
     )
     save_figure(fig, path)
     return True
@@ -128,7 +145,7 @@ def plot_drift_in_time(table: pd.DataFrame, path: Path) -> bool:
         ax.set_title(f"{name}, depth {depth}, σ_b = {sigma_b:g}\n{optimizer}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
     axes.flat[0].set_ylabel("NTK drift (median over seeds)")
-    axes.flat[0].legend(fontsize=7)
+    _figure_legend(fig, axes)
     fig.suptitle("NTK drift during training", fontsize=10)
     save_figure(fig, path)
     return True

@@ -1,0 +1,58 @@
+"""Figure layout (issue 25, "Figures"): panel grids without empty rows, legends beside the panels
+instead of over their curves, a readable axis for a panel of a single eigenvalue."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pytest
+
+from ntksim.plots import _style_legend, panel_grid
+from ntksim.plots_spectrum import _few_eigenvalues
+from ntksim.plots_training import _figure_legend
+
+GRIDS = [(1, (1, 1)), (4, (1, 4)), (5, (2, 3)), (6, (2, 3)), (7, (2, 4)), (8, (2, 4)), (9, (3, 3))]
+
+
+@pytest.mark.parametrize(("count", "shape"), GRIDS)
+def test_panel_grids_leave_few_empty_slots(count: int, shape: tuple[int, int]) -> None:
+    """Nine panels were drawn on 4×3 (three empty slots): 3 or 4 a row, whichever leaves fewer."""
+    fig, axes = panel_grid(count)
+    assert axes.shape == shape
+    assert sum(ax.get_visible() for ax in axes.flat) == count
+    plt.close(fig)
+
+
+def test_a_panel_of_one_eigenvalue_gets_two_decades_and_says_so() -> None:
+    """The `linear` panel: only μ_1 ≠ 0, so a log axis had a degenerate range (no ticks, the frame
+    running into the next row)."""
+    fig, ax = plt.subplots()
+    ax.set_yscale("log")
+    ax.plot([1], [1 / 3])
+    _few_eigenvalues(ax, pd.DataFrame({"k": [1, 1], "mu": [1.0, 1.0], "trace": [3.0, 3.0]}))
+    low, high = ax.get_ylim()
+    assert low == pytest.approx(1 / 30) and high == pytest.approx(10 / 3)
+    assert [t.get_text() for t in ax.texts] == ["μ_k ≠ 0 only for k = 1"]
+    many = pd.DataFrame({"k": [1, 2, 3, 4], "mu": [1.0, 0.5, 0.2, 0.1], "trace": [1.0] * 4})
+    fig2, ax2 = plt.subplots()
+    _few_eigenvalues(ax2, many)  # a spectrum: left to matplotlib
+    assert not ax2.texts
+    plt.close(fig)
+    plt.close(fig2)
+
+
+def test_legends_go_beside_the_panels() -> None:
+    """positivity's and training's legends were drawn inside the first panel, over its lines."""
+    fig, axes = panel_grid(2)
+    _style_legend(axes.flat[0], {"relu": "C0", "abs": "C1"}, [0.0, 0.1])
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in axes.flat)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["relu", "abs", "σ_b = 0 (no bias)", "σ_b = 0.1"]
+    plt.close(fig)
+    fig, axes = panel_grid(2)
+    for ax in axes.flat:  # the same entries in every panel: listed once
+        ax.plot([1, 2], [1, 2], label="network (test)")
+    axes.flat[1].plot([1, 2], [2, 1], label="limit (test)")
+    _figure_legend(fig, axes)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["network (test)", "limit (test)"]
+    plt.close(fig)
