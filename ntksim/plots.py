@@ -326,10 +326,13 @@ def _curve_label(row: pd.Series) -> str:
 
 
 def plot_depth_limit(limit: pd.DataFrame, path: Path) -> None:
-    """Three panels against depth l (log axes) for one σ_b, first pair of each curve: 1 − ρ^l,
-    the normalised NTK Θ^l(x,x')/Θ^l(x,x), and Θ^l(x,x)/l. Colour: activation; line: phase."""
+    """Four panels against depth l (log x) for one σ_b, first pair of each curve: 1 − ρ^l (log),
+    the normalised NTK Θ^l(x,x')/Θ^l(x,x) (linear: it lies in [−1, 1]), Θ^l(x,x)/l on the EOC
+    (where it settles to a constant), and Θ^l(x,x) in every phase (log: off the EOC it grows or
+    decays exponentially, over hundreds of decades, which would flatten the EOC curves beside
+    it). Colour: activation; line: phase; the legend beside the panels."""
     colors = activation_colors(limit)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2), constrained_layout=True)
     pair = limit["pair"].iloc[0]
     subset = limit[limit["pair"] == pair]
     for _, curve in subset.groupby(["activation", "sigma_w_factor"], sort=False):
@@ -338,16 +341,26 @@ def plot_depth_limit(limit: pd.DataFrame, path: Path) -> None:
         style = dict(color=colors[first["activation"]], ls=_PHASE_STYLE.get(first["phase"], "-"), lw=1.5)
         axes[0].plot(curve["depth"], curve["one_minus_rho"], label=_curve_label(first), **style)
         axes[1].plot(curve["depth"], curve["normalized"], **style)
-        axes[2].plot(curve["depth"], curve["theta_diag_over_l"], **style)
-    titles = (r"$1 - \rho^l$", r"normalised NTK $\Theta^l(x,x')/\Theta^l(x,x)$", r"$\Theta^l(x,x)/l$")
+        if first["phase"] == "eoc":
+            axes[2].plot(curve["depth"], curve["theta_diag_over_l"], **style)
+        axes[3].plot(curve["depth"], curve["theta_diag_over_l"] * curve["depth"], **style)
+    titles = (
+        r"$1 - \rho^l$",
+        r"normalised NTK $\Theta^l(x,x')/\Theta^l(x,x)$",
+        r"$\Theta^l(x,x)/l$ on the EOC",
+        r"$\Theta^l(x,x)$, every phase",
+    )
     for ax, title in zip(axes, titles, strict=True):
         ax.set_xscale("log")
-        ax.set_yscale("log")
         ax.set_xlabel("depth l")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].set_yscale("symlog", linthresh=1e-3)
-    axes[0].legend(fontsize=7)
+    for ax in (axes[0], axes[3]):
+        ax.set_yscale("log")
+    axes[1].set_ylim(-1.05, 1.05)
+    if not axes[2].lines:
+        axes[2].text(0.5, 0.5, "no curve on the EOC", transform=axes[2].transAxes, ha="center")
+    fig.legend(loc="outside right upper", fontsize=7)
     sigma_b = limit["sigma_b"].iloc[0]
     fig.suptitle(
         f"limit kernels along depth, σ_b = {sigma_b:g}, pair {pair} "
@@ -398,7 +411,7 @@ def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Pa
     """EOC curves σ_w(σ_b) and the studied (σ_b, σ_w) points, each marked with its |ξ_c| (the
     family's EOC is σ_w = 1/√(a²+b²) at every σ_b: dashed; with σ_b > 0 it has no fixed point)."""
     colors = activation_colors(pd.concat([limit, curves]))
-    fig, ax = plt.subplots(figsize=(6, 4.6), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(8, 4.8), constrained_layout=True)
     for name, curve in curves.groupby("activation", sort=False):
         ax.plot(curve["sigma_b"], curve["sigma_w"], "-", color=colors[name], lw=1.6, label=f"{name}: EOC")
     on_eoc = limit[limit["sigma_w_factor"] == 1.0].drop_duplicates(["activation", "sigma_b"])
@@ -406,28 +419,28 @@ def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Pa
         if name not in set(curves["activation"]):  # the family: no curve was computed
             ax.axhline(rows["sigma_w"].iloc[0], color=colors[name], ls="--", lw=1.2, label=f"{name}: χ = 1")
     points = limit.drop_duplicates(["activation", "sigma_b", "sigma_w_factor"])
-    names = list(colors)
+    studied = [n for n in dict.fromkeys(points["activation"])]
+    # activations share σ_b (and often nearly σ_w): each is dodged sideways by its own step, so
+    # no marker hides another; the labels go to the marker's right, one row per activation
+    sigma_bs = [*points["sigma_b"].dropna(), *curves["sigma_b"].dropna()]
+    span = max([0.2, *map(float, sigma_bs)])
+    step = 0.025 * span
     for row in points.itertuples():
         marker = {"eoc": "o", "ordered": "v", "chaotic": "^"}.get(row.phase, "s")
-        ax.scatter(row.sigma_b, row.sigma_w, color=colors[row.activation], marker=marker, s=30, zorder=3)
+        index = studied.index(row.activation)
+        x = row.sigma_b + (index - (len(studied) - 1) / 2) * step
+        ax.scatter(x, row.sigma_w, color=colors[row.activation], marker=marker, s=30, zorder=3)
         if row.phase == "eoc":
             continue
         text = "q→∞" if not np.isfinite(row.xi_c) else f"{abs(row.xi_c):.3g}"
-        offset = (4, 4 - 9 * names.index(row.activation))  # one row per activation, no overlap
-        ax.annotate(
-            text,
-            (row.sigma_b, row.sigma_w),
-            fontsize=6,
-            color=colors[row.activation],
-            xytext=offset,
-            textcoords="offset points",
-        )
-    ax.set_xlabel(r"$\sigma_b$")
+        ax.annotate(text, (x, row.sigma_w), fontsize=6, color=colors[row.activation], xytext=(4, -2),
+                    textcoords="offset points", annotation_clip=False)  # fmt: skip
+    ax.set_xlabel(r"$\sigma_b$ (points dodged sideways per activation)")
     ax.set_ylabel(r"$\sigma_w$")
-    ax.set_xlim(left=-0.03)
+    ax.set_xlim(-step * (len(studied) + 1), span + step * (len(studied) + 1) + 0.08 * span)  # room for labels
     ax.set_title("phase diagram: EOC (○), ordered (▽) and chaotic (△) points, labelled |ξ_c|", fontsize=9)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
+    fig.legend(loc="outside right upper", fontsize=7)
     save_figure(fig, path)
 
 

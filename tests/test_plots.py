@@ -56,3 +56,16 @@ def test_legends_go_beside_the_panels() -> None:
     _figure_legend(fig, axes)
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["network (test)", "limit (test)"]
     plt.close(fig)
+
+
+def test_a_phase_diagram_of_curves_alone_is_drawn(tmp_path) -> None:
+    """`ntksim plot` of a partial depth run whose EOC-curve cells finished first (no limit rows):
+    the axis range must not come from an empty table (NaN limits raised)."""
+    from ntksim.plots import plot_depth_phase_diagram
+
+    curves = pd.DataFrame(
+        {"activation": ["tanh"] * 3, "sigma_b": [0.0, 0.5, 1.0], "sigma_w": [1.0, 1.2, 1.4]}
+    )
+    limit = pd.DataFrame(columns=["activation", "sigma_b", "sigma_w", "sigma_w_factor", "phase", "xi_c"])
+    plot_depth_phase_diagram(curves, limit, tmp_path / "phase.png")
+    assert (tmp_path / "phase.png").stat().st_size > 0

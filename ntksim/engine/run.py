@@ -101,13 +101,17 @@ def compute_cells(
     study = study_of(config)
     limit = device_bytes if device_bytes is not None else local_device_bytes()
     costs = cell_costs(config, cells)
-    estimates = None if costs is None else {c.cell_id: e.seconds for c, e in zip(cells, costs, strict=True)}
     refused = oversized(cells, costs, limit)
     for cell, reason in refused:
         if not store.is_done(cell):
             store.write_failure(cell, f"MemoryEstimate: {reason}")
             print(f"ntksim: refused {cell.label()}: {reason}", file=sys.stderr, flush=True)
     skip = {cell.cell_id for cell, _ in refused}
+    # the ETA's estimates: of the cells this sweep attempts (a refused one is by design huge)
+    estimates = (
+        None if costs is None
+        else {c.cell_id: e.seconds for c, e in zip(cells, costs, strict=True) if c.cell_id not in skip}
+    )  # fmt: skip
     todo = in_groups([c for c in cells if c.cell_id not in skip], study.group)
     memo = Memo(config, todo, study.group, lambda c: not store.is_done(c) and store.claim(c), store.release,
                 interruptions, limit)  # fmt: skip

@@ -49,10 +49,12 @@ class Interrupts:
 
     def __init__(self, on_stuck: Callable[[], None] | None = None, grace_s: float = STUCK_GRACE_S) -> None:
         self.requested = False
+        self.handled = 0  # times the handler ran: the watchdog compares it with the signals seen
         self.on_stuck, self.grace_s = on_stuck, grace_s
 
     def _handler(self, signum: int, frame: object) -> None:
         self.requested = True
+        self.handled += 1
         raise KeyboardInterrupt
 
     def check(self) -> None:
@@ -73,6 +75,7 @@ class Interrupts:
 
     def _watch(self, wakeup: socket.socket, closing: threading.Event) -> None:
         """The watchdog: each SIGINT byte starts the grace period; the handler's running ends it."""
+        seen = 0  # SIGINTs the wakeup fd reported (a second Ctrl-C counts even after a first was handled)
         while not closing.is_set():
             try:
                 got = wakeup.recv(64)
@@ -80,10 +83,11 @@ class Interrupts:
                 return
             if closing.is_set() or not got or signal.SIGINT not in got:
                 continue
+            seen += got.count(signal.SIGINT)
             deadline = time.monotonic() + self.grace_s
-            while time.monotonic() < deadline and not self.requested and not closing.is_set():
+            while time.monotonic() < deadline and self.handled < seen and not closing.is_set():
                 time.sleep(0.05)
-            if not self.requested and not closing.is_set() and self.on_stuck is not None:
+            if self.handled < seen and not closing.is_set() and self.on_stuck is not None:
                 self.on_stuck()
 
     @contextlib.contextmanager

@@ -461,7 +461,7 @@ def cost(cells: list[Any], config: PositivityConfig) -> list[CellCost]:
             estimates.append(limit_cost(n_max * n_max, cell.depth, quadrature))
             continue
         net = _net(cell.limit, cell.width, cell.dtype)
-        kernels = kernel_cost(net, cell.n, config.data.dim, cell.seeds, cell.method)
+        kernels = kernel_cost(net, cell.n, config.data.dimension, cell.seeds, cell.method)
         host = (cell.seeds + 4) * cell.n**2 * 8 + 12 * n_max**2 * 8
         estimates.append(CellCost(kernels.seconds, kernels.peak_bytes + host))
     return estimates

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator, model_validator
 from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import resolve_sigmas
 from ntksim.data import load_points, sphere
+from ntksim.empirical import bytes_per_seed
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import MAX_SEED, ConfigError, PositiveInt, RunConfig, Strict, as_list
 from ntksim.engine.packing import CellCost
@@ -680,9 +681,9 @@ def cost(cells: list[Cell], config: TrainingConfig) -> list[CellCost]:
         itemsize = jnp.dtype(net.compute_dtype).itemsize
         params, at_once = net.num_params(dim), min(cell.seeds, config.chunk)
         activations = (n + n_test) * sum(net.layer_widths(dim)[1:])
-        size = n * cell.out_dim
         copies = 6 + (3 if config.linearized else 0)
-        per_seed = itemsize * (copies * params + 2 * activations + 3 * size * size)
+        # the eNTK at θ₀ by the config's method (the Jacobian's n·m_l × P with "jacobian")
+        per_seed = itemsize * (copies * params + 2 * activations) + bytes_per_seed(net, n, dim, config.method)
         observed = cell.seeds * cell.observe * (n + n_test) * cell.out_dim * 8 * 4
         limits = 12 * (n + n_test) ** 2 * 8
         peak = max(at_once * per_seed, compile_bytes(net.depth)) + observed + limits

@@ -259,6 +259,17 @@ def test_an_impossible_cell_of_any_study_is_flagged_before_it_runs(raw: dict, im
     )
 
 
+def test_positivity_estimates_without_a_data_dim() -> None:
+    """`data: {kind: sphere}` leaves dim to the study's default (8): the estimate uses it too."""
+    from ntksim.engine.config import validate
+
+    raw = {"study": "positivity", "activations": ["relu"], "depths": [2], "ns": [4],
+           "data": {"kind": "sphere"}, "finite": {"widths": [16], "n": 4, "seeds": 1}}  # fmt: skip
+    config = validate(raw)
+    cells = study_of(config).expand(config)
+    assert len(cell_costs(config, cells)) == len(cells)
+
+
 def test_positivity_refuses_its_impossible_width_and_computes_the_rest(tmp_path: Path) -> None:
     """In a run (in-process): the m = 10⁸ cell is recorded as failed ("MemoryEstimate") without
     allocating; the limit cells beside it are computed."""
