@@ -285,7 +285,9 @@ def angular_expectations(
     shape = q1.shape
     flat = [v.reshape(-1) for v in (q1, q2, angle)]
     size = flat[0].shape[0]
-    chunk = SMALL_CHUNK if size <= SMALL_CHUNK else PAIR_CHUNK
+    # a few pairs (the depth study's: one per cosine, a thousand layers) pad to the next power
+    # of two, not to a whole chunk: 1 pair in a 64-pair call did 64× the work, every layer
+    chunk = PAIR_CHUNK if size > SMALL_CHUNK else min(SMALL_CHUNK, 1 << max(size - 1, 0).bit_length())
     pad = -size % chunk
     padded = [
         jnp.concatenate([v, jnp.full((pad,), fill, dtype)])
