@@ -355,7 +355,7 @@ def plot_depth_limit(limit: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("depth l")
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-    for ax in (axes[0], axes[3]):
+    for ax in (axes[0], axes[2], axes[3]):  # on the EOC Θ/l settles (relu) or decays like a power (tanh)
         ax.set_yscale("log")
     axes[1].set_ylim(-1.05, 1.05)
     if not axes[2].lines:
@@ -424,7 +424,7 @@ def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Pa
     # no marker hides another; the labels go to the marker's right, one row per activation
     sigma_bs = [*points["sigma_b"].dropna(), *curves["sigma_b"].dropna()]
     span = max([0.2, *map(float, sigma_bs)])
-    step = 0.025 * span
+    step = 0.05 * span
     for row in points.itertuples():
         marker = {"eoc": "o", "ordered": "v", "chaotic": "^"}.get(row.phase, "s")
         index = studied.index(row.activation)
@@ -433,11 +433,15 @@ def plot_depth_phase_diagram(curves: pd.DataFrame, limit: pd.DataFrame, path: Pa
         if row.phase == "eoc":
             continue
         text = "q→∞" if not np.isfinite(row.xi_c) else f"{abs(row.xi_c):.3g}"
-        ax.annotate(text, (x, row.sigma_w), fontsize=6, color=colors[row.activation], xytext=(4, -2),
-                    textcoords="offset points", annotation_clip=False)  # fmt: skip
+        # labels away from the neighbours: left of the left markers, right of the right ones,
+        # under the middle one
+        side = np.sign(index - (len(studied) - 1) / 2)
+        offset, align = {-1.0: ((-4, -2), "right"), 1.0: ((4, -2), "left"), 0.0: ((0, -9), "center")}[side]
+        ax.annotate(text, (x, row.sigma_w), fontsize=6, color=colors[row.activation], xytext=offset,
+                    textcoords="offset points", ha=align, annotation_clip=False)  # fmt: skip
     ax.set_xlabel(r"$\sigma_b$ (points dodged sideways per activation)")
     ax.set_ylabel(r"$\sigma_w$")
-    ax.set_xlim(-step * (len(studied) + 1), span + step * (len(studied) + 1) + 0.08 * span)  # room for labels
+    ax.set_xlim(-step * (len(studied) + 1) - 0.06 * span, span + step * (len(studied) + 1) + 0.08 * span)
     ax.set_title("phase diagram: EOC (○), ordered (▽) and chaotic (△) points, labelled |ξ_c|", fontsize=9)
     ax.grid(True, alpha=0.3)
     fig.legend(loc="outside right upper", fontsize=7)
