@@ -307,7 +307,12 @@ def plot_phase_diagram(curves: dict[str, tuple[np.ndarray, ...]], path: Path) ->
     if any_unstable:
         ax.plot([], [], ":", color="0.4", lw=1.0, label="χ = 1 at an unstable q* (no EOC)")
     ax.set_ylim(0, 1.15 * top if top else 1)
-    ax.set_xlim(left=0)
+    grids = [np.asarray(c[0], float) for c in curves.values() if len(c[0])]
+    ax.set_xlim(0, max((float(np.max(g)) for g in grids), default=1.0) or 1.0)  # the σ_b searched
+    if not top:  # nothing to draw (softplus has no EOC point anywhere): say so in the frame
+        names = ", ".join(curves)
+        ax.text(0.5, 0.5, f"no Edge-of-Chaos point on this σ_b range:\n{names}", transform=ax.transAxes,
+                ha="center", va="center", fontsize=10, color="0.3")  # fmt: skip
     ax.set_xlabel(r"$\sigma_b$")
     ax.set_ylabel(r"$\sigma_w$ on the Edge of Chaos ($\chi = 1$)")
     ax.set_title("χ < 1 (ordered) below a curve, χ > 1 (chaotic) above", fontsize=9)

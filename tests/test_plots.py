@@ -69,3 +69,19 @@ def test_a_phase_diagram_of_curves_alone_is_drawn(tmp_path) -> None:
     limit = pd.DataFrame(columns=["activation", "sigma_b", "sigma_w", "sigma_w_factor", "phase", "xi_c"])
     plot_depth_phase_diagram(curves, limit, tmp_path / "phase.png")
     assert (tmp_path / "phase.png").stat().st_size > 0
+
+
+def test_a_phase_diagram_with_no_eoc_point_says_so(monkeypatch, tmp_path) -> None:
+    """`ntksim eoc softplus` drew an empty frame over σ_b ∈ [0, 0.055] with only a legend entry."""
+    import numpy as np
+
+    from ntksim import plots
+
+    drawn = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, path: drawn.append(fig))
+    grid = np.linspace(0, 1, 5)
+    plots.plot_phase_diagram({"softplus": (grid, np.full(5, np.nan), np.full(5, np.nan))}, tmp_path / "p.png")
+    (ax,) = drawn[0].axes
+    assert ax.get_xlim() == (0.0, 1.0)
+    assert any("no Edge-of-Chaos point" in t.get_text() and "softplus" in t.get_text() for t in ax.texts)
+    plt.close(drawn[0])
