@@ -114,9 +114,9 @@ def limit_cost(pairs: int, depth: int, quadrature: bool, kept_layers: int = 1) -
     """A limit kernel's layer recursion over `pairs` input pairs (float64; the quadrature is
     chunked over pairs): a dozen arrays of `pairs` per layer held, `kept_layers` layers kept, and
     a row (~1 KiB as a Python dict) per pair and kept layer. Seconds: each layer is dispatched on
-    its own, ~2 ms (closed form) or ~70 ms (2-D quadrature) a layer on the CPU of the fit (the
-    depth study's 1 000-layer cells: relu 2.2 s, tanh 70 s, measured), plus ~1e-7 s or ~2e-5 s
-    per pair and layer."""
-    per_layer, per_pair = (0.07, 2e-5) if quadrature else (0.002, 1e-7)
+    its own, ~2 ms (closed form) or ~30 ms (2-D quadrature) a layer on the CPU of the fit (the
+    depth study's cells: relu 2.2 s for 1 000 layers; tanh 8.2 s for 300, measured beside another
+    job), plus ~1e-7 s or ~2e-5 s per pair and layer."""
+    per_layer, per_pair = (0.03, 2e-5) if quadrature else (0.002, 1e-7)
     peak = 12 * pairs * 8 * kept_layers + 2**10 * pairs * min(kept_layers, depth) + 2**20
     return CellCost(0.05 + depth * (per_layer + per_pair * pairs), int(peak))
