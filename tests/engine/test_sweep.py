@@ -402,7 +402,8 @@ def test_ctrl_c_swallowed_by_a_gc_callback_still_stops_the_sweep() -> None:
 
 
 STUCK_SWEEP = """
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a foreground process (see FOREGROUND)
 from pathlib import Path
 import numpy as np
 from ntksim.engine import sweep
@@ -441,12 +442,17 @@ def test_ctrl_c_inside_native_code_ends_the_sweep_promptly(tmp_path: Path) -> No
         stderr=subprocess.PIPE,
         text=True,
     )
-    assert child.stdout.readline().strip() == "inside"
-    time.sleep(2.0)  # well into the first eigh (≥ 5 s each here), even on a loaded machine
-    child.send_signal(signal.SIGINT)
-    sent = time.monotonic()
-    _, err = child.communicate(timeout=120)
-    waited = time.monotonic() - sent
+    try:
+        assert child.stdout.readline().strip() == "inside"
+        time.sleep(2.0)  # well into the first eigh (≥ 5 s each here), even on a loaded machine
+        child.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        _, err = child.communicate(timeout=120)
+        waited = time.monotonic() - sent
+    finally:  # never leave it running into the next test
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
     assert child.returncode == 130, err
     assert "interrupted inside native code" in err  # the watchdog's exit, not the handler's
     assert waited < 10, waited
