@@ -48,17 +48,22 @@ demo: $(VENV)/.installed
 
 # Both profiles. current: the whole suite in float32 (JAX's default), then the numeric tests
 # again in float64, as neural-tangents does. reference: the neural-tangents agreement tests in
-# both dtypes, and the numeric tests in float64 on jax 0.5.3 except those marked slow (the
-# current profile runs them; the reference pass checks the same code on the older JAX).
+# both dtypes, and the numeric tests in float64 on jax 0.5.3 except those marked slow, one case of
+# each parametrized test (the current profile runs every case in both dtypes; this pass checks
+# that the same code runs alike on the older JAX). Tests run on TEST_WORKERS processes
+# (pytest-xdist; CI has 2 cores; TEST_WORKERS=0 runs them in this process, as plain pytest does).
+TEST_WORKERS ?= 2
+PYTEST = -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+
 test: test-current test-reference
 
 test-current: $(VENV)/.installed
-	JAX_ENABLE_X64=0 $(BIN)/python -m pytest -q
-	JAX_ENABLE_X64=1 $(BIN)/python -m pytest -q -m "not cli"
+	JAX_ENABLE_X64=0 $(BIN)/python $(PYTEST)
+	JAX_ENABLE_X64=1 $(BIN)/python $(PYTEST) -m "not cli"
 
 test-reference: $(REF)/.installed
-	JAX_ENABLE_X64=0 $(REF_BIN)/python -m pytest -q -m reference
-	JAX_ENABLE_X64=1 $(REF_BIN)/python -m pytest -q -m "(not cli and not slow) or reference"
+	JAX_ENABLE_X64=0 $(REF_BIN)/python $(PYTEST) -m reference
+	JAX_ENABLE_X64=1 $(REF_BIN)/python $(PYTEST) -m "(not cli and not slow) or reference" --one-case-each
 
 # The SLURM executor against a real one-node cluster that the tests start and stop themselves
 # (scripts/one_node_slurm.py: own munge key and slurm.conf in /tmp, SLURM_CONF; no system config).

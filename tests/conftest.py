@@ -30,11 +30,40 @@ X64 = bool(jax.config.jax_enable_x64)
 REFERENCE = neural_tangents_available()  # the reference profile (jax 0.5.3 + neural-tangents)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--one-case-each",
+        action="store_true",
+        help="run one case of each parametrized test (all of those marked reference): the "
+        "reference profile's check that the code runs alike on its older JAX",
+    )
+
+
+def _one_case_each(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep the first case of each parametrized test function, and every case marked reference."""
+    seen: set[tuple[str, str]] = set()
+    kept, dropped = [], []
+    for item in items:
+        function = (item.nodeid.split("::", 1)[0], getattr(item, "originalname", item.name))
+        if "reference" in item.keywords or function not in seen:
+            kept.append(item)
+        else:
+            dropped.append(item)
+        seen.add(function)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.hookimpl(trylast=True)  # after `-m` deselected: the case kept is one that runs
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `reference` compare against neural-tangents, which only the reference profile
+    """`--one-case-each` keeps one case of each parametrized test (`_one_case_each`).
+    Tests marked `reference` compare against neural-tangents, which only the reference profile
     has; in the current profile they are skipped with that reason (and run by `make test-reference`).
     Tests marked `slurm` run on a real one-node cluster only when asked for (`-m slurm`: `make
     test-slurm`), as they start SLURM's daemons."""
+    if config.getoption("one_case_each"):
+        _one_case_each(config, items)
     if "slurm" not in (config.getoption("markexpr") or ""):
         real = pytest.mark.skip(reason="needs a real one-node SLURM: make test-slurm")
         for item in items:
