@@ -41,10 +41,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def _one_case_each(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Keep the first case of each parametrized test function, and every case marked reference."""
-    seen: set[tuple[str, str]] = set()
+    seen: set[str] = set()
     kept, dropped = [], []
     for item in items:
-        function = (item.nodeid.split("::", 1)[0], getattr(item, "originalname", item.name))
+        function = item.nodeid.split("[", 1)[0]  # file::[Class::]function, without the case's id
         if "reference" in item.keywords or function not in seen:
             kept.append(item)
         else:
