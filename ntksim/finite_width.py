@@ -48,12 +48,13 @@ multiple of the first input's diagonal entry and is computed from it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +63,7 @@ from jax import Array
 
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.family import pair_norm
-from ntksim.activations.gaussian import line_grid, polar_grid
+from ntksim.activations.gaussian import line_grid, nested_grid, polar_grid
 from ntksim.activations.interpolate import FIRST_NODES, _barycentric, _chebyshev_angles
 from ntksim.cpu_compile import FastCompiled
 from ntksim.model import MLP
@@ -153,16 +154,21 @@ class _Rule:
     input's moments are closed forms. Any other φ: the kink-split polar rule of
     `ntksim.activations.gaussian` (2-D) or its 1-D rule."""
 
-    def __init__(self, activation: AnyActivation, cov: Array, inputs: tuple[int, ...]) -> None:
-        self.activation, self.cov, self.inputs = activation, cov, inputs
+    def __init__(self, activation: AnyActivation, cov: Array) -> None:
+        """cov: (k, k), the covariance of the inputs this rule integrates over."""
+        self.activation, self.cov, self.size = activation, cov, cov.shape[0]
         self.family = isinstance(activation, Activation | TracedFamily)
         kinks = tuple(activation.kinks)
-        if len(inputs) == 1:
+        if self.size == 1:
             if self.family:
                 return
-            (i,) = inputs
-            nodes, self.weights = line_grid(cov[i, i], kinks)
+            nodes, self.weights = line_grid(cov[0, 0], kinks)
             self.values = [(activation(nodes), activation.derivative(nodes))]
+            return
+        if self.size > 2:
+            self.family = False  # no radial reduction: the nested rule integrates r too
+            u, self.weights = nested_grid(cov, kinks)
+            self.values = [(activation(u[:, j]), activation.derivative(u[:, j])) for j in range(self.size)]
             return
         q1, q2, rho = _pair_rho(cov)
         if self.family:
@@ -184,12 +190,12 @@ class _Rule:
 
     def moment(self, powers: Powers) -> Array:
         """The moment for powers given per input of this rule, in order."""
-        if self.family and len(self.inputs) == 1:
+        if self.family and self.size == 1:
             ((p, q),) = powers
             a, b = self.activation.a, self.activation.b
             # E[φ(√q z)^p φ'^q] = q^{p/2}·((a+b)^{p+q} + (−1)^p (a−b)^{p+q})·E|z|^p / 2
             abs_moment = 2 ** (p / 2) * math.gamma((p + 1) / 2) / math.sqrt(math.pi)
-            variance = self.cov[self.inputs[0], self.inputs[0]]
+            variance = self.cov[0, 0]
             return (
                 variance ** (p / 2) * ((a + b) ** (p + q) + (-1) ** p * (a - b) ** (p + q)) * abs_moment / 2
             )
@@ -207,8 +213,8 @@ class _Rule:
 
 
 class _Moments:
-    """Product moments of h ~ N(0, cov), cov (d, d) with d ≤ 2, each computed once on the rule of
-    the inputs it involves (one input: 1-D; both: 2-D)."""
+    """Product moments of h ~ N(0, cov), cov (d, d), each computed once on the rule of the inputs
+    it involves (one input: 1-D; two: 2-D; three or four: the nested k-D rule)."""
 
     def __init__(self, activation: AnyActivation, cov: Array) -> None:
         self.activation, self.cov = activation, cov
@@ -222,7 +228,7 @@ class _Moments:
                 self.cache[powers] = jnp.ones((), self.cov.dtype)
             else:
                 if used not in self.rules:
-                    self.rules[used] = _Rule(self.activation, self.cov, used)
+                    self.rules[used] = _Rule(self.activation, self.cov[np.ix_(used, used)])
                 self.cache[powers] = self.rules[used].moment(tuple(powers[b] for b in used))
         return self.cache[powers]
 
@@ -242,12 +248,40 @@ def _two_point(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
         if b == g:
             return moments(tuple((2 * p, 2 * q) if i == b else (0, 0) for i in range(d)))
         if family:
-            return Activation.expectations(activation, cov[0, 0], cov[1, 1], cov[0, 1])[closed]  # type: ignore[arg-type]
-        return moments(tuple((p, q) for _ in range(d)))
+            return Activation.expectations(activation, cov[b, b], cov[g, g], cov[b, g])[closed]  # type: ignore[arg-type]
+        return moments(tuple((p, q) if i in (b, g) else (0, 0) for i in range(d)))
 
     phi = [[entry(b, g, 1, 0, 0) for g in range(d)] for b in range(d)]
     dphi = [[entry(b, g, 0, 1, 1) for g in range(d)] for b in range(d)]
     return jnp.stack([jnp.stack(row) for row in phi]), jnp.stack([jnp.stack(row) for row in dphi])
+
+
+def _jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+    """Jacobians (d,d,d,d) ∂E_βγ/∂G_δε and Hessians (d,d,d,d,d,d) of (E_φ, E_φ') at G (d, d).
+
+    Entry βγ depends only on G_ββ, G_βγ, G_γγ, so for d > 2 (several inputs at once) the
+    derivatives are those of each pair's (2, 2) map, scattered: d² pair computations instead of a
+    dense d⁶ one."""
+    jac = jax.jacfwd(lambda c: _two_point(activation, c))
+    hess = jax.jacfwd(jac)
+    d = G.shape[0]
+    if d <= 2:
+        return jac(G), hess(G)
+    pairs = np.array(list(itertools.combinations(range(d), 2)))  # (P, 2)
+    sub = G[pairs[:, :, None], pairs[:, None, :]]  # (P, 2, 2)
+    local_jac, local_hess = jax.vmap(jac)(sub), jax.vmap(hess)(sub)
+
+    def scatter(local: Array, order: int) -> Array:
+        # local (P, 2, …, 2) → (d, …, d); entries shared by pairs (βββ… of one input) are equal.
+        positions = np.array(list(itertools.product(range(2), repeat=order)))  # (2^order, order)
+        index = pairs[:, positions]  # (P, 2^order, order): each local position's input
+        flat = local.reshape(local.shape[0], -1)  # row-major, as `positions` runs
+        return jnp.zeros((d,) * order, G.dtype).at[tuple(index[..., t] for t in range(order))].set(flat)
+
+    return (
+        (scatter(local_jac[0], 4), scatter(local_jac[1], 4)),
+        (scatter(local_hess[0], 6), scatter(local_hess[1], 6)),
+    )
 
 
 def _four_point(moments: _Moments, kinds: str, d: int) -> Array:
@@ -259,6 +293,70 @@ def _four_point(moments: _Moments, kinds: str, d: int) -> Array:
             powers[b][0 if kind == "p" else 1] += 1
         out.append(moments(tuple(tuple(p) for p in powers)))
     return jnp.stack(out).reshape((d,) * 4)
+
+
+FOUR_POINT_KINDS = ("pppp", "ddpp", "dddd")
+
+
+def _tuple_powers(kinds: str, index: tuple[int, ...], inputs: int) -> Powers:
+    powers = [[0, 0] for _ in range(inputs)]
+    for kind, b in zip(kinds, index, strict=True):
+        powers[b][0 if kind == "p" else 1] += 1
+    return tuple((p, q) for p, q in powers)
+
+
+@functools.cache
+def _subset_layout(d: int) -> tuple[dict[int, np.ndarray], dict[int, list[Powers]], np.ndarray]:
+    """How the (3, d, d, d, d) four-point tensors of d inputs gather from per-subset moments.
+
+    Returns, per subset size k: the subsets (C(d, k), k) and the moment patterns over a subset's k
+    inputs that index tuples using all of them need (the same for every subset of that size), and
+    the (3, d⁴) positions of every tuple's moment in the concatenation over k of the (subsets ×
+    patterns) tables."""
+    subsets = {k: np.array(list(itertools.combinations(range(d), k))) for k in range(1, min(d, 4) + 1)}
+    patterns: dict[int, list[Powers]] = {k: [] for k in subsets}
+    for k in subsets:
+        for kinds in FOUR_POINT_KINDS:
+            for index in itertools.product(range(k), repeat=4):
+                if len(set(index)) == k:
+                    powers = _tuple_powers(kinds, index, k)
+                    if powers not in patterns[k]:
+                        patterns[k].append(powers)
+    offsets, start = {}, 0
+    for k in subsets:
+        offsets[k] = start
+        start += len(subsets[k]) * len(patterns[k])
+    rank = {k: {tuple(sub): r for r, sub in enumerate(subsets[k])} for k in subsets}
+    positions = np.zeros((len(FOUR_POINT_KINDS), d**4), np.int64)
+    for c, kinds in enumerate(FOUR_POINT_KINDS):
+        for t, index in enumerate(itertools.product(range(d), repeat=4)):
+            used = tuple(sorted(set(index)))
+            k = len(used)
+            local = tuple(used.index(b) for b in index)
+            pattern = patterns[k].index(_tuple_powers(kinds, local, k))
+            positions[c, t] = offsets[k] + rank[k][used] * len(patterns[k]) + pattern
+    return subsets, patterns, positions
+
+
+def _four_points_by_subset(activation: AnyActivation, G: Array) -> tuple[Array, Array, Array]:
+    """(m_pppp, m_ddpp, m_dddd) (d, d, d, d) for d > 2 inputs at once: each subset of ≤ 4 inputs'
+    moments on its own rule (a compiled map over the subsets of each size, one at a time for the
+    large 3- and 4-input rules), gathered into the tensors."""
+    d = G.shape[0]
+    subsets, patterns, positions = _subset_layout(d)
+    tables = []
+    for k, members in subsets.items():
+
+        def moments(sub: Array, k: int = k) -> Array:
+            rule = _Rule(activation, _snap(sub) if k == 2 else sub)
+            return jnp.stack([rule.moment(p) for p in patterns[k]])
+
+        covs = G[members[:, :, None], members[:, None, :]]
+        table = jax.vmap(moments)(covs) if k <= 2 else jax.lax.map(moments, covs)
+        tables.append(table.reshape(-1))
+    flat = jnp.concatenate(tables)
+    m_pppp, m_ddpp, m_dddd = (flat[positions[c]].reshape((d,) * 4) for c in range(len(FOUR_POINT_KINDS)))
+    return m_pppp, m_ddpp, m_dddd
 
 
 # --- one layer of the recursion ----------------------------------------------------------------
@@ -291,9 +389,12 @@ def _layer(
     e_phi, e_dphi = _two_point(activation, G)
     G_next = sb2 + sw2 * e_phi
     H_next = G_next + sw2 * e_dphi * H
-    moments = _Moments(activation, _snap(0.5 * (G + G.T)))
     d = G.shape[0]
-    m_pppp, m_ddpp, m_dddd = (_four_point(moments, kinds, d) for kinds in ("pppp", "ddpp", "dddd"))
+    if d <= 2:
+        moments = _Moments(activation, _snap(0.5 * (G + G.T)))
+        m_pppp, m_ddpp, m_dddd = (_four_point(moments, kinds, d) for kinds in FOUR_POINT_KINDS)
+    else:
+        m_pppp, m_ddpp, m_dddd = _four_points_by_subset(activation, 0.5 * (G + G.T))
     u = source[:, None, None, None, None]
     c_pp = m_pppp - _outer(e_phi, e_phi)
     c_dp = m_ddpp - _outer(e_dphi, e_phi)
@@ -313,9 +414,7 @@ def _layer(
         F_next = sw4 * u * Hb * m_ddpp[None]
         B_next = sw4 * u * (hh * m_dddd)[None]
     else:
-        jac = jax.jacfwd(lambda c: _two_point(activation, c))
-        j_phi, j_dphi = jac(G)  # (d,d,d,d): ∂E_βγ/∂G_δε
-        hess_phi, hess_dphi = jax.jacfwd(jac)(G)  # (d,d,d,d,d,d)
+        (j_phi, j_dphi), (hess_phi, hess_dphi) = _jets(activation, G)
         half_hess = lambda hs: 0.5 * jnp.einsum("bgijkl,sijkl->sbg", hs, V)  # noqa: E731
         push = lambda j, x: jnp.einsum("bgij,sij->sbg", j, x)  # noqa: E731
         g_next = sw2 * (push(j_phi, g) + half_hess(hess_phi))
@@ -426,6 +525,8 @@ def _run(
     """`_pair_statistics` on (P, d, d) Grams in chunks, padded with a harmless set (identity Gram)."""
     size, d = grams.shape[0], grams.shape[1]
     chunk = _bucket(size, FAMILY_CHUNK if isinstance(activation, Activation) else QUADRATURE_CHUNK)
+    if d > 2:
+        chunk = 1  # all inputs at once (`joint`): one set, whose 4-input rules are large
     parts = []
     for start in range(0, size, chunk):
         block = grams[start : start + chunk]
@@ -461,6 +562,12 @@ class FiniteWidth:
       pair_coef: (l−1, n, n, 3, 3) of Cov between (Θ_aa(x_i,x_i), Θ_aa(x_i,x_j), Θ_aa(x_j,x_j)).
       block_coef: (l−1, n, n) of Cov(Θ_aa(x_i,x_j), Θ_bb(x_i,x_j)), a ≠ b (the part of the
         variance that the output blocks share: A for the NTK, V for the NNGP).
+      joint_coef, joint_block_coef, joint_cross_coef: (l−1, n, n, n, n) or None — the
+        covariances between any two entries (ij, kl): within one diagonal output block
+        Cov(Θ_aa(ij), Θ_aa(kl)), across two Cov(Θ_aa(ij), Θ_bb(kl)), and within an off-diagonal
+        block Cov(Θ_ab(ij), Θ_ab(kl)) (Cov(Θ_ab(ij), Θ_ba(kl)) is its (ij, lk) entry). They need
+        the 3- and 4-input expectations of every quadruple of inputs: computed when first needed
+        (`entry_covariance`, `err_op`) for n ≤ JOINT_MAX_INPUTS, or at once with joint=True.
     """
 
     kernel: str
@@ -472,6 +579,13 @@ class FiniteWidth:
     cross_coef: np.ndarray
     pair_coef: np.ndarray
     block_coef: np.ndarray
+    joint_coef: np.ndarray | None = None
+    joint_block_coef: np.ndarray | None = None
+    joint_cross_coef: np.ndarray | None = None
+    # () → the three joint coefficients, for computing them when first asked for
+    deferred_joint: Callable[[], dict[str, np.ndarray]] | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def n(self) -> int:
@@ -486,8 +600,7 @@ class FiniteWidth:
         widths = tuple(int(w) for w in widths)
         if len(widths) != len(self.widths):
             raise ValueError(f"finite_width: {len(widths)} widths given for {len(self.widths)} hidden layers")
-        return FiniteWidth(self.kernel, widths, self.out_dim, self.limit, self.mean_coef, self.var_coef,
-                           self.cross_coef, self.pair_coef, self.block_coef)  # fmt: skip
+        return dataclasses.replace(self, widths=widths)
 
     def _sum(self, coef: np.ndarray) -> np.ndarray:
         return np.tensordot(self.inverse_widths, coef, axes=1)
@@ -539,6 +652,73 @@ class FiniteWidth:
         many entries fluctuate, as E‖·‖² concentrates; measured against Monte Carlo in tests)."""
         return math.sqrt(self.expected_fro_sq)
 
+    def _ensure_joint(self) -> None:
+        if self.joint_coef is not None:
+            return
+        if self.deferred_joint is None:
+            raise ValueError(
+                f"finite_width: covariances between entries of different pairs need every quadruple "
+                f"of inputs; {self.n} inputs is more than JOINT_MAX_INPUTS = {JOINT_MAX_INPUTS}"
+            )
+        for name, value in self.deferred_joint().items():
+            object.__setattr__(self, name, value)  # a cache: the same numbers joint=True gives
+
+    def entry_covariance(self) -> np.ndarray:
+        """Cov(K_IJ, K_KL) to first order between any two entries of K: (N, N, N, N), N = n·m_l,
+        rows (i, a) ↦ i·m_l + a (computed on first use for n ≤ JOINT_MAX_INPUTS: C(n, 4)
+        four-input integrals per layer, seconds for n ≤ 6)."""
+        self._ensure_joint()
+        assert self.joint_coef is not None and self.joint_block_coef is not None
+        assert self.joint_cross_coef is not None
+        n, m = self.n, self.out_dim
+        within, across, cross = (self._sum(c) / n**2 for c in (self.joint_coef, self.joint_block_coef,
+                                                                 self.joint_cross_coef))  # fmt: skip
+        out = np.zeros((n, m, n, m, n, m, n, m))
+        for a, b, c, e in itertools.product(range(m), repeat=4):
+            if a == b and c == e:
+                out[:, a, :, a, :, c, :, c] = within if a == c else across
+            elif a != b and c != e:
+                if (a, b) == (c, e):
+                    out[:, a, :, b, :, c, :, e] = cross
+                elif (a, b) == (e, c):
+                    out[:, a, :, b, :, c, :, e] = np.swapaxes(cross, 2, 3)
+        return out.reshape((n * m,) * 4)
+
+    def err_op_quantiles(
+        self, quantiles: tuple[float, ...] = (0.5,), draws: int = 20_000, seed: int = 0
+    ) -> np.ndarray:
+        """Quantiles of err_op = ‖K − K∞‖₂ under the Gaussian surrogate of science.md: K − K∞ =
+        M + G, M the first-order mean shift and G ~ N(0, first-order covariance of the entries),
+        sampled `draws` times (seeded: the same numbers every call). Needs the joint coefficients.
+
+        Why a surrogate: K − E[K] is Gaussian to first order (its higher cumulants are O(1/m²)),
+        and the spectral norm of a Gaussian matrix has no closed-form law; sampling it is cheap
+        (draws × one (N, N) eigen-decomposition, N = n·m_l)."""
+        return surrogate_quantiles(self.mean_shift, self.entry_covariance(), quantiles, draws, seed)
+
+    @property
+    def err_op(self) -> float:
+        """The predicted median err_op (`err_op_quantiles`; tested against Monte Carlo)."""
+        return float(self.err_op_quantiles((0.5,))[0])
+
+
+def surrogate_quantiles(
+    mean: np.ndarray, cov: np.ndarray, quantiles: tuple[float, ...], draws: int, seed: int
+) -> np.ndarray:
+    """Quantiles of ‖M + G‖₂ for M (N, N) and G a symmetric Gaussian matrix with Cov(G_IJ, G_KL) =
+    cov (N, N, N, N): the upper triangle is sampled, `draws` times, with a seeded generator."""
+    size = cov.shape[0]
+    rows, cols = np.triu_indices(size)
+    flat = cov[rows, cols][:, rows, cols]  # the upper triangle determines the symmetric matrix
+    values, vectors = np.linalg.eigh(0.5 * (flat + flat.T))
+    root = vectors * np.sqrt(np.clip(values, 0.0, None))
+    rng = np.random.default_rng(seed)
+    upper = mean[rows, cols][None] + rng.standard_normal((draws, len(rows))) @ root.T
+    e = np.zeros((draws, size, size))
+    e[:, rows, cols] = upper
+    e[:, cols, rows] = upper
+    return np.quantile(np.abs(np.linalg.eigvalsh(e)).max(axis=1), quantiles)
+
 
 def _entry_statistics(kernel: str, state: dict[str, np.ndarray], b: int, g: int) -> tuple[np.ndarray, ...]:
     """(mean, var, cross, block) coefficients of the entry (b, g) of a set: each (P, S)."""
@@ -574,29 +754,57 @@ def x64() -> Any:
     return enable_x64()
 
 
-def finite_width(net: MLP, x: Array, kernel: Kernel = "ntk") -> FiniteWidth:
+# Covariances between entries of different pairs (and the err_op surrogate) for up to this many
+# inputs: C(n, 4) four-input rules of ~2.6e6 points per layer (n = 6: ~7 s at depth 4, relu).
+JOINT_MAX_INPUTS = 12
+
+
+@overload
+def finite_width(net: MLP, x: Array, kernel: Kernel = "ntk", joint: bool = False) -> FiniteWidth: ...
+@overload
+def finite_width(
+    net: MLP, x: Array, kernel: tuple[Kernel, ...], joint: bool = False
+) -> tuple[FiniteWidth, ...]: ...
+def finite_width(
+    net: MLP, x: Array, kernel: Kernel | tuple[Kernel, ...] = "ntk", joint: bool = False
+) -> FiniteWidth | tuple[FiniteWidth, ...]:
     """First-order (1/m) mean shift and covariances of `net`'s empirical NTK or NNGP on x.
 
     Args:
       net: the MLP (any activation, σ_w, σ_b, schedule, out_dim); depth ≥ 2 (a network without
         hidden layers has a deterministic kernel).
       x: (n, m_0) inputs (any norms).
-      kernel: "ntk" (K(θ) = (1/n)[Θ_θ(x_i, x_j)]) or "nngp" (the readout layer's kernel).
+      kernel: "ntk" (K(θ) = (1/n)[Θ_θ(x_i, x_j)]) or "nngp" (the readout layer's kernel), or a
+        tuple of them: one recursion serves both (a tuple of results in the same order).
+      joint: compute the covariances between entries of different pairs of inputs (4-input
+        expectations: `FiniteWidth.entry_covariance`, `err_op`) now rather than on first use;
+        either way they need n ≤ JOINT_MAX_INPUTS.
     Returns:
       a `FiniteWidth` (float64; computed with x64 on, whatever JAX's flag outside).
     """
-    if kernel not in ("ntk", "nngp"):
-        raise ValueError(f"finite_width: unknown kernel {kernel!r}; choose ntk or nngp")
+    kernels = kernel if isinstance(kernel, tuple) else (kernel,)
+    for k in kernels:
+        if k not in ("ntk", "nngp"):
+            raise ValueError(f"finite_width: unknown kernel {k!r}; choose ntk or nngp")
     if net.depth < 2:
         raise ValueError("finite_width: depth 1 has no hidden layer, so its kernel is not random")
     x = np.asarray(x, np.float64)
     if x.ndim != 2:
         raise ValueError(f"finite_width expects inputs of shape (n, in_dim), got {x.shape}")
+    n = x.shape[0]
+    if joint and n > JOINT_MAX_INPUTS:
+        raise ValueError(
+            f"finite_width: joint covariances integrate every quadruple of inputs; {n} inputs is more "
+            f"than {JOINT_MAX_INPUTS} (pass joint=False, or fewer inputs)"
+        )
     sigma_w, sigma_b = net.sigmas
     hidden = net.hidden
     with x64():
-        return _finite_width(net.activation, net.depth, float(sigma_w), float(sigma_b), hidden,
-                             net.out_dim, x, kernel)  # fmt: skip
+        results = tuple(
+            _finite_width(net.activation, net.depth, float(sigma_w), float(sigma_b), hidden, net.out_dim, x,
+                          kernels, joint)  # fmt: skip
+        )
+    return results if isinstance(kernel, tuple) else results[0]
 
 
 FIELDS = ("mean", "var", "cross", "block")
@@ -610,14 +818,56 @@ def _finite_width(
     hidden: tuple[int, ...],
     out_dim: int,
     x: np.ndarray,
-    kernel: str,
-) -> FiniteWidth:
+    kernels: tuple[str, ...],
+    joint: bool,
+) -> list[FiniteWidth]:
     n = x.shape[0]
     gram = x @ x.T / x.shape[1]
-    S = depth - 1
-    run: Callable[[np.ndarray], dict[str, np.ndarray]] = functools.partial(
-        _run, activation, depth, sigma_w, sigma_b
+    run: Callable[[np.ndarray], dict[str, np.ndarray]] = functools.cache(
+        lambda grams: _run(activation, depth, sigma_w, sigma_b, grams.array)
     )
+    results = []
+    for kernel in kernels:
+        first, parallel = _from_pairs(lambda g: run(_Key(g)), kernel, activation, gram, depth)
+
+        def deferred(kernel: str = kernel, limit: np.ndarray = first.limit, parallel: np.ndarray = parallel):
+            with x64():
+                return _joint(lambda g: run(_Key(g)), kernel, gram, limit, parallel)
+
+        first = dataclasses.replace(
+            first, widths=tuple(hidden), out_dim=out_dim, deferred_joint=deferred if n <= JOINT_MAX_INPUTS else None
+        )
+        if joint:
+            first._ensure_joint()
+        results.append(first)
+    return results
+
+
+class _Key:
+    """A float64 array as a cache key (by value), so both kernels share one run of the recursion."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = np.ascontiguousarray(array, np.float64)
+        self._hash = hash((self.array.shape, self.array.tobytes()))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and np.array_equal(self.array, other.array)
+
+
+def _from_pairs(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]],
+    kernel: str,
+    activation: AnyActivation,
+    gram: np.ndarray,
+    depth: int,
+) -> tuple[FiniteWidth, np.ndarray]:
+    """Every entry's statistics and every pair's (3, 3) covariance, one pair of inputs at a time;
+    and (n, n) which pairs (i < j) are exact multiples of each other at every layer."""
+    n = gram.shape[0]
+    S = depth - 1
     single = run(np.diag(gram).reshape(n, 1, 1))
     diagonal = dict(zip(FIELDS, _entry_statistics(kernel, single, 0, 0), strict=True))
     out = {k: np.zeros((S, n, n)) for k in FIELDS}
@@ -628,18 +878,57 @@ def _finite_width(
         out[k][:, index, index] = diagonal[k].T
     pair[:, index, index] = diagonal["var"].T[..., None, None]  # (K_ii, K_ii, K_ii): one entry thrice
     rows, cols = np.triu_indices(n, k=1)
+    parallel = np.zeros((n, n), bool)
     if len(rows):
         pairs = _equal_variance_pairs(run, kernel, activation, gram, rows, cols)
         if pairs is None:
             pair_grams = np.stack([gram[np.ix_([i, j], [i, j])] for i, j in zip(rows, cols, strict=True)])
             pairs = _pairs(run, kernel, pair_grams)
+            parallel[rows, cols] = pairs.pop("parallel")
         limit[rows, cols] = limit[cols, rows] = pairs["limit"]
         for k in FIELDS:
             out[k][:, rows, cols] = out[k][:, cols, rows] = pairs[k].T
         pair[:, rows, cols] = np.moveaxis(pairs["pair"], 0, 1)
         pair[:, cols, rows] = np.moveaxis(pairs["pair"], 0, 1)[..., ::-1, ::-1]
-    return FiniteWidth(kernel, tuple(hidden), out_dim, limit, out["mean"], out["var"], out["cross"], pair,
-                       out["block"])  # fmt: skip
+    first = FiniteWidth(kernel, (), 1, limit, out["mean"], out["var"], out["cross"], pair, out["block"])
+    return first, parallel
+
+
+def _joint(
+    run: Callable[[np.ndarray], dict[str, np.ndarray]],
+    kernel: str,
+    gram: np.ndarray,
+    limit: np.ndarray,
+    parallel: np.ndarray | None,
+) -> dict[str, np.ndarray]:
+    """The (l−1, n, n, n, n) joint coefficients: the recursion on all n inputs at once.
+
+    An input that is an exact multiple of an earlier one at every layer (x' = −x for odd φ, x' = 2x
+    for the family without biases) has K(x', ·) = κ·K(x, ·) exactly, κ = K∞(x, x')/K∞(x, x): it is
+    left out of the recursion (whose derivatives are infinite there) and put back scaled."""
+    n = gram.shape[0]
+    source = np.arange(n)
+    if parallel is not None:
+        for j in range(n):
+            earlier = np.flatnonzero(parallel[:j, j])
+            if len(earlier):
+                source[j] = source[earlier[0]]
+    kept = np.unique(source)
+    kappa = limit[source, np.arange(n)] / limit[source, source]
+    stats = run(gram[np.ix_(kept, kept)][None])
+    A, B, V = (stats[k][0] for k in ("A", "B", "V"))
+    if kernel == "ntk":
+        within, across, cross = A + B + np.swapaxes(B, 3, 4), A, B
+    else:
+        within, across, cross = V, V, np.zeros_like(V)
+    where = np.searchsorted(kept, source)
+    scale = np.einsum("i,j,k,l->ijkl", kappa, kappa, kappa, kappa)
+
+    def expand(c: np.ndarray) -> np.ndarray:
+        return c[:, where][:, :, where][:, :, :, where][:, :, :, :, where] * scale
+
+    return {"joint_coef": expand(within), "joint_block_coef": expand(across),
+            "joint_cross_coef": expand(cross)}  # fmt: skip
 
 
 def _pairs(
@@ -652,7 +941,9 @@ def _pairs(
     out["pair"] = _pair_cov(kernel, stats)
     last = stats["H" if kernel == "ntk" else "G"]
     out["limit"] = last[:, 0, 1]
-    parallel = np.flatnonzero(_parallel_pairs(stats["rho"]))
+    flags = _parallel_pairs(stats["rho"])
+    out["parallel"] = flags
+    parallel = np.flatnonzero(flags)
     if len(parallel):
         # Θ(x, x') = κ·Θ(x, x) and Θ(x', x') = κ'·Θ(x, x) exactly, at every width.
         first = dict(
@@ -696,7 +987,9 @@ def _equal_variance_pairs(
         rho = np.cos(angles)
         rho[angles == 0.0], rho[angles == math.pi] = 1.0, -1.0
         grams = q0 * np.stack([np.ones_like(rho), rho, rho, np.ones_like(rho)], axis=-1).reshape(-1, 2, 2)
-        return _pairs(run, kernel, grams)
+        out = _pairs(run, kernel, grams)
+        out.pop("parallel")
+        return out
 
     count = FIRST_NODES
     angles = _chebyshev_angles(count)

@@ -310,3 +310,60 @@ def second_moments(activation: Any, q: Array) -> tuple[Array, Array]:
     kinks = tuple(activation.kinks)
     return (expect_1d(lambda s: activation(s) ** 2, q, kinks),
             expect_1d(lambda s: activation.derivative(s) ** 2, q, kinks))  # fmt: skip
+
+
+# --- k-D: products of functions of one coordinate each, k ≤ 4 ---------------------------------
+NESTED_BREAKS = (-9.0, -3.0, 0.0, 3.0, 9.0)  # fixed cuts of each standard-normal coordinate
+NESTED_NODES = 8  # Gauss–Legendre nodes per piece
+
+
+def lower_cholesky(cov: Array) -> Array:
+    """Cholesky factor L (k, k), cov = L Lᵀ, of a small positive semi-definite covariance. An input
+    that is a combination of the earlier ones (x' = −x at the first layer) gets a zero column
+    instead of NaN: its coordinate is then a function of the others, which is exactly right."""
+    k = cov.shape[0]
+    tol = 64 * jnp.finfo(cov.dtype).eps
+    L = jnp.zeros_like(cov)
+    for j in range(k):
+        rest = cov[j, j] - jnp.sum(L[j, :j] ** 2)
+        d = jnp.sqrt(jnp.where(rest > tol * cov[j, j], rest, 0.0))
+        L = L.at[j, j].set(d)
+        for r in range(j + 1, k):
+            v = cov[r, j] - jnp.sum(L[r, :j] * L[j, :j])
+            L = L.at[r, j].set(jnp.where(d > 0, v / jnp.where(d > 0, d, 1.0), 0.0))
+    return L
+
+
+def nested_grid(cov: Array, kinks: tuple[float, ...] = ()) -> tuple[Array, Array]:
+    """Nodes u (N, k) and weights w (N,) with E[Π_j f_j(u_j)] ≈ Σ w Π_j f_j(u_j), u ~ N(0, cov),
+    for f_j smooth except at `kinks` (the 3- and 4-input moments of the finite-width theory).
+
+    u = L z with L the Cholesky factor, and the z_j are integrated one after the other: given
+    z_1 … z_{j−1}, u_j = c + L_jj z_j crosses a kink at z_j = (kink − c)/L_jj, and z_j's rule is cut
+    there (and at the fixed −9, −3, 0, 3, 9), Gauss–Legendre on each piece. The rule moves with the
+    kink, so every inner integral is a smooth (Gaussian-smoothed) function of the outer variables
+    and the whole rule converges like the 1-D one: a few 1e-6 of a moment's scale Π_j σ_j^{p_j}
+    with 8 nodes per piece (measured against Isserlis' theorem, adaptive quadrature and the same
+    rule with 16 nodes, for the family, ELU and tanh); ample for first-order statistics, and for
+    variances of order 1 (the fixed cuts do not follow a smooth φ bending at |u| ~ 1 when a
+    variance is ≫ 10). N = ((4 + #kinks)·8)^k: 2.6e6 points for four inputs and one kink."""
+    dtype = cov.dtype
+    L = lower_cholesky(cov)
+    end = NESTED_BREAKS[-1]
+    z = jnp.zeros((1, 0), dtype)
+    w = jnp.ones((1,), dtype)
+    for j in range(cov.shape[0]):
+        c = z @ L[j, :j]
+        s = L[j, j]
+        safe = jnp.where(s > 0, s, 1.0)
+        cuts = [jnp.full_like(c, b) for b in NESTED_BREAKS]
+        cuts += [jnp.clip(jnp.where(s > 0, (kink - c) / safe, end), -end, end) for kink in kinks]
+        breaks = jnp.stack(cuts, -1)
+        if kinks:
+            breaks = jnp.sort(breaks, -1)
+        nodes, weights = _pieces(breaks, NESTED_NODES)  # (P, Q)
+        weights = weights * jnp.exp(-0.5 * nodes**2) / math.sqrt(2 * math.pi)
+        q = nodes.shape[-1]
+        z = jnp.concatenate([jnp.repeat(z, q, axis=0), nodes.reshape(-1, 1)], axis=1)
+        w = (w[:, None] * weights).reshape(-1)
+    return z @ L.T, w
