@@ -44,6 +44,12 @@ derivatives, by autodiff), the kink-split quadrature of `ntksim.activations.gaus
 other φ and for the four-point moments ⟨φ'φ'φφ⟩ etc. A pair whose two inputs are exactly
 (anti-)parallel at every layer (x' = s·x without biases, for φ that keep them so) is an exact
 multiple of the first input's diagonal entry and is computed from it.
+
+All inputs at once (`FiniteWidth.entry_covariance`, n ≤ JOINT_MAX_INPUTS): the same recursion on
+the set of all n inputs, so its tensors carry every quadruple of inputs; the moments of three and
+four distinct inputs come from `ntksim.activations.gaussian.nested_grid`, one subset at a time,
+and the Jacobians and Hessians of the layer maps from each pair's (2, 2) map. Its err_op is the
+Gaussian surrogate's (science.md): ‖M + G‖₂ sampled, G ~ N(0, that covariance).
 """
 
 from __future__ import annotations
@@ -694,7 +700,11 @@ class FiniteWidth:
         Why a surrogate: K − E[K] is Gaussian to first order (its higher cumulants are O(1/m²)),
         and the spectral norm of a Gaussian matrix has no closed-form law; sampling it is cheap
         (draws × one (N, N) eigen-decomposition, N = n·m_l)."""
-        return surrogate_quantiles(self.mean_shift, self.entry_covariance(), quantiles, draws, seed)
+        return np.quantile(self.err_op_draws(draws, seed), quantiles)
+
+    def err_op_draws(self, draws: int = 20_000, seed: int = 0) -> np.ndarray:
+        """(draws,) ‖M + G‖₂ sampled from the Gaussian surrogate (see `err_op_quantiles`)."""
+        return surrogate_norms(self.mean_shift, self.entry_covariance(), draws, seed)
 
     @property
     def err_op(self) -> float:
@@ -702,11 +712,9 @@ class FiniteWidth:
         return float(self.err_op_quantiles((0.5,))[0])
 
 
-def surrogate_quantiles(
-    mean: np.ndarray, cov: np.ndarray, quantiles: tuple[float, ...], draws: int, seed: int
-) -> np.ndarray:
-    """Quantiles of ‖M + G‖₂ for M (N, N) and G a symmetric Gaussian matrix with Cov(G_IJ, G_KL) =
-    cov (N, N, N, N): the upper triangle is sampled, `draws` times, with a seeded generator."""
+def surrogate_norms(mean: np.ndarray, cov: np.ndarray, draws: int, seed: int) -> np.ndarray:
+    """(draws,) ‖M + G‖₂ for M (N, N) and G a symmetric Gaussian matrix with Cov(G_IJ, G_KL) =
+    cov (N, N, N, N): the upper triangle is sampled with a seeded generator."""
     size = cov.shape[0]
     rows, cols = np.triu_indices(size)
     flat = cov[rows, cols][:, rows, cols]  # the upper triangle determines the symmetric matrix
@@ -717,7 +725,7 @@ def surrogate_quantiles(
     e = np.zeros((draws, size, size))
     e[:, rows, cols] = upper
     e[:, cols, rows] = upper
-    return np.quantile(np.abs(np.linalg.eigvalsh(e)).max(axis=1), quantiles)
+    return np.abs(np.linalg.eigvalsh(e)).max(axis=1)
 
 
 def _entry_statistics(kernel: str, state: dict[str, np.ndarray], b: int, g: int) -> tuple[np.ndarray, ...]:
@@ -800,11 +808,10 @@ def finite_width(
     sigma_w, sigma_b = net.sigmas
     hidden = net.hidden
     with x64():
-        results = tuple(
-            _finite_width(net.activation, net.depth, float(sigma_w), float(sigma_b), hidden, net.out_dim, x,
-                          kernels, joint)  # fmt: skip
+        results = _finite_width(
+            net.activation, net.depth, float(sigma_w), float(sigma_b), hidden, net.out_dim, x, kernels, joint
         )
-    return results if isinstance(kernel, tuple) else results[0]
+    return tuple(results) if isinstance(kernel, tuple) else results[0]
 
 
 FIELDS = ("mean", "var", "cross", "block")
@@ -830,13 +837,13 @@ def _finite_width(
     for kernel in kernels:
         first, parallel = _from_pairs(lambda g: run(_Key(g)), kernel, activation, gram, depth)
 
+        @functools.cache  # shared by every copy `at` makes
         def deferred(kernel: str = kernel, limit: np.ndarray = first.limit, parallel: np.ndarray = parallel):
             with x64():
                 return _joint(lambda g: run(_Key(g)), kernel, gram, limit, parallel)
 
-        first = dataclasses.replace(
-            first, widths=tuple(hidden), out_dim=out_dim, deferred_joint=deferred if n <= JOINT_MAX_INPUTS else None
-        )
+        lazy = deferred if n <= JOINT_MAX_INPUTS else None
+        first = dataclasses.replace(first, widths=tuple(hidden), out_dim=out_dim, deferred_joint=lazy)
         if joint:
             first._ensure_joint()
         results.append(first)

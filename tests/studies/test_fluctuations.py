@@ -50,6 +50,9 @@ def test_a_cell_measures_what_the_theory_predicts() -> None:
     assert entries["pred_var"].max() > 0 and np.all(np.abs(entries["mean"]) < 4 * entries["se_mean"] + 1e-9)
     fro = stats[stats["quantity"] == "fro_sq"].iloc[0]
     assert abs(fro["mean"] - fro["pred_mean"]) < 4 * fro["se_mean"]
+    # err_op: the surrogate's mean (higher cumulants are O(1/m²): 4β of room at m = 64, β = 1/64)
+    op = stats[stats["quantity"] == "err_op"].iloc[0]
+    assert abs(op["mean"] - op["pred_mean"]) < 4 * op["se_mean"] + 4 * op["beta"] * op["pred_mean"], op
 
 
 @pytest.mark.parametrize(
