@@ -608,7 +608,8 @@ def _run(
     parts = []
     for start in range(0, size, chunk):
         block = grams[start : start + chunk]
-        pad = np.broadcast_to(np.eye(d), (chunk - block.shape[0], d, d))
+        # the last block padded only to its own bucket (33 pairs: 32 + 8, not 32 + 32)
+        pad = np.broadcast_to(np.eye(d), (_bucket(block.shape[0], chunk) - block.shape[0], d, d))
         batch = jnp.asarray(np.concatenate([block, pad]))
         sigmas = (jnp.asarray(sigma_w), jnp.asarray(sigma_b))
         if isinstance(activation, Activation):

@@ -7,7 +7,9 @@ work), for the family (relu: closed forms and angular rules) and for φ without 
 cost of the same numbers: the structured eNTK's seconds per seed (float64, median of 3 blocks
 of 64 seeds after a warm-up, `block_until_ready`) times the seeds that estimate every variance to
 1% relative standard error (S = (κ − 1)/0.01², κ the entries' kurtosis, measured here, ≈ 3).
-And how the theory's cost grows with n (pairs: n(n−1)/2) and depth (linear).
+And how the theory's cost grows with n (pairs: n(n−1)/2) and depth (linear). Last, the joint
+covariances of all n inputs (`FiniteWidth.entry_covariance`, which err_op's surrogate needs):
+C(n, 4) four-input integrals per layer, timed the same way.
 
     .venv/bin/python scripts/bench_finite_width.py      # part of make bench
 """
@@ -33,6 +35,15 @@ from ntksim.empirical import empirical_ntk_seeds  # noqa: E402
 from ntksim.finite_width import finite_width  # noqa: E402
 
 CASES = [("relu", 16), ("relu", 32), ("relu", 64), ("tanh", 8), ("tanh", 16), ("tanh", 64)]
+# (φ, n, depth) of the joint covariances
+JOINT_CASES = [
+    ("relu", 4, 4),
+    ("relu", 6, 4),
+    ("relu", 8, 4),
+    ("relu", 6, 10),
+    ("tanh", 6, 4),
+    ("tanh", 6, 10),
+]
 DEPTHS = (3, 10)
 WIDTH, DIM = 64, 8
 
@@ -48,6 +59,16 @@ def theory_seconds(net: ntksim.MLP, x: np.ndarray) -> tuple[float, float]:
         finite_width(net, x)
         times.append(time.perf_counter() - start)
     return first, statistics.median(times)
+
+
+def joint_seconds(net: ntksim.MLP, x: np.ndarray) -> tuple[float, float]:
+    """(first call, median of two more) seconds of finite_width(…, joint=True) plus err_op."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        finite_width(net, x, joint=True).err_op  # noqa: B018 — timed for its cost
+        times.append(time.perf_counter() - start)
+    return times[0], statistics.median(times[1:])
 
 
 def monte_carlo(net: ntksim.MLP, x: np.ndarray) -> tuple[float, float]:
@@ -97,6 +118,22 @@ def main() -> None:
     for name, n, depth, first, warm, per_seed_ms, seeds, mc in rows:
         lines.append(f"| {name} | {n} | {depth} | {first:.2f} | {warm:.3f} | {per_seed_ms:.3f} | {seeds:.0f} "
                      f"| {mc:.1f} | {mc / warm:.0f} |")  # fmt: skip
+    joint = []
+    for name, n, depth in JOINT_CASES:
+        x = np.asarray(ntksim.sphere(jax.random.PRNGKey(0), n, DIM), np.float64)
+        net = ntksim.MLP(name, depth=depth, width=WIDTH, schedule="constant", dtype=jnp.float64)
+        joint.append((name, n, depth, *joint_seconds(net, x)))
+        print(joint[-1], flush=True)
+    lines += [
+        "",
+        "Joint covariances of all n inputs and the err_op surrogate (`finite_width(…, joint=True).err_op`):",
+        "",
+        "| φ | n | depth | first call (s) | after compilation (s) |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {name} | {n} | {depth} | {first:.2f} | {warm:.2f} |" for name, n, depth, first, warm in joint
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -297,15 +297,22 @@ def test_first_order_statistics_match_monte_carlo(name, sigma_b, depth, width, s
 
 @ONCE
 @CURRENT_ONLY
-def test_equal_norm_inputs_interpolated_in_the_angle_match_every_pair_integrated(monkeypatch):
+@pytest.mark.parametrize("depth", [3, 10])
+def test_equal_norm_inputs_interpolated_in_the_angle_match_every_pair_integrated(monkeypatch, depth):
     """Many points on the sphere and φ without closed forms: the statistics interpolated in
-    α = arccos ρ equal those integrated pair by pair (to the interpolation's 1e-8 of each scale)."""
+    α = arccos ρ equal those integrated pair by pair (to the interpolation's 1e-8 of each scale).
+    At depth 10 the interpolation converges only if the layer maps' derivatives keep their digits
+    near ρ = ±1 (Price's theorem; autodiff through the rule's nodes lost 6e-5 there)."""
     import importlib
 
     module = importlib.import_module("ntksim.finite_width")
     x = np.asarray(ntksim.sphere(jax.random.PRNGKey(3), 17, 4), np.float64)  # 136 pairs
-    net = ntksim.MLP("tanh", depth=3, width=8, sigma_b=0.1)
+    net = ntksim.MLP("tanh", depth=depth, width=8, sigma_b=0.1)
+    calls = []
+    spy = module._equal_variance_pairs
+    monkeypatch.setattr(module, "_equal_variance_pairs", lambda *a: calls.append(spy(*a)) or calls[-1])
     interpolated = finite_width(net, x)
+    assert calls and calls[0] is not None  # the interpolation converged
     monkeypatch.setattr(module, "INTERPOLATE_MIN_PAIRS", 10**9)
     direct = finite_width(net, x)
     for name in ("mean_coef", "var_coef", "cross_coef", "block_coef", "pair_coef", "limit"):
@@ -472,3 +479,25 @@ def test_joint_covariances_and_err_op_match_monte_carlo(
     se_median = 1.2533 * op.std() / math.sqrt(seeds)
     predicted_quartiles = fw.err_op_quantiles((0.25, 0.5, 0.75))
     np.testing.assert_allclose(quartiles, predicted_quartiles, rtol=4 * beta, atol=4 * se_median)
+
+
+@ONCE
+@pytest.mark.parametrize("name", ["tanh", "gelu"])
+def test_price_theorem_derivatives_equal_autodiff_through_the_rule(name):
+    """A smooth φ's Jacobians and Hessians of (E_φ, E_φ') from Price's theorem against forward-mode
+    autodiff of the quadrature itself (the path kinked φ take), on pairs and on three inputs."""
+    import importlib
+
+    module = importlib.import_module("ntksim.finite_width")
+    act = ntksim.activation(name)
+    with x64():
+        for gram in ([[1.2, 0.3], [0.3, 0.8]], [[1.0, -0.9], [-0.9, 1.1]],
+                     [[2.0, 0.5, 0.1], [0.5, 1.0, -0.3], [0.1, -0.3, 0.7]]):  # fmt: skip
+            g = jnp.asarray(gram, jnp.float64)
+            price = module._price_jets(act, g)
+            jac = jax.jacfwd(lambda c: module._two_point(act, c))
+            autodiff = (jac(g), jax.jacfwd(jac)(g))
+            for order in range(2):
+                for which in range(2):
+                    a, b = np.asarray(price[order][which]), np.asarray(autodiff[order][which])
+                    np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * np.abs(b).max())
