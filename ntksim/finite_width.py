@@ -737,7 +737,8 @@ class FiniteWidth:
         if self.deferred_joint is None:
             raise ValueError(
                 f"finite_width: covariances between entries of different pairs need every quadruple "
-                f"of inputs; {self.n} inputs is more than JOINT_MAX_INPUTS = {JOINT_MAX_INPUTS}"
+                f"of inputs, computed for at most JOINT_MAX_INPUTS = {JOINT_MAX_INPUTS} inputs "
+                f"(these are {self.n}), by `finite_width` itself"
             )
         for name, value in self.deferred_joint().items():
             object.__setattr__(self, name, value)  # a cache: the same numbers joint=True gives
@@ -794,11 +795,18 @@ def surrogate_norms(mean: np.ndarray, cov: np.ndarray, draws: int, seed: int) ->
     values, vectors = np.linalg.eigh(0.5 * (flat + flat.T))
     root = vectors * np.sqrt(np.clip(values, 0.0, None))
     rng = np.random.default_rng(seed)
-    upper = mean[rows, cols][None] + rng.standard_normal((draws, len(rows))) @ root.T
-    e = np.zeros((draws, size, size))
-    e[:, rows, cols] = upper
-    e[:, cols, rows] = upper
-    return np.abs(np.linalg.eigvalsh(e)).max(axis=1)
+    norms = []
+    for start in range(0, draws, SURROGATE_BLOCK):  # bounded memory for large n·m_l
+        count = min(SURROGATE_BLOCK, draws - start)
+        upper = mean[rows, cols][None] + rng.standard_normal((count, len(rows))) @ root.T
+        e = np.zeros((count, size, size))
+        e[:, rows, cols] = upper
+        e[:, cols, rows] = upper
+        norms.append(np.abs(np.linalg.eigvalsh(e)).max(axis=1))
+    return np.concatenate(norms)
+
+
+SURROGATE_BLOCK = 2000
 
 
 def _entry_statistics(kernel: str, state: dict[str, np.ndarray], b: int, g: int) -> tuple[np.ndarray, ...]:
@@ -863,7 +871,7 @@ def finite_width(
     Returns:
       a `FiniteWidth` (float64; computed with x64 on, whatever JAX's flag outside).
     """
-    kernels = kernel if isinstance(kernel, tuple) else (kernel,)
+    kernels = tuple(kernel) if isinstance(kernel, tuple | list) else (kernel,)
     for k in kernels:
         if k not in ("ntk", "nngp"):
             raise ValueError(f"finite_width: unknown kernel {k!r}; choose ntk or nngp")
@@ -884,7 +892,7 @@ def finite_width(
         results = _finite_width(
             net.activation, net.depth, float(sigma_w), float(sigma_b), hidden, net.out_dim, x, kernels, joint
         )
-    return tuple(results) if isinstance(kernel, tuple) else results[0]
+    return tuple(results) if isinstance(kernel, tuple | list) else results[0]
 
 
 FIELDS = ("mean", "var", "cross", "block")
@@ -1017,7 +1025,8 @@ def _pairs(
     """Statistics of the pairs with Grams (P, 2, 2): "mean", "var", "cross", "block" (P, S) of the
     entry (x, x'), "pair" (P, S, 3, 3) Cov of (K_xx, K_xx', K_x'x'), "limit" (P,)."""
     stats = run(grams)
-    out = dict(zip(FIELDS, _entry_statistics(kernel, stats, 0, 1), strict=True))
+    # copies: `stats` is cached for the other kernel, and the parallel pairs are written below
+    out = {k: np.array(v) for k, v in zip(FIELDS, _entry_statistics(kernel, stats, 0, 1), strict=True)}
     out["pair"] = _pair_cov(kernel, stats)
     last = stats["H" if kernel == "ntk" else "G"]
     out["limit"] = last[:, 0, 1]

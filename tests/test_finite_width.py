@@ -428,20 +428,21 @@ def test_one_hidden_layer_joint_covariances_are_those_of_iid_terms(name, sigma_b
             (a, b, i, j), (c, e, k, l), product.mean(), predicted)  # fmt: skip
 
 
-JOINT_CASES = [  # activation, σ_b, depth, width, out_dim, kernel, cosines (x_0 and partners)
-    ("relu", 0.0, 3, 512, 1, "ntk", (0.5, -1.0, 0.0)),
-    # x_2 = −0.9·x_0 stays antiparallel through tanh without bias: K(x_2, ·) = κ·K(x_0, ·) exactly
-    ("tanh", 0.0, 3, 128, 2, "ntk", (0.5, -1.0, 0.2)),
-    ("elu", 0.2, 3, 128, 1, "nngp", (0.5, -0.5, 0.9)),
+JOINT_CASES = [  # activation, σ_b, depth, width, out_dim, kernel, cosines (x_0 and partners), norms
+    ("relu", 0.0, 3, 512, 1, "ntk", (0.5, -1.0, 0.0), (1.0, 0.9, 1.1, 1.2)),
+    # x_2 = −x_0 stays antiparallel through tanh without bias: K(x_2, ·) = −K(x_0, ·) exactly, so
+    # x_2 is left out of the joint recursion and put back scaled (`_joint`)
+    ("tanh", 0.0, 3, 128, 2, "ntk", (0.5, -1.0, 0.2), (1.0, 0.9, 1.0, 1.2)),
+    ("elu", 0.2, 3, 128, 1, "nngp", (0.5, -0.5, 0.9), (1.0, 0.9, 1.1, 1.2)),
 ]
 
 
 @ONCE
 @CURRENT_ONLY
 @pytest.mark.slow
-@pytest.mark.parametrize("name, sigma_b, depth, width, out_dim, kernel, cosines", JOINT_CASES)
+@pytest.mark.parametrize("name, sigma_b, depth, width, out_dim, kernel, cosines, norms", JOINT_CASES)
 def test_joint_covariances_and_err_op_match_monte_carlo(
-    name, sigma_b, depth, width, out_dim, kernel, cosines
+    name, sigma_b, depth, width, out_dim, kernel, cosines, norms
 ):
     """Cov between any two entries of K (4 inputs: entries of different pairs too) and the Gaussian
     surrogate's err_op quartiles against 3 000 draws of ntksim's eNTK/eNNGP: within 4.5 standard
@@ -451,7 +452,7 @@ def test_joint_covariances_and_err_op_match_monte_carlo(
     net = ntksim.MLP(
         name, depth=depth, width=width, sigma_b=sigma_b or None, out_dim=out_dim, schedule="constant"
     )
-    x = inputs(cosines, norms=(1.0, 0.9, 1.1, 1.2))
+    x = inputs(cosines, norms=norms)
     fw = finite_width(net, x, kernel, joint=True)
     seeds = 3000
     e = measured(net, x, kernel, seeds) - np.kron(fw.limit, np.eye(out_dim)) / x.shape[0]
@@ -501,3 +502,22 @@ def test_price_theorem_derivatives_equal_autodiff_through_the_rule(name):
                 for which in range(2):
                     a, b = np.asarray(price[order][which]), np.asarray(autodiff[order][which])
                     np.testing.assert_allclose(a, b, rtol=0, atol=1e-11 * np.abs(b).max())
+
+
+@ONCE
+def test_exact_multiples_are_left_out_of_the_joint_recursion_and_put_back_scaled():
+    """x_2 = −x_0 through tanh without bias: K(x_2, ·) = −K(x_0, ·) at every width, so each index on
+    x_2 flips the sign of a covariance; and the pair (x_0, x_2), which the pairwise path computes
+    from the diagonal, agrees with the joint tensor."""
+    net = ntksim.MLP("tanh", depth=3, width=16)
+    x = inputs((0.5, -1.0), norms=(1.0, 0.9, 1.0))
+    fw = finite_width(net, x, joint=True)
+    cov = fw.entry_covariance()
+    scale = np.abs(cov).max()
+    np.testing.assert_allclose(cov[2, 1], -cov[0, 1], rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(cov[2, 2], cov[0, 0], rtol=0, atol=1e-12 * scale)
+    np.testing.assert_allclose(cov[:, :, 1, 2], -cov[:, :, 1, 0], rtol=0, atol=1e-12 * scale)
+    entries = ((0, 0), (0, 2), (2, 2))
+    joint = np.array([[cov[a, b, c, d] for c, d in entries] for a, b in entries])
+    np.testing.assert_allclose(joint, fw.covariance(0, 2), rtol=1e-9, atol=1e-12 * scale)
+    assert abs(fw.covariance(0, 2)[0, 1]) > 0.1 * scale  # not trivially zero

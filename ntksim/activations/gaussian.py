@@ -320,7 +320,7 @@ NESTED_NODES = 8  # Gauss–Legendre nodes per piece
 def lower_cholesky(cov: Array) -> Array:
     """Cholesky factor L (k, k), cov = L Lᵀ, of a small positive semi-definite covariance. An input
     that is a combination of the earlier ones (x' = −x at the first layer) gets a zero column
-    instead of NaN: its coordinate is then a function of the others, which is exactly right."""
+    instead of NaN: its coordinate is then a function of the others."""
     k = cov.shape[0]
     tol = 64 * jnp.finfo(cov.dtype).eps
     L = jnp.zeros_like(cov)
@@ -344,9 +344,13 @@ def nested_grid(cov: Array, kinks: tuple[float, ...] = ()) -> tuple[Array, Array
     kink, so every inner integral is a smooth (Gaussian-smoothed) function of the outer variables
     and the whole rule converges like the 1-D one: a few 1e-6 of a moment's scale Π_j σ_j^{p_j}
     with 8 nodes per piece (measured against Isserlis' theorem, adaptive quadrature and the same
-    rule with 16 nodes, for the family, ELU and tanh); ample for first-order statistics, and for
-    variances of order 1 (the fixed cuts do not follow a smooth φ bending at |u| ~ 1 when a
-    variance is ≫ 10). N = ((4 + #kinks)·8)^k: 2.6e6 points for four inputs and one kink."""
+    rule with 16 nodes, for the family, ELU and tanh) when the inputs are linearly independent. A
+    coordinate that depends (nearly) linearly on the earlier ones has its kink in the earlier
+    variables, where no rule is cut for it: then the error is O(h), ~0.3% of the joint covariances
+    at the first layer of 6 inputs in R^3 (8 against 12 nodes per piece; err_op moves by 1e-5). Ample
+    for first-order statistics compared with Monte Carlo, not "exact". Variances of order 1 are
+    assumed (the fixed cuts do not follow a smooth φ bending at |u| ~ 1 when a variance is ≫ 10).
+    N = ((4 + #kinks)·8)^k: 2.6e6 points for four inputs and one kink."""
     dtype = cov.dtype
     L = lower_cholesky(cov)
     end = NESTED_BREAKS[-1]

@@ -100,6 +100,7 @@ class FluctuationsConfig(RunConfig):
 
 
 KERNELS: tuple[Literal["ntk", "nngp"], ...] = ("ntk", "nngp")
+ERR_OP_MAX_INPUTS = 8  # err_op is predicted (joint covariances) for up to this many inputs
 
 
 def inputs(cosines: list[float], norms: list[float] | None, dim: int) -> np.ndarray:
@@ -240,8 +241,10 @@ def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
         "pred_var": math.nan,
     }
     rows.append(base | nothing | {"quantity": "fro_sq", **_sums(fro_sq), "pred_mean": theory.expected_fro_sq})
-    # err_op's prediction: the mean over the Gaussian surrogate's draws (science.md, "Finite width")
-    surrogate = theory.err_op_draws() if theory.deferred_joint is not None else np.array([math.nan])
+    # err_op's prediction: the mean over the Gaussian surrogate's draws (science.md, "Finite width");
+    # its joint covariances cost C(n, 4) four-input integrals per layer (n = 8, depth 4: ~30 s)
+    predict_op = n <= ERR_OP_MAX_INPUTS and theory.deferred_joint is not None
+    surrogate = theory.err_op_draws() if predict_op else np.array([math.nan])
     predicted_op = float(surrogate.mean())
     rows.append(base | nothing | {"quantity": "err_op", **_sums(err_op), "pred_mean": predicted_op})
     return rows
@@ -330,7 +333,8 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig) -> str:
         "",
         "Predicted: E‖K − K∞‖²_F is the sum of the entries' first-order variances; err_op = ‖K − K∞‖₂ "
         "is the mean of ‖M + G‖₂ over 20 000 draws of the Gaussian surrogate (G with the first-order "
-        "covariances of all entries, 3- and 4-input ones included; M the mean shift).",
+        f"covariances of all entries, 3- and 4-input ones included; M the mean shift), for up to "
+        f"{ERR_OP_MAX_INPUTS} inputs.",
         "",
         "| activation | σ_b | kernel | depth | schedule | m | E‖K−K∞‖²_F measured | predicted | ratio "
         "| mean err_op | predicted | ratio |",
@@ -417,7 +421,8 @@ def plt_colormap(count: int) -> list[tuple]:
 
 def cost(cells: list[Cell], config: FluctuationsConfig) -> list[CellCost]:
     """`Study.cost`: the cell's float64 kernels (structured NTK or NNGP) on its few inputs, their
-    deviations and eigenvalues on the host; the first-order theory once per network (small)."""
+    deviations and eigenvalues on the host; the first-order theory once per network (seconds; its
+    joint covariances for err_op up to ~30 s at 8 inputs, depth 4, not counted here)."""
     estimates = []
     for cell in cells:
         n = len(cell.inputs[0]) + 1
