@@ -846,6 +846,9 @@ def x64() -> Any:
 # Covariances between entries of different pairs (and the err_op surrogate) for up to this many
 # inputs: C(n, 4) four-input rules of ~2.6e6 points per layer (n = 6: ~7 s at depth 4, relu).
 JOINT_MAX_INPUTS = 12
+# The studies predict err_op (the surrogate's joint covariances) for up to this many inputs: C(8, 4)
+# = 70 four-input rules per layer, ~30 s at depth 4 for relu on a 2-core CPU.
+ERR_OP_MAX_INPUTS = 8
 
 
 @overload

@@ -116,6 +116,12 @@ def plot_concentration(
         label = name if slope == "—" else f"{name}: slope {slope} {interval}"
         ax.plot(widths, med, "o-", color=colors[name], label=label, lw=1.6, ms=4)
         ax.fill_between(widths, lo, hi, color=colors[name], alpha=0.2, lw=0)
+        if predicted is not None and "predicted_op" in predicted.columns:
+            line = predicted[predicted["activation"] == name].sort_values("width")
+            line = line[np.isfinite(line["predicted_op"].to_numpy(float))]
+            if len(line):
+                ax.plot(line["width"].to_numpy(float), line["predicted_op"].to_numpy(float), "--",
+                        color=colors[name], lw=1.4, label=f"{name}: first-order theory")  # fmt: skip
         if anchor is None or med[0] > anchor[1]:
             anchor = (widths[0], med[0])
     if anchor is not None:

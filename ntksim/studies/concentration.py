@@ -467,7 +467,7 @@ def cost(cells: list[Cell], config: Config) -> list[CellCost]:
 
 
 THEORY_SWITCH = "NTKSIM_THEORY"  # "0": summaries and figures without the first-order theory
-THEORY_COLUMNS = ("activation", "kernel", "depth", "out_dim", "width", "predicted_fro")
+THEORY_COLUMNS = ("activation", "kernel", "depth", "out_dim", "width", "predicted_fro", "predicted_op")
 _THEORY: dict[str, pd.DataFrame] = {}  # per config: summary and figures share one computation
 
 
@@ -483,7 +483,7 @@ def theory(table: pd.DataFrame, config: Config | None) -> pd.DataFrame:
     key = config.model_dump_json()
     if key in _THEORY:
         return _THEORY[key]
-    from ntksim.finite_width import finite_width
+    from ntksim.finite_width import ERR_OP_MAX_INPUTS, finite_width
 
     present = set(zip(table["activation"], table["depth"], table["out_dim"], strict=True))
     x = load_data(config.data)
@@ -503,8 +503,11 @@ def theory(table: pd.DataFrame, config: Config | None) -> pd.DataFrame:
                     continue
                 for width in widths:
                     hidden = hidden_widths(depth, width, config.schedule)
+                    at = first_order.at(hidden)
+                    # the median err_op of the Gaussian surrogate, where its joint covariances are cheap
+                    op = at.err_op if x.shape[0] <= ERR_OP_MAX_INPUTS else math.nan
                     rows.append((act.name, config.kernel, depth, out_dim, width if width is not None else 0,
-                                 first_order.at(hidden).err_fro))  # fmt: skip
+                                 at.err_fro, op))  # fmt: skip
     _THEORY[key] = pd.DataFrame(rows, columns=list(THEORY_COLUMNS))
     return _THEORY[key]
 
@@ -521,6 +524,9 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
         .merge(measured.apply(lambda e: float(np.sqrt(np.mean(np.square(e))))).rename("rms").reset_index()),
         on=["activation", "depth", "out_dim", "width"],
     )
+    keys = ["activation", "depth", "out_dim", "width"]
+    ops = merged.merge(table.groupby(keys)["err_op"].median().rename("op").reset_index(), on=keys)
+    ops = ops[np.isfinite(ops["predicted_op"].to_numpy(float))]
     lines = [
         "",
         "## First-order theory",
@@ -539,6 +545,21 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
             f"{row.predicted_fro:.4g} | {row.rms:.4g} | {row.median:.4g} | "
             f"{row.rms / row.predicted_fro:.3f} |"
         )
+    if len(ops):
+        lines += [
+            "",
+            "err_op = ‖K(θ) − K∞‖₂, median over seeds, against the median of the Gaussian surrogate",
+            "(K − K∞ ≈ M + G, G with the first-order covariances of all entries; science.md).",
+            "",
+            "| activation | m | kernel | depth | out_dim | predicted | measured median "
+            "| measured / predicted |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in ops.itertuples():
+            lines.append(
+                f"| {row.activation} | {row.width} | {row.kernel} | {row.depth} | {row.out_dim} | "
+                f"{row.predicted_op:.4g} | {row.op:.4g} | {row.op / row.predicted_op:.3f} |"
+            )
     return "\n".join(lines) + "\n"
 
 

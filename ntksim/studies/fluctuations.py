@@ -30,7 +30,7 @@ from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, as_list
 from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
-from ntksim.finite_width import finite_width, x64
+from ntksim.finite_width import ERR_OP_MAX_INPUTS, finite_width, x64
 from ntksim.kernel_cost import kernel_cost
 from ntksim.model import MLP, sample_widths
 from ntksim.studies._sections import ActivationSpec, activation_identity
@@ -100,7 +100,6 @@ class FluctuationsConfig(RunConfig):
 
 
 KERNELS: tuple[Literal["ntk", "nngp"], ...] = ("ntk", "nngp")
-ERR_OP_MAX_INPUTS = 8  # err_op is predicted (joint covariances) for up to this many inputs
 
 
 def inputs(cosines: list[float], norms: list[float] | None, dim: int) -> np.ndarray:

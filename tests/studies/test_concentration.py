@@ -238,12 +238,17 @@ def test_summary_and_figures_carry_the_first_order_theory(tmp_path: Path, monkey
     predicted = concentration.theory(table, config)
     assert sorted(set(predicted["activation"])) == ["relu", "tanh"] and set(predicted["depth"]) == {3}
     x = load_data(config.data)
+    first = {}  # one finite_width per activation (its joint covariances are shared by `at`)
     for row in predicted.itertuples():
         act = next(a for a in config.activation_objects() if a.name == row.activation)
         net = MLP(act, depth=3, width=row.width, out_dim=1, schedule=config.schedule)
-        want = finite_width(net, x).at(hidden_widths(3, row.width, config.schedule)).err_fro
-        assert row.predicted_fro == pytest.approx(want, rel=1e-12)
+        if row.activation not in first:
+            first[row.activation] = finite_width(net, x)
+        at = first[row.activation].at(hidden_widths(3, row.width, config.schedule))
+        assert row.predicted_fro == pytest.approx(at.err_fro, rel=1e-12)
+        assert row.predicted_op == pytest.approx(at.err_op, rel=1e-12)  # n = 6 ≤ 8: err_op predicted
     summary = concentration.summarize(table, config)
     assert "## First-order theory" in summary and f"{predicted['predicted_fro'].iloc[0]:.4g}" in summary
+    assert f"{predicted['predicted_op'].iloc[0]:.4g}" in summary
     figures = concentration.figures(table, config, tmp_path / "figures")
     assert any("err_op_depth3" in p.name for p in figures)
