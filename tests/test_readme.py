@@ -45,11 +45,13 @@ def test_readme_finite_width_block_runs_and_its_numbers_hold() -> None:
     block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[2]
     check = (
         "\nprint(*np.round(fw.per_layer['fro_sq'], 3), round(fw.err_fro, 3), "
-        "round(fw.at([128, 512]).err_fro / fw.err_fro * 2**0.5, 12), fw.covariance(0, 1).shape)\n"
+        "round(fw.at([128, 512]).err_fro / fw.err_fro * 2**0.5, 12), fw.covariance(0, 1).shape, "
+        "small[0].entry_covariance().shape, small[1].kernel)\n"
     )
     proc = subprocess.run([sys.executable, "-c", block + check], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.split() == ["0.736", "0.194", "0.964", "1.0", "(3,", "3)"], proc.stdout
+    expected = ["0.736", "0.194", "0.964", "1.0", "(3,", "3)", "(12,", "12,", "12,", "12)", "nngp"]
+    assert proc.stdout.split() == expected, proc.stdout
 
 
 def test_nothing_shipped_points_outside_the_repository() -> None:
