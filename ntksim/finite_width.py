@@ -150,6 +150,13 @@ class TracedFamily:
         return cls(*leaves)
 
 
+def _pair_nodes(kinks: tuple[float, ...], q1: Array, q2: Array, rho: Array) -> tuple[Array, Array, Array]:
+    """The kink-split polar rule of one pair as flat nodes (u, v) and weights (density included)."""
+    a, b, r, w_r, w_theta = polar_grid(kinks, kinks, q1[None], q2[None], rho[None])
+    weights = (w_theta[..., None] * w_r * r * jnp.exp(-0.5 * r**2)).reshape(-1) / (2 * math.pi)
+    return (a[..., None] * r).reshape(-1), (b[..., None] * r).reshape(-1), weights
+
+
 class _Rule:
     """φ and φ' at the nodes of one Gaussian rule, so that every product moment
     E[Π_β φ(h_β)^{p_β} φ'(h_β)^{q_β}] is one weighted sum over the same nodes.
@@ -189,9 +196,7 @@ class _Rule:
             self.values = [(activation(c), activation.derivative(c)) for c in (cos1, cos2)]
             self.scales = (q1, q2)
             return
-        a, b, r, w_r, w_theta = polar_grid(kinks, kinks, q1[None], q2[None], rho[None])
-        self.weights = (w_theta[..., None] * w_r * r * jnp.exp(-0.5 * r**2)).reshape(-1) / (2 * math.pi)
-        u, v = (a[..., None] * r).reshape(-1), (b[..., None] * r).reshape(-1)
+        u, v, self.weights = _pair_nodes(kinks, q1, q2, rho)
         self.values = [(activation(u), activation.derivative(u)), (activation(v), activation.derivative(v))]
 
     def moment(self, powers: Powers) -> Array:
@@ -336,9 +341,7 @@ def _price_jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array
             hess[which] = hess[which].at[b, b, b, b, b, b].set(second)
     for b, g in itertools.combinations(range(d), 2):
         q1, q2, rho = _pair_rho(_snap(G[np.ix_([b, g], [b, g])]))
-        a, c, r, w_r, w_theta = polar_grid((), (), q1[None], q2[None], rho[None])
-        weights = (w_theta[..., None] * w_r * r * jnp.exp(-0.5 * r**2)).reshape(-1) / (2 * math.pi)
-        u, v = (a[..., None] * r).reshape(-1), (c[..., None] * r).reshape(-1)
+        u, v, weights = _pair_nodes((), q1, q2, rho)
         U, V = [f(u) for f in derivs], [f(v) for f in derivs]
 
         def two(i: int, j: int, weights: Array = weights, U: list[Array] = U, V: list[Array] = V) -> Array:
@@ -364,12 +367,7 @@ def _price_jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array
 
 def _four_point(moments: _Moments, kinds: str, d: int) -> Array:
     """T[β,γ,δ,ε] = ⟨t_1(h_β) t_2(h_γ) t_3(h_δ) t_4(h_ε)⟩, t_k = φ ('p') or φ' ('d') by `kinds`."""
-    out = []
-    for index in itertools.product(range(d), repeat=4):
-        powers = [[0, 0] for _ in range(d)]
-        for kind, b in zip(kinds, index, strict=True):
-            powers[b][0 if kind == "p" else 1] += 1
-        out.append(moments(tuple(tuple(p) for p in powers)))
+    out = [moments(_tuple_powers(kinds, index, d)) for index in itertools.product(range(d), repeat=4)]
     return jnp.stack(out).reshape((d,) * 4)
 
 
