@@ -403,7 +403,7 @@ def figures(table: pd.DataFrame, config: FluctuationsConfig, directory: Path) ->
         ]
         handles.append(Line2D([], [], color="gray", marker="o", ls="none", label="measured (±2 se)"))
         handles.append(Line2D([], [], color="gray", ls="--", label="first-order theory"))
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 8), fontsize=8)
+        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8)
         fig.suptitle(f"{kernel.upper()} fluctuations, {schedule} widths: Monte Carlo against the 1/m theory",
                      fontsize=10)  # fmt: skip
         path = directory / f"variance_{kernel}_{schedule}.png"
