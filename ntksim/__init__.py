@@ -11,21 +11,21 @@ from ntksim.activations.eoc import (
     eoc_sigma_w,
     resolve_sigmas,
 )
-from ntksim.data import gaussian, load_points, sphere
-from ntksim.empirical import (
+from ntksim.analysis.metrics import concentration
+from ntksim.data.points import gaussian, load_points, sphere
+from ntksim.engine.run import open_run as load_run
+from ntksim.kernels.finite_width import FiniteWidth, finite_width
+from ntksim.kernels.limits import limit_nngp, limit_ntk
+from ntksim.kernels.mercer import harmonic_dimension, mercer_eigenvalues, multiplicities
+from ntksim.nets.empirical import (
     empirical_nngp,
     empirical_nngp_seeds,
     empirical_ntk,
     empirical_ntk_seeds,
     empirical_ntk_seeds_together,
 )
-from ntksim.engine.run import open_run as load_run
-from ntksim.finite_width import FiniteWidth, finite_width
-from ntksim.limits import limit_nngp, limit_ntk
-from ntksim.mercer import harmonic_dimension, mercer_eigenvalues, multiplicities
-from ntksim.metrics import concentration
-from ntksim.model import MLP
-from ntksim.widths import hidden_widths
+from ntksim.nets.model import MLP
+from ntksim.nets.widths import hidden_widths
 
 __version__ = "0.1.0"
 

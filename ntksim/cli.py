@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-FORMATS = ("png", "pdf", "svg")  # as ntksim.plots.FIGURE_FORMATS (not imported: matplotlib is slow to load)
+# as ntksim.analysis.figures.FIGURE_FORMATS (not imported here: matplotlib is slow to load)
+FORMATS = ("png", "pdf", "svg")
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -162,7 +163,7 @@ def _run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
 
     import jax
 
-    from ntksim.limits import neural_tangents_available
+    from ntksim.kernels.limits import neural_tangents_available
 
     versions = {}
     for pkg in ("ntksim", "jax", "jaxlib", "flax", "neural-tangents", "numpy", "submitit"):
@@ -218,7 +219,8 @@ def _run(args: argparse.Namespace) -> None:
     import yaml
 
     from ntksim.engine.cells import config_digest
-    from ntksim.engine.config import ConfigError, hashed, load
+    from ntksim.engine.config import ConfigError, hashed
+    from ntksim.engine.loading import load
     from ntksim.engine.run import compile_cache_dir, compute_cells, finish, store_for, study_of, time_report
     from ntksim.engine.store import unique_cells
 
@@ -504,7 +506,8 @@ def _check_out(store, resolved: dict[str, Any], digest: str, force: bool) -> Non
     import yaml
 
     from ntksim.engine.cells import config_digest
-    from ntksim.engine.config import ConfigError, hashed, validate
+    from ntksim.engine.config import ConfigError, hashed
+    from ntksim.engine.loading import validate
 
     out = store.root
     foreign = store.foreign_entries()
@@ -735,7 +738,7 @@ def _eoc(args: argparse.Namespace) -> None:
 
     from ntksim.activations import activation
     from ntksim.activations.eoc import NoEOCPoint, eoc, eoc_curve
-    from ntksim.plots import plot_phase_diagram
+    from ntksim.analysis.phase_diagram import plot_phase_diagram
 
     acts = []
     for spec in args.activations:
@@ -824,7 +827,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         command = {"run": _run, "status": _status, "plot": _plot, "eoc": _eoc}[args.command]
         if getattr(args, "formats", ("png",)) != ("png",):
-            from ntksim.plots import figure_formats
+            from ntksim.analysis.figures import figure_formats
 
             with figure_formats(args.formats):
                 command(args)

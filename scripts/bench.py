@@ -56,8 +56,8 @@ def measure(depth: int, width: int, n: int, out_dim: int, method: str, repeats: 
     import numpy as np
 
     import ntksim
-    from ntksim.empirical import empirical_ntk_seeds
-    from ntksim.model import forward
+    from ntksim.nets.empirical import empirical_ntk_seeds
+    from ntksim.nets.model import forward
 
     act = ntksim.Activation.preset("relu")
     net = ntksim.MLP(act, depth=depth, width=width, out_dim=out_dim, dtype="float32")
@@ -84,11 +84,11 @@ def measure(depth: int, width: int, n: int, out_dim: int, method: str, repeats: 
         fn = jax.jit(floor)
         call = lambda: fn(params)  # noqa: E731
     elif method in NT_IMPL:
-        from ntksim.limits import neural_tangents_available
+        from ntksim.kernels.limits import neural_tangents_available
 
         if not neural_tangents_available():  # neural-tangents 0.6.5 imports only with jax <= 0.5.3
             return result | {"status": "unavailable: needs the reference profile (make bench-reference)"}
-        from ntksim.nt_backend import nt_empirical_fn, stax_network
+        from ntksim.kernels.nt_backend import nt_empirical_fn, stax_network
 
         init_fn, _, _ = stax_network(net)
         _, nt_params = init_fn(jax.random.PRNGKey(1), x.shape)

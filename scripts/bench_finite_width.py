@@ -1,4 +1,4 @@
-"""The first-order theory (`ntksim.finite_width`) against the Monte Carlo that reaches its accuracy.
+"""The first-order theory (`ntksim.kernels.finite_width`) against the Monte Carlo that reaches its accuracy.
 
 For n inputs on the sphere in R^8, constant width 64 and depths 3 and 10: the wall time of
 `finite_width` after compilation (median of 3 calls, float64; each call includes its host-side
@@ -31,8 +31,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import ntksim  # noqa: E402
-from ntksim.empirical import empirical_ntk_seeds  # noqa: E402
-from ntksim.finite_width import finite_width  # noqa: E402
+from ntksim.kernels.finite_width import finite_width  # noqa: E402
+from ntksim.nets.empirical import empirical_ntk_seeds  # noqa: E402
 
 CASES = [("relu", 16), ("relu", 32), ("relu", 64), ("tanh", 8), ("tanh", 16), ("tanh", 64)]
 # (φ, n, depth) of the joint covariances

@@ -5,7 +5,7 @@ Depth 10, n = 256 points on the sphere in R^8, σ_b = 0.2 at each activation's E
 Accuracy is max |K − K_ref| / max |K_ref| over 300 random entries and 8 diagonal ones, against
 a high-precision reference: ntksim's polar quadrature with twice the nodes in every direction,
 each pair's recursion integrated directly (no one-variable interpolation; with equal norms a
-pair needs only its own entry and the diagonal). tests/test_gaussian.py checks that rule against
+pair needs only its own entry and the diagonal). tests/activations/test_gaussian.py checks that rule against
 scipy's adaptive quadrature to 1e-10. Times are medians of 3 calls after a warm-up (block_until_ready);
 neural-tangents' kernel_fn is jitted for timing and unjitted for its error (design.md: jitting
 it can move its diagonal by 1e-8). Needs the reference profile:
@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 
 import ntksim  # noqa: E402
 from ntksim.activations import gaussian  # noqa: E402
-from ntksim.limits import neural_tangents_available  # noqa: E402
+from ntksim.kernels.limits import neural_tangents_available  # noqa: E402
 
 ACTIVATIONS = ["tanh", "elu", "selu"]
 DEGS = [25, 50, 100]
@@ -104,7 +104,7 @@ def main() -> None:
         print(rows[-1], flush=True)
         if not neural_tangents_available():
             continue
-        from ntksim.nt_backend import stax_network
+        from ntksim.kernels.nt_backend import stax_network
 
         for deg in DEGS:
             _, _, kernel_fn = stax_network(net, deg)

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 import ntksim
-from ntksim.mercer import kernel_function, mercer_eigenvalues, multiplicities
+from ntksim.kernels.mercer import kernel_function, mercer_eigenvalues, multiplicities
 
 ACTIVATIONS = ["relu", "tanh", "elu"]
 DEPTH, DIM, KMAX = 10, 3, 200

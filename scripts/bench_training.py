@@ -2,7 +2,7 @@
 
 32 seeds × depth 3 × constant width m = 512 × n = 64 training points in R^8, relu at the EOC,
 float32, full-batch gradient descent (optax.sgd), 1 000 steps, network only (no linearisation,
-no drift: what a per-seed loop would also do). Compiled loop: `ntksim.training.train_seeds`, all
+no drift: what a per-seed loop would also do). Compiled loop: `ntksim.nets.dynamics.train_seeds`, all
 seeds in one vmapped `fori_loop`; its steady-state time is t(1 010 steps) − t(10 steps), which
 cancels the compilation both calls pay. Baseline: `jax.jit` of one optax step of `net.apply`,
 called in a Python loop per seed (compiled once, warmed up), timed on 4 seeds × 100 steps.
@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 import ntksim
-from ntksim.training import train_seeds
+from ntksim.nets.dynamics import train_seeds
 
 SEEDS, DEPTH, N, DIM, STEPS = 32, 3, 64, 8, 1000
 WIDTHS = (512, 64)  # the setting, and a small width where per-step dispatch dominates
@@ -97,7 +97,7 @@ def main() -> None:
     for width, r in results.items():
         lines += [
             f"| {width} | per-seed flax + optax (jit per step) | {r['baseline']:.1f} | 1 |",
-            f"| {width} | ntksim.training.train_seeds (vmap × fori_loop; calls {r['long']:.1f} s, "
+            f"| {width} | ntksim.nets.dynamics.train_seeds (vmap × fori_loop; calls {r['long']:.1f} s, "
             f"{r['short']:.1f} s) | {r['compiled']:.1f} | {r['compiled'] / r['baseline']:.2f} |",
         ]
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -3,8 +3,8 @@
 Each case is one fluctuations-study setting (x_0 and partners at cosines −1, −0.5, 0, 0.5, 0.99,
 norms unequal, one output), computed by the study's own cell code in blocks of seeds and merged:
 for every entry of K its variance and mean shift, measured ± standard error, against
-`ntksim.finite_width`, and the allowance 3·se + the O(1/m²) remainder bound of
-`tests/test_finite_width.py` (4β·|first order| + 2β²‖K∞‖²_max, β = Σ_k 1/m_k). Then E‖K − K∞‖²_F and
+`ntksim.kernels.finite_width`, and the allowance 3·se + the O(1/m²) remainder bound of
+`tests/kernels/test_finite_width.py` (4β·|first order| + 2β²‖K∞‖²_max, β = Σ_k 1/m_k). Then E‖K − K∞‖²_F and
 err_op against the prediction (the Gaussian surrogate's mean for err_op).
 
     .venv/bin/python scripts/fluctuation_agreement.py [--seeds 20000] [--out FILE.md]
@@ -23,7 +23,7 @@ jax.config.update("jax_enable_x64", True)
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from ntksim.engine.config import validate  # noqa: E402
+from ntksim.engine.loading import validate  # noqa: E402
 from ntksim.engine.study import Memo  # noqa: E402
 from ntksim.studies import fluctuations  # noqa: E402
 

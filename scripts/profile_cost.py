@@ -28,7 +28,7 @@ FIRST_LIMIT = """
 import time, jax
 jax.config.update("jax_enable_x64", True)
 import ntksim
-from ntksim.limits import neural_tangents_available
+from ntksim.kernels.limits import neural_tangents_available
 x = ntksim.sphere(jax.random.PRNGKey(0), 64, 8)
 net = ntksim.MLP(ntksim.Activation.preset("relu"), depth=3, width=64)
 if "{backend}" == "neural_tangents" and not neural_tangents_available():

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import jax
 import pytest
 
-from ntksim.limits import neural_tangents_available
+from ntksim.kernels.limits import neural_tangents_available
 
 # The concentration study's first-order theory costs one ~5 s compilation per run; the many
 # runs that test the engine's mechanics leave it out (its own tests switch it back on).
@@ -165,8 +165,8 @@ def _compile_cache_per_test() -> Iterator[None]:
     before = jax.config.jax_compilation_cache_dir
     yield
     if jax.config.jax_compilation_cache_dir != before:
-        from ntksim import program_store
         from ntksim.engine.compilation import disable_persistent_cache, enable_persistent_cache
+        from ntksim.nets import program_store
 
         program_store.flush()
 

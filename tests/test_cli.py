@@ -22,8 +22,9 @@ import pytest
 import yaml
 
 import ntksim as ntksim_api
-from ntksim.engine.config import ConfigError, validate
-from ntksim.limits import neural_tangents_available
+from ntksim.engine.config import ConfigError
+from ntksim.engine.loading import validate
+from ntksim.kernels.limits import neural_tangents_available
 from tests.conftest import without_scheduler
 
 pytestmark = pytest.mark.cli

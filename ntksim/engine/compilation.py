@@ -12,7 +12,7 @@ every new array shape is traced, lowered and compiled by XLA before its first ca
   entry by the hash of its program, a reader that meets an entry still being written sees a
   corrupt entry and compiles afresh (JAX warns and goes on), and two writers of one entry write
   the same bytes. Numbers never depend on whether a program came from the cache.
-- beside it, ntksim's program store (`ntksim.program_store`): the eNTK programs' executables
+- beside it, ntksim's program store (`ntksim.nets.program_store`): the eNTK programs' executables
   named by what they are made from, which spares a later process the tracing and lowering JAX
   needs before it can even look a program up. On and off with the persistent cache.
 """
@@ -29,11 +29,11 @@ from typing import ClassVar
 
 import jax
 
-from ntksim import program_store
+from ntksim.nets import program_store
 
 # JAX's monitoring events for the three stages of a compilation; the backend stage includes a
 # persistent-cache lookup and load (jax/_src/dispatch.py, jax/_src/compiler.py).
-# ntksim's program store (ntksim.program_store) reports its loads as one more stage, and as hits.
+# ntksim's program store (ntksim.nets.program_store) reports its loads as one more stage, and as hits.
 COMPILE_EVENTS = frozenset(
     {
         "/jax/core/compile/jaxpr_trace_duration",

@@ -1,6 +1,7 @@
 """Run configuration: YAML → validated, typed, plain data, for any study.
 
-Every mistake surfaces as a `ConfigError` whose message is one line naming the key path, e.g.
+The models know no study: `ntksim.engine.loading` reads a file, applies overrides and picks the
+study's model. Every mistake surfaces as a `ConfigError` whose message is one line naming the key path, e.g.
 `widths.1: must be greater than 0`. Unknown keys are errors. The engine's keys (`name`, `study`,
 `launcher`) live in `RunConfig`; each study's model extends it with its own section and is
 chosen by the `study:` key (default `concentration`).
@@ -9,21 +10,27 @@ chosen by the `study:` key (default `concentration`).
 from __future__ import annotations
 
 import re
-import typing
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-if TYPE_CHECKING:
-    from ntksim.engine.study import Study
-
 PositiveInt = Annotated[int, Field(gt=0, strict=True)]
+
+
 StrictFloat = Annotated[float, Field(strict=True)]  # accepts YAML ints, rejects true and "1.5"
+
+
 StrictInt = Annotated[int, Field(strict=True)]
+
+
 MAX_SEED = 2**31 - 1  # PRNGKey seeds must fit in 32 bits
+
+
 DEFAULT_STUDY = "concentration"
+
+
 # Keys that change how or where a run goes, not its numbers: left out of the run's hash.
 UNHASHED_KEYS = ("name", "launcher")
 
@@ -112,6 +119,8 @@ def hashed(resolved: dict[str, Any]) -> dict[str, Any]:
 
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 _LEADING_KEY = re.compile(r"^([A-Za-z_][A-Za-z0-9_.]*): (.*)$")
 
 
@@ -136,7 +145,7 @@ def _with_dot(text: str) -> str:
     return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exponent}"
 
 
-def _format_error(err: ValidationError) -> str:
+def format_error(err: ValidationError) -> str:
     errors = err.errors()
     # A misspelt key shows up twice: as unknown, and as the key it should have been "missing".
     # Name the unknown one, which says what to fix.
@@ -161,34 +170,6 @@ def _format_error(err: ValidationError) -> str:
     return f"{'.'.join(path) or 'config'}: {message}{suffix}"
 
 
-def study_of(raw: Any) -> Study:
-    """The study a raw config mapping asks for (its `study:` key); ConfigError if unknown."""
-    from ntksim.engine.study import UnknownStudy, load_study
-
-    if not isinstance(raw, dict):
-        raise ConfigError(f"config: expected a mapping of keys at the top level, got {type(raw).__name__}")
-    name = raw.get("study", DEFAULT_STUDY)
-    if not isinstance(name, str):
-        raise ConfigError(f"study: must be a study name, got {name!r}")
-    try:
-        return load_study(name)
-    except UnknownStudy as err:
-        raise ConfigError(f"study: {err}") from None
-
-
-def validate(raw: Any) -> Any:
-    """Typed config of the study `raw` names, from a mapping; ConfigError (one line) on any mistake."""
-    study = study_of(raw)
-    try:
-        config = study.config.model_validate(raw)
-        # pydantic validates only the values given, not the defaults: a second pass over the dump
-        # puts those in the canonical form (sorted, deduplicated) that a resumed run reads back
-        # from config.yaml, so a key left out resolves the same way every time.
-        return study.config.model_validate(config.model_dump(mode="json"))
-    except ValidationError as err:
-        raise ConfigError(_format_error(err)) from None
-
-
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """The raw mapping in a YAML file; ConfigError if unreadable or malformed."""
     path = Path(path)
@@ -210,63 +191,3 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return raw
-
-
-def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
-    field = model.model_fields.get(parts[0])
-    if field is None:
-        return False
-    if len(parts) == 1:
-        return True
-    # A section may be optional (`FiniteConfig | None`): look into every model of the union.
-    members = typing.get_args(field.annotation) or (field.annotation,)
-    return any(
-        isinstance(inner, type) and issubclass(inner, BaseModel) and _field_exists(inner, parts[1:])
-        for inner in members
-    )
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `KEY=VALUE` overrides (dotted keys, YAML values) to a copy of `raw`; the keys are
-    those of the study the config (after a `--set study=…`, if any) names."""
-    out = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
-    for item in overrides:  # the study first: it decides which keys exist
-        key, _, text = item.partition("=")
-        if key.strip() == "study":
-            try:
-                out["study"] = yaml.safe_load(text) if text else text
-            except yaml.YAMLError:
-                raise ConfigError(f"--set study: value {text!r} is not valid YAML") from None
-    model = study_of(out).config
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        parts = key.split(".")
-        if not _field_exists(model, parts):
-            raise ConfigError(f"--set {key}: no such config key")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key}: value {text!r} is not valid YAML") from None
-        node = out
-        for part in parts[:-1]:
-            if not isinstance(node.get(part), dict):
-                node[part] = {}
-            node = node[part]
-        node[parts[-1]] = value
-    return out
-
-
-def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Validated config and the resolved mapping (every default filled in) to write beside results.
-
-    Also runs the study's installation check (a stored config is not re-checked, so a run made in
-    the reference profile can be inspected from the current one)."""
-    raw = apply_overrides(read_yaml(path), overrides or [])
-    config = validate(raw)
-    check = getattr(config, "check_installation", None)
-    if check is not None:
-        check()
-    return config, config.model_dump(mode="json", exclude_none=True)

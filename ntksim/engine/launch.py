@@ -22,7 +22,8 @@ from typing import Any
 import submitit
 from submitit.slurm import slurm as submitit_slurm
 
-from ntksim.engine.config import LauncherConfig, RunConfig, validate
+from ntksim.engine.config import LauncherConfig, RunConfig
+from ntksim.engine.loading import validate
 from ntksim.engine.packing import CellCost, Task, balanced, task_count
 from ntksim.engine.store import RunStore
 from ntksim.engine.study import CellLike as Cell

@@ -15,7 +15,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ntksim.engine.config import ConfigError, LauncherConfig, validate
+from ntksim.engine.config import ConfigError, LauncherConfig
+from ntksim.engine.loading import validate
 from ntksim.engine.packing import CellCost, gib, local_device_bytes, too_large
 from ntksim.engine.store import RunStore, atomic_write, unique_cells
 from ntksim.engine.study import CellLike, Memo, Study, in_groups, load_study
@@ -35,7 +36,7 @@ def store_for(root: Path, study: Study) -> RunStore:
 def cell_costs(config: Any, cells: list[CellLike]) -> list[CellCost] | None:
     """The study's estimate of each cell's seconds and peak bytes (None: it makes none). With
     JAX's x64 on, as in every ntksim command: the estimates build float64 networks (shapes only)."""
-    from ntksim.finite_width import x64
+    from ntksim.kernels.finite_width import x64
 
     study = study_of(config)
     if study.cost is None or not cells:
@@ -220,7 +221,7 @@ def write_outputs(config: Any, table: pd.DataFrame, root: Path) -> list[Path]:
     atomic_write(root / "summary.md", text)
     if study.fits is not None:  # every fitted rate with its interval, for scripts and notebooks
         atomic_write(root / "fits.csv", study.fits(table, config).to_csv(index=False))
-    from ntksim.plots import as_written
+    from ntksim.analysis.figures import as_written
 
     return as_written(study.figures(table, config, root / "figures"))
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import pandas as pd
 
+from ntksim.analysis.files import atomic_write, temp_name, write_synced
 from ntksim.engine.study import CellLike as Cell
 
 # A claim is alive while its owner refreshes it (every CLAIM_REFRESH_S, from a thread, so also
@@ -41,45 +42,10 @@ CLAIM_REFRESH_S = 30.0
 CLAIM_LEASE_S = 300.0
 
 
-def _tmp_name(path: Path, suffix: str = "tmp") -> Path:
-    """A name beside `path` that no other process or thread uses: host, pid and thread id."""
-    host, pid, tid = socket.gethostname(), os.getpid(), threading.get_ident()
-    return path.with_name(f".{path.name}.{host}.{pid}.{tid}.{suffix}")
-
-
 def _tmp_owner_is_dead(tmp: Path) -> bool:
-    """Whether a temp name of `_tmp_name` belongs to a process of this host that has exited."""
+    """Whether a temp name of `temp_name` belongs to a process of this host that has exited."""
     prefix, pid, _tid, _suffix = [*tmp.name.rsplit(".", 3), "", "", ""][:4]
     return prefix.endswith(f".{socket.gethostname()}") and pid.isdigit() and not _pid_alive(int(pid))
-
-
-def _write_synced(path: Path, data: str | bytes) -> None:
-    with open(path, "wb" if isinstance(data, bytes) else "w") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _sync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write via a synced temp file and rename, so the name only ever points at complete data,
-    also after a power loss or with several writers at once."""
-    tmp = _tmp_name(path)
-    _write_synced(tmp, data)
-    os.replace(tmp, path)
-    _sync_dir(path.parent)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -112,7 +78,7 @@ def _remove_stale_claim(path: Path) -> None:
     Renaming is atomic, so of several processes removing the same stale claim exactly one gets
     it; if what it got is live after all (a fresh claim made in between), it is put back.
     """
-    tomb = _tmp_name(path, "stale")
+    tomb = temp_name(path, "stale")
     try:
         os.rename(path, tomb)
     except FileNotFoundError:
@@ -299,9 +265,9 @@ class RunStore:
             with contextlib.suppress(OSError):
                 if path.read_text() == f"{socket.gethostname()}:{os.getpid()}":
                     return True
-        tmp = _tmp_name(path)
+        tmp = temp_name(path)
         try:  # the temp file inside: an interrupt during its fsync must not leave it behind
-            _write_synced(tmp, f"{socket.gethostname()}:{os.getpid()}")
+            write_synced(tmp, f"{socket.gethostname()}:{os.getpid()}")
             for _ in range(2):
                 # marked before the link, so an interrupt right after it cannot leak the claim;
                 # apart from _held, so the keeper never refreshes another's claim meanwhile

@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import Activation, AnyActivation, activation
-from ntksim.data import gaussian, load_points, sphere
+from ntksim.data.points import gaussian, load_points, sphere
 from ntksim.engine.config import MAX_SEED, ConfigError, PositiveInt, Strict, StrictFloat, StrictInt
 
 
@@ -168,7 +168,7 @@ def check_backend(activations: list[ActivationSpec], backend: str) -> None:
 
 def check_limit_installed(limit: LimitConfig) -> None:
     """ConfigError when the config asks for neural-tangents and this profile lacks it."""
-    from ntksim.limits import REFERENCE_HINT, neural_tangents_available
+    from ntksim.kernels.limits import REFERENCE_HINT, neural_tangents_available
 
     if limit.backend == "neural_tangents" and not neural_tangents_available():
         raise ConfigError(

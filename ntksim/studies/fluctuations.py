@@ -1,7 +1,7 @@
 """Fluctuations: the finite-width NTK/NNGP measured against its first-order (1/m) theory.
 
 science.md, "Finite width": E[K] = K∞ + Σ_k M_k/m_k and Cov K = Σ_k C_k/m_k to first order
-(`ntksim.finite_width`). A cell is one network (activation, σ_b, depth, width, schedule, kernel,
+(`ntksim.kernels.finite_width`). A cell is one network (activation, σ_b, depth, width, schedule, kernel,
 m_l) and a block of seeds of ntksim's structured eNTK (or eNNGP) in float64 on fixed inputs: x_0
 and partners at the configured cosines to it (norms optionally unequal). Its rows carry power sums
 Σ_s e_s^k (k = 1 … 4) of each entry's deviation e = K − K∞ and of ‖K − K∞‖²_F and err_op, so
@@ -25,16 +25,16 @@ from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import NoEOCPoint, resolve_sigmas
-from ntksim.empirical import empirical_nngp_seeds, empirical_ntk_seeds
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, as_list
 from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
-from ntksim.finite_width import ERR_OP_MAX_INPUTS, finite_width, x64
-from ntksim.kernel_cost import kernel_cost
-from ntksim.model import MLP, sample_widths
+from ntksim.kernels.finite_width import ERR_OP_MAX_INPUTS, finite_width, x64
+from ntksim.nets.empirical import empirical_nngp_seeds, empirical_ntk_seeds
+from ntksim.nets.model import MLP, sample_widths
+from ntksim.nets.widths import hidden_widths
+from ntksim.studies._costs import kernel_cost
 from ntksim.studies._sections import ActivationSpec, activation_identity
-from ntksim.widths import hidden_widths
 
 COLUMNS = (
     "activation", "sigma_w", "sigma_b", "depth", "width", "widths", "schedule", "kernel", "out_dim",
@@ -303,7 +303,8 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig) -> str:
         f"# {config.name}",
         "",
         'Fluctuations study (science.md, "Finite width"): ntksim\'s eNTK/eNNGP in float64 over '
-        f"{config.seeds} seeds against the first-order theory `ntksim.finite_width` (no fit). K = Θ/n; "
+        f"{config.seeds} seeds against the first-order theory `ntksim.kernels.finite_width` (no fit). "
+        "K = Θ/n; "
         "entries K(x_0, x_j) of output 0, x_j at the cosine shown (j = 0: the diagonal); ± one standard "
         "error; z = (measured − predicted)/se, where a |z| of a few is the O(1/m²) remainder at small m.",
         "",
@@ -366,7 +367,7 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig) -> str:
 def figures(table: pd.DataFrame, config: FluctuationsConfig, directory: Path) -> list[Path]:
     from matplotlib.lines import Line2D
 
-    from ntksim.plots import panel_grid, save_figure
+    from ntksim.analysis.figures import panel_grid, save_figure
 
     directory.mkdir(parents=True, exist_ok=True)
     stats = merged(table)

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from ntksim.activations import Activation
-from ntksim.engine.config import ConfigError, apply_overrides, load, read_yaml, validate
+from ntksim.engine.config import ConfigError, read_yaml
+from ntksim.engine.loading import apply_overrides, load, validate
 from ntksim.studies.concentration import Config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

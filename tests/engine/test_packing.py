@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ntksim.engine.config import load
 from ntksim.engine.launch import group_cells, plan_tasks
+from ntksim.engine.loading import load
 from ntksim.engine.packing import BALANCE, CellCost, balanced, pack
 from ntksim.engine.run import cell_costs, study_of
 from tests.conftest import without_scheduler
@@ -244,7 +244,7 @@ def test_an_impossible_cell_of_any_study_is_flagged_before_it_runs(raw: dict, im
     """The engine's refusal (`oversized`, the same check `compute_cells` and submission make) on
     a 16 GiB device flags exactly the impossible cell of each study, and the estimate of its
     small neighbour stays small."""
-    from ntksim.engine.config import validate
+    from ntksim.engine.loading import validate
     from ntksim.engine.run import oversized
 
     config = validate(raw)
@@ -261,7 +261,7 @@ def test_an_impossible_cell_of_any_study_is_flagged_before_it_runs(raw: dict, im
 
 def test_positivity_estimates_without_a_data_dim() -> None:
     """`data: {kind: sphere}` leaves dim to the study's default (8): the estimate uses it too."""
-    from ntksim.engine.config import validate
+    from ntksim.engine.loading import validate
 
     raw = {"study": "positivity", "activations": ["relu"], "depths": [2], "ns": [4],
            "data": {"kind": "sphere"}, "finite": {"widths": [16], "n": 4, "seeds": 1}}  # fmt: skip
@@ -273,9 +273,9 @@ def test_positivity_estimates_without_a_data_dim() -> None:
 def test_positivity_refuses_its_impossible_width_and_computes_the_rest(tmp_path: Path) -> None:
     """In a run (in-process): the m = 10⁸ cell is recorded as failed ("MemoryEstimate") without
     allocating; the limit cells beside it are computed."""
-    from ntksim.engine.config import validate
+    from ntksim.engine.loading import validate
     from ntksim.engine.run import compute_cells, store_for
-    from ntksim.finite_width import x64
+    from ntksim.kernels.finite_width import x64
 
     raw = {
         "study": "positivity",

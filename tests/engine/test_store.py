@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ntksim.engine import store as store_module
-from ntksim.engine.config import validate
+from ntksim.engine.loading import validate
 from ntksim.engine.store import RunStore
 from ntksim.studies.concentration import COLUMNS, TABLE_COLUMNS, expand
 
@@ -162,7 +162,7 @@ def test_interrupt_leaves_no_claim_behind(store: RunStore, monkeypatch: pytest.M
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(store_module, "_write_synced", interrupted)
+        patch.setattr(store_module, "write_synced", interrupted)
         with pytest.raises(KeyboardInterrupt):
             store.claim(first)
     assert not list((store.root / "claims").iterdir())

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from ntksim import engine as engine_package
-from ntksim.engine.config import ConfigError, validate
+from ntksim.engine.config import ConfigError
+from ntksim.engine.loading import validate
 from ntksim.engine.study import Memo, UnknownStudy, in_groups, load_study
 from tests.conftest import without_scheduler
 

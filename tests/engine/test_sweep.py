@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ntksim.engine.config import validate
+from ntksim.engine.loading import validate
 from ntksim.studies.concentration import expand
 from tests.conftest import without_scheduler
 
@@ -344,7 +344,8 @@ def test_rejected_submission_is_one_line_and_leaves_nothing_behind(tmp_path: Pat
     ],
 )
 def test_sbatch_pass_through_refuses_named_and_malformed_options(sbatch: dict, words: str) -> None:
-    from ntksim.engine.config import ConfigError, validate
+    from ntksim.engine.config import ConfigError
+    from ntksim.engine.loading import validate
 
     with pytest.raises(ConfigError, match=words):
         validate({"activations": ["relu"], "launcher": {"sbatch": sbatch}})
@@ -353,7 +354,7 @@ def test_sbatch_pass_through_refuses_named_and_malformed_options(sbatch: dict, w
 def test_expired_claim_of_a_dead_host_is_taken_over(tmp_path: Path) -> None:
     """A task killed on another node leaves its claim; once the lease has passed, a re-run
     computes the cell instead of leaving it pending forever."""
-    from ntksim.engine.config import validate
+    from ntksim.engine.loading import validate
     from ntksim.engine.store import CLAIM_LEASE_S, RunStore
     from ntksim.studies.concentration import expand
 
@@ -407,7 +408,7 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # a foreground process
 from pathlib import Path
 import numpy as np
 from ntksim.engine import sweep
-from ntksim.engine.config import validate
+from ntksim.engine.loading import validate
 from ntksim.engine.store import RunStore
 from ntksim.studies.concentration import COLUMNS, TABLE_COLUMNS, expand
 

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntksim.engine.config import validate
+from ntksim.engine.loading import validate
 from ntksim.engine.run import compute_cells, store_for, study_of
+from ntksim.studies import _concentration_cells as cells_module
 from ntksim.studies import concentration
 from ntksim.studies._sections import load_data
 
@@ -37,13 +38,13 @@ def _run(config, tmp_path: Path, cells=None):
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     """The activations of every call of empirical_ntk_seeds_together."""
     seen: list[list[str]] = []
-    original = concentration.empirical_ntk_seeds_together
+    original = cells_module.empirical_ntk_seeds_together
 
     def counting(nets, *args, **kwargs):
         seen.append([net.activation.name for net in nets])
         return original(nets, *args, **kwargs)
 
-    monkeypatch.setattr(concentration, "empirical_ntk_seeds_together", counting)
+    monkeypatch.setattr(cells_module, "empirical_ntk_seeds_together", counting)
     return seen
 
 
@@ -56,7 +57,7 @@ def test_one_draw_serves_every_activation_and_numbers_equal_one_cell_at_a_time(t
     x = load_data(config.data)
     for cell in study_of(config).expand(config):
         kinf = concentration.limit_kernel(cell.net(), x, cell.kernel, cell.backend)
-        alone = pd.DataFrame(concentration.compute_cell(cell, x, kinf))
+        alone = pd.DataFrame(cells_module.compute_cell(cell, x, kinf))
         mine = table[(table.activation == cell.activation.name) & (table.width == cell.width)]
         mine = mine.sort_values("seed")
         for name in METRICS:  # bit for bit
@@ -65,14 +66,14 @@ def test_one_draw_serves_every_activation_and_numbers_equal_one_cell_at_a_time(t
 
 def _nan_metrics_for_call(monkeypatch: pytest.MonkeyPatch, index: int) -> None:
     """The `index`-th evaluation of the metrics (0: the group's first cell) gives NaN."""
-    original = concentration.concentration
+    original = cells_module.concentration
     count = iter(range(100))
 
     def nan_once(ks, kinf):
         metrics = original(ks, kinf)
         return {k: v * np.nan for k, v in metrics.items()} if next(count) == index else metrics
 
-    monkeypatch.setattr(concentration, "concentration", nan_once)
+    monkeypatch.setattr(cells_module, "concentration", nan_once)
 
 
 @pytest.mark.parametrize("bad", [0, 1])  # the group's lead cell, or a partner
@@ -94,13 +95,13 @@ def test_a_group_s_shards_are_written_before_the_next_group_is_computed(
     """Cells run group by group, so a crash loses at most the kept rows of one group."""
     config = _config()
     shards: list[int] = []
-    original = concentration.empirical_ntk_seeds_together
+    original = cells_module.empirical_ntk_seeds_together
 
     def watching(nets, *args, **kwargs):
         shards.append(len(list((tmp_path / "run" / "shards").glob("*.csv"))))
         return original(nets, *args, **kwargs)
 
-    monkeypatch.setattr(concentration, "empirical_ntk_seeds_together", watching)
+    monkeypatch.setattr(cells_module, "empirical_ntk_seeds_together", watching)
     _run(config, tmp_path)
     assert shards == [0, 3]
 
@@ -132,7 +133,7 @@ def test_a_group_that_fails_together_is_computed_one_cell_at_a_time(
         tried.append(len(nets))
         raise MemoryError("several networks do not fit")
 
-    monkeypatch.setattr(concentration, "empirical_ntk_seeds_together", refuse)
+    monkeypatch.setattr(cells_module, "empirical_ntk_seeds_together", refuse)
     store, report = _run(config, tmp_path)
     assert len(report.computed) == 3 and not report.failed
     assert tried == [3]  # once: the group's other cells are not tried together again
@@ -192,7 +193,7 @@ def test_fast_compile_reaches_the_programs_and_gives_the_cells_their_own_ids(
     """`ntk.fast_compile: true`: every eNTK call of the sweep asks for it, its cells have other ids
     (their numbers may differ in the last bits) while the default's keep theirs, and the family
     without biases in float32 — the shipped CPU configs — gives the default's numbers bit for bit."""
-    from ntksim import empirical
+    from ntksim.nets import empirical
 
     asked: list[bool] = []
     original = empirical._seed_batch
@@ -226,8 +227,8 @@ def test_summary_and_figures_carry_the_first_order_theory(tmp_path: Path, monkey
     `finite_width(net, x).at(widths).err_fro` for every curve of depth ≥ 2 and width; with
     NTKSIM_THEORY=0 (the test suite's default) neither is there."""
     from ntksim import MLP
-    from ntksim.finite_width import finite_width
-    from ntksim.widths import hidden_widths
+    from ntksim.kernels.finite_width import finite_width
+    from ntksim.nets.widths import hidden_widths
 
     config = _config(activations=["relu", "tanh"], depths=[1, 3], widths=[4, 8])
     store, _ = _run(config, tmp_path)

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from ntksim import MLP, activation, chi, eoc, limit_ntk
-from ntksim.engine.config import ConfigError, validate
+from ntksim.engine.config import ConfigError
+from ntksim.engine.loading import validate
 from ntksim.engine.study import Memo
-from ntksim.limits import pair_recursion
+from ntksim.kernels.limits import pair_recursion
 from ntksim.studies import depth as study
 
 # The study computes in float64 (the CLI turns x64 on); the float32 pass checks only its config.

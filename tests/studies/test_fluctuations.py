@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntksim.engine.config import ConfigError, validate
+from ntksim.engine.config import ConfigError
+from ntksim.engine.loading import validate
 from ntksim.engine.study import Memo
 from ntksim.studies import fluctuations
 

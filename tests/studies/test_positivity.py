@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from ntksim import activation
-from ntksim.engine.config import ConfigError, validate
+from ntksim.analysis.metrics import gram_spectrum
+from ntksim.engine.config import ConfigError
+from ntksim.engine.loading import validate
 from ntksim.engine.study import Memo
-from ntksim.metrics import gram_spectrum
 from ntksim.studies import positivity as study
 
 needs_x64 = pytest.mark.skipif(

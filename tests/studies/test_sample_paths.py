@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 import ntksim
-from ntksim.engine.config import validate
+from ntksim.data.sphere_grids import circle_grid, circle_power, grid_power, kernel_grid_power, sphere_grid
+from ntksim.engine.loading import validate
 from ntksim.engine.study import Memo
-from ntksim.sphere_grids import circle_grid, circle_power, grid_power, kernel_grid_power, sphere_grid
 from ntksim.studies import sample_paths as study
 
 needs_x64 = pytest.mark.skipif(
@@ -80,7 +80,7 @@ def test_wide_deep_networks_match_mu_k_and_a_wrong_kernel_is_caught() -> None:
     live = spectrum[spectrum["mu"].abs() > 1e-11]
     z = (live["power"] - live["mu"]) / live["power_se"]
     assert len(live) >= 9 and np.max(np.abs(z)) < 4, z
-    wrong = ntksim.mercer.mercer_eigenvalues("relu", 4, 2, 16, "nngp")[live["k"].astype(int)]
+    wrong = ntksim.kernels.mercer.mercer_eigenvalues("relu", 4, 2, 16, "nngp")[live["k"].astype(int)]
     assert np.max(np.abs((live["power"] - wrong) / live["power_se"])) > 4
 
 
@@ -137,7 +137,7 @@ def test_kernel_increment_below_its_round_off_is_nan_not_noise() -> None:
     resolve, so the kernel's value is left out (nan) instead of reported as round-off."""
     act = ntksim.activation("tanh")
     sigma_w, sigma_b = ntksim.resolve_sigmas(act)
-    kappa = ntksim.mercer.kernel_function(act, 2, sigma_w, sigma_b, "nngp")
+    kappa = ntksim.kernels.mercer.kernel_function(act, 2, sigma_w, sigma_b, "nngp")
     assert math.isnan(study.kernel_increment(kappa, 3, 2 * math.pi / 2048))
     assert study.kernel_increment(kappa, 3, 0.1) > 0
 
@@ -145,14 +145,14 @@ def test_kernel_increment_below_its_round_off_is_nan_not_noise() -> None:
 def test_pair_polynomials_are_legendre_and_the_sphere_power_matches_funk_hecke() -> None:
     from scipy import special
 
-    from ntksim.sphere_grids import _pair_polynomials
+    from ntksim.data.sphere_grids import _pair_polynomials
 
     x, _ = sphere_grid(3)
     t = np.clip(x @ x.T / 3, -1, 1)
     for k, p in enumerate(_pair_polynomials(x, 9)):
         np.testing.assert_allclose(p, special.eval_legendre(k, t), atol=1e-12)
     # the Gaussian-process mean of the power on the S² grid is Funk–Hecke's μ_k up to aliasing
-    kappa = ntksim.mercer.kernel_function(ntksim.activation("relu"), 3, math.sqrt(2), 0.0, "nngp")
+    kappa = ntksim.kernels.mercer.kernel_function(ntksim.activation("relu"), 3, math.sqrt(2), 0.0, "nngp")
     mu = ntksim.mercer_eigenvalues("relu", 3, 3, 8, "nngp")
     x, w = sphere_grid(16)
     grid_mu = kernel_grid_power(kappa(np.clip(x @ x.T / 3, -1, 1)), x, w, 8)

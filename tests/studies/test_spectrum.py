@@ -1,5 +1,5 @@
 """The spectrum study: decay exponents, exact zeros and polynomial counts (science.md, "Spectrum
-and smoothness on the sphere"). The eigenvalues themselves are tested in tests/test_mercer.py."""
+and smoothness on the sphere"). The eigenvalues themselves are tested in tests/kernels/test_mercer.py."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ntksim.engine.config import validate
+from ntksim.engine.loading import validate
 from ntksim.engine.study import Memo
 from ntksim.studies import spectrum as study
 

@@ -221,7 +221,8 @@ BAD_VALUES = {
 
 @pytest.mark.parametrize(("study", "key"), [(s, k) for s, keys in BAD_VALUES.items() for k in keys])
 def test_every_new_key_rejects_bad_input_with_one_line_naming_it(study: str, key: str) -> None:
-    from ntksim.engine.config import ConfigError, validate
+    from ntksim.engine.config import ConfigError
+    from ntksim.engine.loading import validate
 
     value, expected = BAD_VALUES[study][key]
     raw = {"study": study, "activations": ["relu"]}
@@ -249,8 +250,8 @@ def test_bad_study_name_from_the_command_line_is_one_line(tmp_path: Path, value:
 def test_a_worker_that_expands_other_cells_fails_loudly(tmp_path: Path) -> None:
     """A task whose cell ids its worker cannot find (another ntksim on the node) must not report
     success with nothing computed."""
-    from ntksim.engine.config import validate
     from ntksim.engine.launch import CellTask
+    from ntksim.engine.loading import validate
 
     resolved = validate({"study": "depth", "activations": ["relu"], "max_depth": 3}).model_dump(mode="json")
     import jax
@@ -300,7 +301,8 @@ LATE_FAILURES = [
 
 @pytest.mark.parametrize(("study", "keys", "expected"), LATE_FAILURES)
 def test_values_that_failed_late_are_refused_at_validation(study: str, keys: dict, expected: str) -> None:
-    from ntksim.engine.config import ConfigError, validate
+    from ntksim.engine.config import ConfigError
+    from ntksim.engine.loading import validate
 
     with pytest.raises(ConfigError) as err:
         validate({"study": study, "activations": ["relu"], **keys})
