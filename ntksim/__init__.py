@@ -13,6 +13,8 @@ from ntksim.activations.eoc import (
 )
 from ntksim.analysis.metrics import concentration
 from ntksim.data.points import gaussian, load_points, sphere
+from ntksim.engine.driver import Plan, RunInterrupted, plan, plot, run, status
+from ntksim.engine.run import Run
 from ntksim.engine.run import open_run as load_run
 from ntksim.kernels.finite_width import FiniteWidth, finite_width
 from ntksim.kernels.limits import limit_nngp, limit_ntk
@@ -36,6 +38,9 @@ __all__ = [
     "Elementwise",
     "FiniteWidth",
     "NoEOCPoint",
+    "Plan",
+    "Run",
+    "RunInterrupted",
     "activation",
     "chi",
     "concentration",
@@ -58,6 +63,10 @@ __all__ = [
     "load_run",
     "mercer_eigenvalues",
     "multiplicities",
+    "plan",
+    "plot",
     "resolve_sigmas",
+    "run",
     "sphere",
+    "status",
 ]

@@ -36,6 +36,26 @@ def test_readme_any_activation_block_runs_and_its_numbers_hold() -> None:
 
 
 @pytest.mark.cli
+def test_readme_runs_from_python_block_runs_and_says_what_it_quotes(tmp_path: Path) -> None:
+    """The fourth block: plan, run and status in a subprocess (x64 on, as every run), its output
+    into tmp_path; the values its comments quote are the ones printed."""
+    import subprocess
+    import sys
+
+    block = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[3]
+    quoted = [line.split("  # ")[1] for line in block.splitlines() if line.startswith("print(")]
+    block = block.replace('"runs/notebook"', repr(str(tmp_path / "notebook")))
+    proc = subprocess.run(
+        [sys.executable, "-c", block], capture_output=True, text=True, timeout=600, cwd=README.parent
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == quoted[0]
+    assert quoted[1] in lines
+    assert lines[-1].startswith(quoted[2].replace("runs/notebook", str(tmp_path / "notebook")).rstrip(" …"))
+
+
+@pytest.mark.cli
 def test_readme_finite_width_block_runs_and_its_numbers_hold() -> None:
     """The third block (x64 on) in a subprocess: the quoted per-layer shares and err_fro, and the
     1/√2 of doubled widths (every coefficient is width-free, so the variance halves)."""

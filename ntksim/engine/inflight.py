@@ -37,7 +37,7 @@ ALIVE = frozenset(
 
 
 def submitted_path(store: RunStore) -> Path:
-    return store.root / "submitted.json"
+    return store.submitted_path
 
 
 def record_submission(store: RunStore, tasks: list[tuple[str, list[str]]], when: str) -> None:

@@ -252,12 +252,67 @@ def finish(config: Any, cells: list[CellLike], store: RunStore) -> tuple[pd.Data
 @dataclass(frozen=True)
 class Run:
     """A finished or partial run, as a notebook wants it: the tidy table (one row per measurement),
-    the validated config, and the study's fitted rates (None when it fits nothing)."""
+    the validated config, the study's fitted rates (None when it fits nothing) and the directory;
+    from `ntksim.run` and `ntksim.status` also the cells by state and those still in flight.
+
+    state: "done" / "failed" / "pending" → cells; in_flight: cell id → SLURM task still holding it
+    (None: squeue could not be asked); final: the end of a run, where a pending cell that no task
+    holds is a failure; submitted: the SLURM job ids of a run that submitted and returned."""
 
     table: pd.DataFrame
     config: Any
     fits: pd.DataFrame | None
     directory: Path
+    state: dict[str, list[CellLike]] | None = None
+    in_flight: dict[str, str] | None = None
+    final: bool = False
+    submitted: tuple[str, ...] = ()
+    cells: list[CellLike] | None = None
+
+    def count(self, which: str) -> int:
+        """How many cells are "done", "failed" or "pending" (0 without a state)."""
+        return len(self.state[which]) if self.state is not None else 0
+
+    @property
+    def stranded(self) -> int:
+        """Pending cells that no queued or running SLURM task holds."""
+        return self.count("pending") - len(self.in_flight or {})
+
+    @property
+    def exit_code(self) -> int:
+        """1 if a cell failed or, at the end of a run, one is still pending that no SLURM task
+        holds (its task died); 0 otherwise, and for a submission that returned at once."""
+        if self.state is None or self.submitted:
+            return 0
+        return 1 if self.count("failed") or (self.final and self.stranded) else 0
+
+    def timing(self) -> str:
+        """Compile and compute seconds over the cells with a timing record ("" when none has one)."""
+        return time_report(RunStore(self.directory), self.cells or [])
+
+    def report(self) -> str:
+        """Cell counts, cells in flight, failures with their reasons, and what to do next."""
+        done, failed, pending = (self.count(k) for k in ("done", "failed", "pending"))
+        lines = [
+            f"{self.directory}: {done} cells done, {failed} failed, {pending} pending; "
+            f"results.csv has {len(self.table)} rows"
+        ]
+        if self.in_flight:
+            jobs = sorted({job.split("_")[0] for job in self.in_flight.values()})
+            lines.append(
+                f"  {len(self.in_flight)} of the pending cells are in flight (queued or running in SLURM "
+                f"job {', '.join(jobs)}); {pending - len(self.in_flight)} are neither done nor in flight"
+            )
+        store = RunStore(self.directory)
+        lines += [
+            f"  failed: {cell.label()} [{cell.cell_id}]: {store.failure(cell)}"
+            for cell in (self.state or {}).get("failed", [])
+        ]
+        if self.final and self.stranded:
+            lines.append(
+                f"  {self.stranded} cells are still pending: run the same command again to compute them"
+            )
+        return "\n".join(lines)
 
 
 def open_run(directory: str | Path) -> Run:

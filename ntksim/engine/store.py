@@ -134,6 +134,19 @@ class RunStore:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def submitted_path(self) -> Path:
+        """Every accepted SLURM submission's tasks and their cells (ntksim.engine.inflight)."""
+        return self.root / "submitted.json"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
+    def scaffolding(self) -> list[Path]:
+        """The directories a run makes before its first result (shards, failed, claims, logs)."""
+        return [self.root / sub for sub in ("shards", "failed", "claims")] + [self.logs]
+
     def shard_path(self, cell: Cell) -> Path:
         return self.root / "shards" / f"{cell.cell_id}.csv"
 
@@ -163,7 +176,7 @@ class RunStore:
         """Hold an exclusive lock on the directory while checking and writing its config, so two
         runs started together never see each other's half-made directory. Creates the directory."""
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a") as handle:
+        with open(self.lock_path, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
