@@ -5,15 +5,16 @@ Also what identifies an activation and a data set in a cell's hash, and loading 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from typing import Annotated, Any, Literal
 
 import jax
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from ntksim.activations import Activation, AnyActivation, activation
+from ntksim.activations import Activation, AnyActivation, Elementwise, activation
 from ntksim.data.points import gaussian, load_points, sphere
 from ntksim.engine.config import MAX_SEED, ConfigError, PositiveInt, Strict, StrictFloat, StrictInt
 
@@ -183,6 +184,41 @@ def activation_identity(act: AnyActivation) -> dict[str, Any]:
         return {"a": act.a, "b": act.b, "name": act.name}
     fn = getattr(act.fn, "__name__", None) or getattr(getattr(act.fn, "fn", None), "__name__", "user")
     return {"name": act.name, "params": act.params, "fn": fn, "kinks": list(act.kinks)}
+
+
+MAPPING_FIELDS = ("data", "setting")  # cell fields held as ((key, value), ...) tuples
+
+
+def _jsonable(value: Any, mapping: bool = False) -> Any:
+    if mapping:
+        return None if value is None else {k: _jsonable(v) for k, v in value}
+    if isinstance(value, (Activation, Elementwise)):
+        return activation_identity(value)
+    if hasattr(value, "cell_id"):  # a cell inside a cell: by its own id
+        return value.cell_id
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, (tuple, list)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def cell_content(
+    cell: Any, study: str, omit_at: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    """What a cell's id hashes: {"study": study}, every field of the (frozen dataclass) cell made
+    JSON-able — an activation by `activation_identity`, a nested cell by its id, a config section
+    by its dump, the (key, value) tuples of MAPPING_FIELDS as mappings, other tuples as lists —
+    and the `extra` entries (e.g. part="limit"). omit_at: fields left out while they hold these
+    values — a setting added to a study later, at its default, so that older run directories keep
+    their ids."""
+    content: dict[str, Any] = {"study": study}
+    for f in dataclasses.fields(cell):
+        value = getattr(cell, f.name)
+        if omit_at and f.name in omit_at and value == omit_at[f.name]:
+            continue
+        content[f.name] = _jsonable(value, f.name in MAPPING_FIELDS)
+    return content | extra
 
 
 def file_digest(path: str) -> str:

@@ -34,7 +34,7 @@ from ntksim.nets.empirical import empirical_nngp_seeds, empirical_ntk_seeds
 from ntksim.nets.model import MLP, sample_widths
 from ntksim.nets.widths import hidden_widths
 from ntksim.studies._costs import kernel_cost
-from ntksim.studies._sections import ActivationSpec, activation_identity
+from ntksim.studies._sections import ActivationSpec, cell_content
 
 COLUMNS = (
     "activation", "sigma_w", "sigma_b", "depth", "width", "widths", "schedule", "kernel", "out_dim",
@@ -133,22 +133,7 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return content_id(
-            {
-                "study": "fluctuations",
-                "activation": activation_identity(self.activation),
-                "sigma_b": self.sigma_b,
-                "depth": self.depth,
-                "width": self.width,
-                "schedule": self.schedule,
-                "kernel": self.kernel,
-                "out_dim": self.out_dim,
-                "seed_start": self.seed_start,
-                "seed_count": self.seed_count,
-                "inputs": [list(self.inputs[0]), None if self.inputs[1] is None else list(self.inputs[1]),
-                           self.inputs[2]],
-            }
-        )  # fmt: skip
+        return content_id(cell_content(self, "fluctuations"))
 
     def net(self) -> MLP:
         return MLP(self.activation, depth=self.depth, width=self.width, schedule=self.schedule,

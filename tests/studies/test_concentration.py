@@ -253,3 +253,9 @@ def test_summary_and_figures_carry_the_first_order_theory(tmp_path: Path, monkey
     assert f"{predicted['predicted_op'].iloc[0]:.4g}" in summary
     figures = concentration.figures(table, config, tmp_path / "figures")
     assert any("err_op_depth3" in p.name for p in figures)
+
+
+# What tests/studies/test_study_runs.py runs of this study, as of every study: its shipped
+# config made small (--set overrides), and the columns that order its rows.
+SMALL_RUN = ["activations=[relu, abs]", "depths=[2]", "widths=[8, 16]", "seeds=2", "data.n=6", "data.dim=4"]
+ROW_KEYS = ["activation", "depth", "width", "seed"]

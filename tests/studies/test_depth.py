@@ -192,3 +192,32 @@ def test_finite_cells_that_differ_in_sigma_b_have_different_labels() -> None:
                        "finite": {"depths": [2], "width": 8, "seeds": 2}})  # fmt: skip
     labels = [c.label() for c in study.expand(config) if "finite" in c.label()]
     assert len(labels) == 2 and len(set(labels)) == 2 and any("σ_b=0.2" in label for label in labels)
+
+
+# What tests/studies/test_study_runs.py runs of this study, as of every study: its shipped
+# config made small (--set overrides), and the columns that order its rows.
+SMALL_RUN = [
+    "activations=[relu, tanh]",
+    "sigma_b=[0.2]",
+    "sigma_w_factors=[1.0, 0.8]",
+    "max_depth=30",
+    "finite.depths=[1, 3]",
+    "finite.width=16",
+    "finite.seeds=2",
+]
+ROW_KEYS = ["part", "activation", "sigma_w_factor", "pair", "depth", "seed"]
+# key → (bad value, the key path the one-line message must start with)
+BAD_VALUES = {
+    "activations": ("nope", "activations.0:"),
+    "sigma_b": ("x", "sigma_b.0:"),
+    "sigma_w_factors": ([0], "sigma_w_factors.0:"),
+    "max_depth": (100001, "max_depth:"),
+    "cosines": ([-2], "cosines.0:"),
+    "data": ({"kind": "cube"}, "data.kind:"),
+    "finite": ({"depths": [2], "width": 0}, "finite.width:"),
+    "finite.depths": ([-1], "finite.depths.0:"),
+    "finite.schedule": ("cubic", "finite.schedule:"),
+    "finite.seeds": (0, "finite.seeds:"),
+    "finite.data": ({"n": 0}, "finite.data.n:"),
+    "finite.ntk": ({"method": "x"}, "finite.ntk.method:"),
+}

@@ -67,3 +67,18 @@ def test_bad_settings_are_one_line_naming_the_key(change: dict, words: str) -> N
     with pytest.raises(ConfigError) as err:
         validate(raw)
     assert "\n" not in str(err.value) and words in str(err.value), str(err.value)
+
+
+# What tests/studies/test_study_runs.py runs of this study, as of every study: its shipped
+# config made small (--set overrides), and the columns that order its rows.
+SMALL_RUN = [
+    "nets=[relu, abs]",
+    "depths=[2]",
+    "widths=[8, 16]",
+    "kernels=[ntk, nngp]",
+    "seeds=40",
+    "seeds_per_cell=20",
+    "cosines=[0.5]",
+    "norms=[1.0, 0.9]",
+]
+ROW_KEYS = ["activation", "kernel", "depth", "width", "seed_start", "quantity", "i", "a", "j", "b"]

@@ -159,3 +159,35 @@ def test_bad_positivity_config_is_one_line_naming_the_key(keys: dict, message: s
     with pytest.raises(ConfigError) as err:
         _config(**keys)
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+# What tests/studies/test_study_runs.py runs of this study, as of every study: its shipped
+# config made small (--set overrides), and the columns that order its rows.
+SMALL_RUN = [
+    "activations=[abs, linear]",
+    "depths=[2]",
+    "sigma_b=[0.0]",
+    "ns=[4, 8]",
+    "antipodal=[false, true]",
+    "finite.widths=[8, 32]",
+    "finite.n=4",
+    "finite.seeds=2",
+]
+ROW_KEYS = ["part", "activation", "kernel", "antipodal", "n", "width", "seed"]
+# key → (bad value, the key path the one-line message must start with)
+BAD_VALUES = {
+    "activations": ([], "activations:"),
+    "depths": ([101], "depths.0:"),
+    "sigma_w": (-1.0, "sigma_w:"),
+    "sigma_b": ([-1.0], "sigma_b.0:"),
+    "ns": ([5000], "ns.0:"),
+    "antipodal": (["maybe"], "antipodal.0:"),
+    "kernels": (["x"], "kernels.0:"),
+    "floor_factor": ("big", "floor_factor:"),
+    "data": ({"dim": 0}, "data.dim:"),
+    "finite": ({"widths": []}, "finite.widths:"),
+    "finite.n": (0, "finite.n:"),
+    "finite.seeds": (-2, "finite.seeds:"),
+    "finite.method": ("x", "finite.method:"),
+    "finite.dtype": ("float16", "finite.dtype:"),
+}

@@ -157,3 +157,33 @@ def test_pair_polynomials_are_legendre_and_the_sphere_power_matches_funk_hecke()
     x, w = sphere_grid(16)
     grid_mu = kernel_grid_power(kappa(np.clip(x @ x.T / 3, -1, 1)), x, w, 8)
     np.testing.assert_allclose(grid_mu, mu, rtol=1e-2)
+
+
+# What tests/studies/test_study_runs.py runs of this study, as of every study: its shipped
+# config made small (--set overrides), and the columns that order its rows.
+SMALL_RUN = [
+    "activations=[relu, tanh]",
+    "depths=[2]",
+    "widths=[16, 32]",
+    "seeds=4",
+    "out_dim=2",
+    "circle_points=64",
+    "circle_kmax=8",
+    "sphere_kmax=4",
+    "increments.lags=[1, 2]",
+    "paths=1",
+]
+ROW_KEYS = ["part", "activation", "depth", "dim", "width", "k", "order", "lag", "output", "angle"]
+# key → (bad value, the key path the one-line message must start with)
+BAD_VALUES = {
+    "activations": (["gelu"], "activations.0: gelu has no Edge-of-Chaos point"),
+    "dims": ([4], "dims.0:"),
+    "widths": ([0], "widths.0:"),
+    "seeds": (1, "seeds:"),
+    "circle_points": (8, "circle_points:"),
+    "circle_kmax": (600, "circle_kmax: must be below"),
+    "sphere_kmax": (-1, "sphere_kmax:"),
+    "increments": ({"lags": [0, 1]}, "increments.lags.0:"),
+    "paths": (20, "paths:"),
+    "sigma_w": (0.0, "sigma_w:"),
+}

@@ -109,3 +109,22 @@ def test_one_recursion_serves_every_depth() -> None:
     alone, _ = _table(activations=["tanh"], depths=[3], dims=[3], kernels=["ntk"], kmax=30)
     swept, _ = _table(activations=["tanh"], depths=[3, 10], dims=[3], kernels=["ntk"], kmax=30)
     np.testing.assert_array_equal(alone["mu"].to_numpy(), swept[swept["depth"] == 3]["mu"].to_numpy())
+
+
+# What tests/studies/test_study_runs.py runs of this study, as of every study: its shipped
+# config made small (--set overrides), and the columns that order its rows.
+SMALL_RUN = ["activations=[relu, elu, monomial(2)]", "depths=[2, 3]", "dims=[3]", "kmax=40", "fit.k_min=10"]
+ROW_KEYS = ["activation", "kernel", "dim", "depth", "k"]
+# key → (bad value, the key path the one-line message must start with)
+BAD_VALUES = {
+    "activations": (["gelu"], "activations.0: gelu has no Edge-of-Chaos point"),
+    "depths": ([0], "depths.0:"),
+    "kernels": (["ntkk"], "kernels.0:"),
+    "dims": ([1], "dims.0:"),
+    "kmax": (-1, "kmax:"),
+    "fit": ({"k_min": 0}, "fit.k_min:"),
+    "fit.k_max": ({"k_max": 500}, "fit.k_max: must be at most kmax"),
+    "sigma_w": ({"tanhh": 1.0}, "sigma_w: 'tanhh' is not an activation name"),
+    "sigma_b": ([-0.1], "sigma_b.0:"),
+    "nodes": (2, "nodes:"),
+}

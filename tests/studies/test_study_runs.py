@@ -1,98 +1,47 @@
-"""Every study but concentration runs from its shipped config through every executor (shrunk with --set),
-and equal settings give equal numbers whichever executor computed them."""
+"""Every study runs from its shipped config through every executor (shrunk with --set), and equal
+settings give equal numbers whichever executor computed them. What to run of each comes from the
+study's own test module (tests/studies/test_<study>.py): adding a study touches nothing here."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
 import pytest
 
+from ntksim.engine.study import builtin_studies
 from tests.conftest import without_scheduler
 
 pytestmark = pytest.mark.cli
 REPO = Path(__file__).resolve().parents[2]
 
-SMALL = {
-    "depth": [
-        "activations=[relu, tanh]",
-        "sigma_b=[0.2]",
-        "sigma_w_factors=[1.0, 0.8]",
-        "max_depth=30",
-        "finite.depths=[1, 3]",
-        "finite.width=16",
-        "finite.seeds=2",
-    ],
-    "positivity": [
-        "activations=[abs, linear]",
-        "depths=[2]",
-        "sigma_b=[0.0]",
-        "ns=[4, 8]",
-        "antipodal=[false, true]",
-        "finite.widths=[8, 32]",
-        "finite.n=4",
-        "finite.seeds=2",
-    ],
-    "spectrum": [
-        "activations=[relu, elu, monomial(2)]",
-        "depths=[2, 3]",
-        "dims=[3]",
-        "kmax=40",
-        "fit.k_min=10",
-    ],
-    "sample_paths": [
-        "activations=[relu, tanh]",
-        "depths=[2]",
-        "widths=[16, 32]",
-        "seeds=4",
-        "out_dim=2",
-        "circle_points=64",
-        "circle_kmax=8",
-        "sphere_kmax=4",
-        "increments.lags=[1, 2]",
-        "paths=1",
-    ],
-    "fluctuations": [
-        "nets=[relu, abs]",
-        "depths=[2]",
-        "widths=[8, 16]",
-        "kernels=[ntk, nngp]",
-        "seeds=40",
-        "seeds_per_cell=20",
-        "cosines=[0.5]",
-        "norms=[1.0, 0.9]",
-    ],
-    "training": [
-        "activations=[relu]",
-        "widths=[8, 16]",
-        "seeds=2",
-        "chunk=1",
-        "data.n_train=6",
-        "data.n_test=3",
-        "target.width=32",
-        "steps=4",
-        "observe=2",
-        "optimizers=[{name: sgd, learning_rate: 0.5}, {name: adam, learning_rate: 0.01, relative: false}]",
-    ],
-}
-KEYS = {
-    "depth": ["part", "activation", "sigma_w_factor", "pair", "depth", "seed"],
-    "positivity": ["part", "activation", "kernel", "antipodal", "n", "width", "seed"],
-    "spectrum": ["activation", "kernel", "dim", "depth", "k"],
-    "sample_paths": ["part", "activation", "depth", "dim", "width", "k", "order", "lag", "output", "angle"],
-    "fluctuations": ["activation", "kernel", "depth", "width", "seed_start", "quantity", "i", "a", "j", "b"],
-    "training": ["activation", "optimizer", "width", "seed", "step"],
-}
-STUDIES = list(SMALL)
+
+def _study_tests(study: str) -> ModuleType:
+    """tests/studies/test_<study>.py, which says how to run the study small (SMALL_RUN), how its
+    rows are ordered (ROW_KEYS) and, optionally, bad values of its keys (BAD_VALUES)."""
+    return importlib.import_module(f"tests.studies.test_{study}")
+
+
+STUDIES = builtin_studies()
+SMALL = {study: _study_tests(study).SMALL_RUN for study in STUDIES}
+KEYS = {study: _study_tests(study).ROW_KEYS for study in STUDIES}
+BAD_VALUES = {study: getattr(_study_tests(study), "BAD_VALUES", {}) for study in STUDIES}
 
 
 def ntksim(*args: object, cwd: Path) -> subprocess.CompletedProcess:
     env = without_scheduler(dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1"))
     cmd = [sys.executable, "-m", "ntksim", *map(str, args)]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_every_study_says_how_to_run_it_small() -> None:
+    for study in STUDIES:
+        assert SMALL[study] and KEYS[study], study
 
 
 @pytest.mark.parametrize("study", STUDIES)
@@ -117,6 +66,7 @@ def test_study_config_runs_alike_inline_and_in_a_local_task(study: str, tmp_path
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert " 0 failed, 0 pending" in proc.stdout
         table = pd.read_csv(out / "results.csv")
+        table = table.drop(columns=["seconds"], errors="ignore")  # wall time, not a result
         tables[executor] = table.sort_values(KEYS[study], ignore_index=True)
         assert (out / "summary.md").read_text().startswith(f"# {study}")
         assert list((out / "figures").glob("*.png"))
@@ -146,77 +96,6 @@ def test_bad_study_key_from_the_command_line_exits_2_with_one_line(tmp_path: Pat
     assert not (tmp_path / "o").exists()
     proc = ntksim("run", REPO / "configs" / "positivity.yaml", "--set", "widths=[8]", cwd=tmp_path)
     assert proc.returncode == 2 and "--set widths: no such config key" in proc.stderr
-
-
-# key → (bad value, the key path the one-line message must start with)
-BAD_VALUES = {
-    "depth": {
-        "activations": ("nope", "activations.0:"),
-        "sigma_b": ("x", "sigma_b.0:"),  # a scalar is a one-element list
-        "sigma_w_factors": ([0], "sigma_w_factors.0:"),
-        "max_depth": (100_001, "max_depth:"),
-        "cosines": ([-2], "cosines.0:"),
-        "data": ({"kind": "cube"}, "data.kind:"),
-        "finite": ({"depths": [2], "width": 0}, "finite.width:"),
-        "finite.depths": ([-1], "finite.depths.0:"),
-        "finite.schedule": ("cubic", "finite.schedule:"),
-        "finite.seeds": (0, "finite.seeds:"),
-        "finite.data": ({"n": 0}, "finite.data.n:"),
-        "finite.ntk": ({"method": "x"}, "finite.ntk.method:"),
-    },
-    "positivity": {
-        "activations": ([], "activations:"),
-        "depths": ([101], "depths.0:"),
-        "sigma_w": (-1.0, "sigma_w:"),
-        "sigma_b": ([-1.0], "sigma_b.0:"),
-        "ns": ([5000], "ns.0:"),
-        "antipodal": (["maybe"], "antipodal.0:"),
-        "kernels": (["x"], "kernels.0:"),
-        "floor_factor": ("big", "floor_factor:"),
-        "data": ({"dim": 0}, "data.dim:"),
-        "finite": ({"widths": []}, "finite.widths:"),
-        "finite.n": (0, "finite.n:"),
-        "finite.seeds": (-2, "finite.seeds:"),
-        "finite.method": ("x", "finite.method:"),
-        "finite.dtype": ("float16", "finite.dtype:"),
-    },
-    "spectrum": {
-        "activations": (["gelu"], "activations.0: gelu has no Edge-of-Chaos point"),
-        "depths": ([0], "depths.0:"),
-        "kernels": (["ntkk"], "kernels.0:"),
-        "dims": ([1], "dims.0:"),
-        "kmax": (-1, "kmax:"),
-        "fit": ({"k_min": 0}, "fit.k_min:"),
-        "fit.k_max": ({"k_max": 500}, "fit.k_max: must be at most kmax"),
-        "sigma_w": ({"tanhh": 1.0}, "sigma_w: 'tanhh' is not an activation name"),
-        "sigma_b": ([-0.1], "sigma_b.0:"),
-        "nodes": (2, "nodes:"),
-    },
-    "sample_paths": {
-        "activations": (["gelu"], "activations.0: gelu has no Edge-of-Chaos point"),
-        "dims": ([4], "dims.0:"),
-        "widths": ([0], "widths.0:"),
-        "seeds": (1, "seeds:"),
-        "circle_points": (8, "circle_points:"),
-        "circle_kmax": (600, "circle_kmax: must be below"),
-        "sphere_kmax": (-1, "sphere_kmax:"),
-        "increments": ({"lags": [0, 1]}, "increments.lags.0:"),
-        "paths": (20, "paths:"),
-        "sigma_w": (0.0, "sigma_w:"),
-    },
-    "training": {
-        "optimizers": ([{"name": "adamm"}], "optimizers.0.name: unknown optimizer 'adamm'"),
-        "optimizers.params": ([{"name": "adam", "params": {"beta1": 0.9}}], "optimizers.0.params.beta1: not"),
-        "optimizers.lr": ([{"name": "sgd", "learning_rate": 1.2}], "optimizers.0.learning_rate: 1.2 × 2/"),
-        "steps": (0, "steps:"),
-        "widths": ([0], "widths.0:"),
-        "seeds": (0, "seeds:"),
-        "data": ({"kind": "file"}, "data.path: required"),
-        "target": ({"kind": "cosine"}, "target.kind:"),
-        "schedule": ("cubic", "schedule:"),
-        "dtype": ("float16", "dtype:"),
-    },
-}
 
 
 @pytest.mark.parametrize(("study", "key"), [(s, k) for s, keys in BAD_VALUES.items() for k in keys])

@@ -195,3 +195,33 @@ def test_a_diverged_loss_reads_diverged_in_the_summary() -> None:
 def test_an_infinite_sine_frequency_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^target\.frequency"):
         validate({"study": "training", **SMALL, "target": {"kind": "sine", "frequency": float("inf")}})
+
+
+# What tests/studies/test_study_runs.py runs of this study, as of every study: its shipped
+# config made small (--set overrides), and the columns that order its rows.
+SMALL_RUN = [
+    "activations=[relu]",
+    "widths=[8, 16]",
+    "seeds=2",
+    "chunk=1",
+    "data.n_train=6",
+    "data.n_test=3",
+    "target.width=32",
+    "steps=4",
+    "observe=2",
+    "optimizers=[{name: sgd, learning_rate: 0.5}, {name: adam, learning_rate: 0.01, relative: false}]",
+]
+ROW_KEYS = ["activation", "optimizer", "width", "seed", "step"]
+# key → (bad value, the key path the one-line message must start with)
+BAD_VALUES = {
+    "optimizers": ([{"name": "adamm"}], "optimizers.0.name: unknown optimizer 'adamm'"),
+    "optimizers.params": ([{"name": "adam", "params": {"beta1": 0.9}}], "optimizers.0.params.beta1: not"),
+    "optimizers.lr": ([{"name": "sgd", "learning_rate": 1.2}], "optimizers.0.learning_rate: 1.2 × 2/"),
+    "steps": (0, "steps:"),
+    "widths": ([0], "widths.0:"),
+    "seeds": (0, "seeds:"),
+    "data": ({"kind": "file"}, "data.path: required"),
+    "target": ({"kind": "cosine"}, "target.kind:"),
+    "schedule": ("cubic", "schedule:"),
+    "dtype": ("float16", "dtype:"),
+}

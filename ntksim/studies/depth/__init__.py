@@ -38,6 +38,7 @@ from ntksim.studies._sections import (
     DataConfig,
     NTKConfig,
     activation_identity,
+    cell_content,
     check_eoc_exists,
     data_identity,
     load_data,
@@ -260,14 +261,7 @@ class CurveCell:
 
     @property
     def cell_id(self) -> str:
-        return content_id(
-            {
-                "study": "depth",
-                "part": "eoc",
-                "activation": activation_identity(self.activation),
-                "sigma_b": list(EOC_CURVE_SIGMA_B),
-            }
-        )
+        return content_id(cell_content(self, "depth", part="eoc", sigma_b=list(EOC_CURVE_SIGMA_B)))
 
     def label(self) -> str:
         return f"depth EOC curve {self.activation.name}"

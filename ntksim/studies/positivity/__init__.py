@@ -43,7 +43,7 @@ from ntksim.studies._costs import kernel_cost, limit_cost
 from ntksim.studies._sections import (
     ActivationSpec,
     DataConfig,
-    activation_identity,
+    cell_content,
     check_eoc_exists,
     check_sigma_w,
     data_identity,
@@ -182,21 +182,7 @@ class LimitCell:
 
     @property
     def cell_id(self) -> str:
-        return content_id(
-            {
-                "study": "positivity",
-                "part": "limit",
-                "activation": activation_identity(self.activation),
-                "depth": self.depth,
-                "sigma_w": self.sigma_w,
-                "sigma_b": self.sigma_b,
-                "antipodal": self.antipodal,
-                "kernel": self.kernel,
-                "ns": list(self.ns),
-                "data": dict(self.data),
-                "floor_factor": self.floor_factor,
-            }
-        )
+        return content_id(cell_content(self, "positivity", part="limit"))
 
     def label(self) -> str:
         anti = " antipodal" if self.antipodal else ""
@@ -218,18 +204,7 @@ class FiniteCell:
 
     @property
     def cell_id(self) -> str:
-        return content_id(
-            {
-                "study": "positivity",
-                "part": "finite",
-                "limit": self.limit.cell_id,
-                "width": self.width,
-                "n": self.n,
-                "seeds": self.seeds,
-                "method": self.method,
-                "dtype": self.dtype,
-            }
-        )
+        return content_id(cell_content(self, "positivity", part="finite"))
 
     def label(self) -> str:
         return f"{self.limit.label()} m={self.width} n={self.n}"

@@ -43,7 +43,7 @@ from ntksim.studies._costs import forward_cost
 from ntksim.studies._sections import (
     ActivationSpec,
     SigmaWChoice,
-    activation_identity,
+    cell_content,
     check_sigma_w_choice,
     sigma_w_for,
 )
@@ -154,23 +154,7 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return content_id(
-            {
-                "study": "sample_paths",
-                "activation": activation_identity(self.activation),
-                "depth": self.depth,
-                "dim": self.dim,
-                "width": self.width,
-                "sigma_w": self.sigma_w,
-                "sigma_b": self.sigma_b,
-                "seeds": self.seeds,
-                "out_dim": self.out_dim,
-                "grid": self.grid,
-                "kmax": self.kmax,
-                "lags": list(self.lags),
-                "paths": self.paths,
-            }
-        )
+        return content_id(cell_content(self, "sample_paths"))
 
     def label(self) -> str:
         return f"sample_paths {self.activation.name} l={self.depth} d={self.dim} m={self.width}"

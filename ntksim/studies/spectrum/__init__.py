@@ -43,7 +43,7 @@ from ntksim.kernels.mercer import (
 from ntksim.studies._sections import (
     ActivationSpec,
     SigmaWChoice,
-    activation_identity,
+    cell_content,
     check_sigma_w_choice,
     sigma_w_for,
 )
@@ -151,20 +151,7 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return content_id(
-            {
-                "study": "spectrum",
-                "activation": activation_identity(self.activation),
-                "depth": self.depth,
-                "kernel": self.kernel,
-                "dim": self.dim,
-                "sigma_w": self.sigma_w,
-                "sigma_b": self.sigma_b,
-                "kmax": self.kmax,
-                "nodes": self.nodes,
-                "floor_factor": self.floor_factor,
-            }
-        )
+        return content_id(cell_content(self, "spectrum"))
 
     def label(self) -> str:
         return (

@@ -48,7 +48,7 @@ from ntksim.studies._costs import FLOP_RATE, compile_bytes, compile_seconds, for
 from ntksim.studies._sections import (
     ActivationSpec,
     SigmaWChoice,
-    activation_identity,
+    cell_content,
     check_sigma_w_choice,
     file_digest,
     sigma_w_for,
@@ -275,22 +275,7 @@ class Cell:
 
     @property
     def cell_id(self) -> str:
-        return content_id(
-            {
-                "study": "training",
-                "activation": activation_identity(self.activation),
-                "depth": self.depth,
-                "width": self.width,
-                "sigma_w": self.sigma_w,
-                "sigma_b": self.sigma_b,
-                "optimizer": self.optimizer.model_dump(mode="json"),
-                "seeds": self.seeds,
-                "steps": self.steps,
-                "observe": self.observe,
-                "out_dim": self.out_dim,
-                "setting": dict(self.setting),
-            }
-        )
+        return content_id(cell_content(self, "training"))
 
     def label(self) -> str:
         return f"training {self.activation.name} l={self.depth} m={self.width} {self.optimizer.tag}"
