@@ -156,7 +156,12 @@ def _run(args: argparse.Namespace) -> None:
     if args.dry_run:
         plan = driver.plan(args.config, **options)
         print(plan.headline())
-        print(plan.describe())
+        if plan.todo:
+            print(plan.would_run())
+        plan.refused(say=True)  # stderr, after the cells, as always
+        estimates = plan.estimates()
+        if estimates:
+            print(estimates)
         return
     try:
         result = driver.run(args.config, progress=False if args.no_progress else None, **options)

@@ -8,7 +8,9 @@
 `plan` reads and checks everything and writes nothing; `run` executes a plan. User mistakes are
 `ConfigError` (one line, raised before anything is written); Ctrl-C during an inline or local run
 assembles what finished and raises `RunInterrupted`. What a run says as it goes (cell counts, the
-summary, warnings) is printed, as on the command line.
+summary, warnings) is printed, as on the command line. Like every ntksim command, these switch
+JAX's x64 mode on for the process: limits, EOC points and metrics are float64 (the eNTK's dtype
+is the config's `ntk.dtype`), so a directory expands into the same cells wherever it is read.
 """
 
 from __future__ import annotations
@@ -126,12 +128,19 @@ def in_flight(store: RunStore, cells: Sequence[CellLike]) -> dict[str, str] | No
 
 
 def refused_for_memory(
-    executor: str, config: Any, cells: Sequence[CellLike], costs: list[CellCost] | None, dry_run: bool = False
+    executor: str,
+    config: Any,
+    cells: Sequence[CellLike],
+    costs: list[CellCost] | None,
+    dry_run: bool = False,
+    say: bool = True,
 ) -> list[tuple[CellLike, str]]:
     """(cell, reason) for each cell whose memory estimate exceeds the device it would run on, one
-    line each on stderr. A dry run also says when the device's memory is unknown."""
+    line each on stderr (`say`). A dry run also says when the device's memory is unknown."""
     device = planned_device_bytes(executor, config.launcher)
     refused = oversized(list(cells), costs, device)
+    if not say:
+        return refused
     for cell, reason in refused:
         print(f"ntksim: too large: {cell.label()} [{cell.cell_id}]: {reason}", file=sys.stderr)
     if dry_run and costs and device is None and executor == "slurm":
@@ -166,7 +175,7 @@ class Plan:
     digest: str
     force: bool = False
     retry_failed: bool = False
-    _costs: list[CellCost] | None = field(default=None, repr=False)
+    _costs: tuple[list[CellCost] | None] | None = field(default=None, repr=False)
 
     @property
     def directory(self) -> Path:
@@ -182,13 +191,14 @@ class Plan:
 
     def costs(self) -> list[CellCost] | None:
         """The study's estimate (seconds, peak bytes) of each cell to run; None if it makes none."""
-        if self._costs is None:
-            self._costs = cell_costs(self.config, self.todo)
-        return self._costs
+        if self._costs is None:  # once: the estimates build every cell's network shapes
+            self._costs = (cell_costs(self.config, self.todo),)
+        return self._costs[0]
 
-    def refused(self) -> list[tuple[CellLike, str]]:
-        """Cells to run whose memory estimate exceeds the device they would run on (said on stderr)."""
-        return refused_for_memory(self.executor, self.config, self.todo, self.costs(), dry_run=True)
+    def refused(self, say: bool = False) -> list[tuple[CellLike, str]]:
+        """Cells to run whose memory estimate exceeds the device they would run on; `say`: one
+        line each on stderr (and a note where the device's memory is unknown), as a dry run does."""
+        return refused_for_memory(self.executor, self.config, self.todo, self.costs(), dry_run=True, say=say)
 
     def tasks(self) -> list[Any]:
         """The array tasks a submission would make (ntksim.engine.packing.Task; none inline)."""
@@ -208,15 +218,23 @@ class Plan:
         return render_sbatch(self.store, self.config, len(groups))
 
     def describe(self) -> str:
-        """The dry run's report: cells that would run, estimates, task packing, the sbatch script
-        (memory refusals go to stderr as they are found)."""
-        from ntksim.engine.launch import group_cells
+        """The dry run's report: the cells that would run, then `estimates()`."""
+        return "\n".join(part for part in (self.would_run(), self.estimates()) if part)
 
+    def would_run(self) -> str:
+        """The first SHOWN_CELLS cells to run, one line each, and how many more."""
         lines = [f"  would run: {cell.label()} [{cell.cell_id}]" for cell in self.todo[:SHOWN_CELLS]]
         if len(self.todo) > SHOWN_CELLS:
             lines.append(f"  … and {len(self.todo) - SHOWN_CELLS} more")
+        return "\n".join(lines)
+
+    def estimates(self) -> str:
+        """Seconds and peak memory in this process (inline), or the task packing of a submission
+        and, for SLURM, the sbatch script."""
+        from ntksim.engine.launch import group_cells
+
+        lines: list[str] = []
         costs = self.costs()
-        self.refused()
         if self.executor == "inline" or not self.todo:
             if costs:
                 largest = max(range(len(costs)), key=lambda i: costs[i].peak_bytes)
@@ -281,7 +299,25 @@ def plan(
 
     config: a YAML file; out: the run directory (default runs/<the file's stem>); overrides:
     "key.path=YAML value" strings (as `--set`). ConfigError (one line) for any mistake."""
+    return _plan(config, out, overrides, executor, force, retry_failed, compile_cache, no_compile_cache)
+
+
+def _plan(
+    config: str | Path,
+    out: str | Path | None,
+    overrides: Sequence[str],
+    executor: str,
+    force: bool,
+    retry_failed: bool,
+    compile_cache: str | Path | None,
+    no_compile_cache: bool,
+    submitting: bool = False,
+) -> Plan:
+    """`plan`; `submitting`: also require sbatch and srun for a SLURM run (checked where the CLI
+    always checked them: after the config and --out's kind, before the directory's contents)."""
     _x64()
+    if isinstance(overrides, str):  # one override given as a string, not a list of them
+        overrides = [overrides]
     if executor not in EXECUTORS:
         raise ConfigError(f"--executor {executor}: choose one of {', '.join(EXECUTORS)}")
     path = Path(config)
@@ -296,6 +332,12 @@ def plan(
         root, None if compile_cache is None else Path(compile_cache), not no_compile_cache
     )
     digest = config_digest(hashed(resolved))
+    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
+    if submitting and executor == "slurm" and missing:
+        raise ConfigError(
+            f"--executor slurm: {' and '.join(missing)} not found on PATH "
+            "(run on a SLURM login node, or use --dry-run)"
+        )
     check_out(store, resolved, digest, force)
     state = store.status(cells) if root.exists() else {"done": [], "failed": [], "pending": cells}
     todo = state["pending"] + (state["failed"] if retry_failed else [])
@@ -367,14 +409,10 @@ def run(
 
     Everything finished is kept: each cell's shard is written as it finishes; a re-run computes
     only what is missing. progress: the progress bar (None: when stderr is a terminal)."""
-    the_plan = plan(config, out, overrides, executor, force, retry_failed, compile_cache, no_compile_cache)
+    the_plan = _plan(
+        config, out, overrides, executor, force, retry_failed, compile_cache, no_compile_cache, True
+    )
     store = the_plan.store
-    missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
-    if executor == "slurm" and missing:
-        raise ConfigError(
-            f"--executor slurm: {' and '.join(missing)} not found on PATH "
-            "(run on a SLURM login node, or use --dry-run)"
-        )
     fresh = _set_up(the_plan)
     print(the_plan.headline())
     info = run_info(the_plan.digest, executor, _now()) | {
@@ -395,15 +433,17 @@ def run(
         except KeyboardInterrupt:
             _interrupted(store, the_plan.cells)
     elif the_plan.todo:
-        info = _submit(the_plan, info, fresh)
-        if executor == "slurm" and info.get("job_ids"):  # submitted: `ntksim status` follows it
-            state = {"done": the_plan.done, "failed": the_plan.failed, "pending": the_plan.todo}
-            return Run(pd.DataFrame(), the_plan.config, None, store.root, state, dict(the_plan.in_flight),
+        info, flying = _submit(the_plan, info, fresh)
+        if executor == "slurm" and info.get("job_ids"):
+            # submitted and returned: no results yet (`ntksim.status` follows the jobs); the cells
+            # by state as they are now, those the jobs hold in flight
+            state = store.status(the_plan.cells)
+            return Run(pd.DataFrame(), the_plan.config, None, store.root, state, the_plan.in_flight | flying,
                        submitted=tuple(info["job_ids"]), cells=the_plan.cells)  # fmt: skip
     from ntksim.engine.submission import drop_if_empty
 
     drop_if_empty(store.logs / "controllers.err")
-    table, state = finish(the_plan.config, the_plan.cells, store)
+    table, state, fits = finish(the_plan.config, the_plan.cells, store)
     store.write_run(info | {"finished": _now()})
     if len(table) and (store.root / "summary.md").exists():
         print((store.root / "summary.md").read_text())
@@ -412,12 +452,9 @@ def run(
         print(timing)
     pending = {cell.cell_id for cell in state["pending"]}
     held = {cell: job for cell, job in the_plan.in_flight.items() if cell in pending}  # SLURM still on them
-    fits = (
-        the_plan.study.fits(table, the_plan.config)
-        if the_plan.study.fits is not None and len(table)
-        else None
+    result = Run(
+        table, the_plan.config, fits, store.root, state, held, final=True, cells=list(the_plan.cells)
     )
-    result = Run(table, the_plan.config, fits, store.root, state, held, final=True, cells=the_plan.cells)
     print(result.report())
     return result
 
@@ -438,9 +475,10 @@ def _set_up(the_plan: Plan) -> bool:
     return fresh
 
 
-def _submit(the_plan: Plan, info: dict[str, Any], fresh: bool) -> dict[str, Any]:
+def _submit(the_plan: Plan, info: dict[str, Any], fresh: bool) -> tuple[dict[str, Any], dict[str, str]]:
     """Submit the plan's cells through submitit (cells refused for memory recorded as failed, not
-    sent); for local and debug, wait for the tasks. Returns run.json's record with the job ids."""
+    sent); for local and debug, wait for the tasks. Returns run.json's record with the job ids,
+    and for SLURM each submitted cell's task."""
     from ntksim.engine.launch import record_tasks, submit
     from ntksim.engine.submission import Kept, forget_submission, stderr_kept, stderr_to, stop_local_tasks
 
@@ -454,7 +492,7 @@ def _submit(the_plan: Plan, info: dict[str, Any], fresh: bool) -> dict[str, Any]
     if costs is not None:
         costs = [cost for cell, cost in zip(the_plan.todo, costs, strict=True) if cell.cell_id not in skip]
     if not todo:
-        return info
+        return info, {}
     before = set(store.logs.iterdir()) if store.logs.is_dir() else set()
     kept = Kept()
     try:
@@ -487,7 +525,9 @@ def _submit(the_plan: Plan, info: dict[str, Any], fresh: bool) -> dict[str, Any]
             f"submitted {len(jobs)} task(s) as SLURM job {jobs[0].job_id.split('_')[0]}; "
             f"logs in {store.logs}. Follow with: ntksim status {store.root}"
         )
-        return info
+        return info, {
+            cell: str(job.job_id) for job, group in zip(jobs, groups, strict=True) for cell in group
+        }
     try:
         for job in jobs:
             try:
@@ -501,7 +541,7 @@ def _submit(the_plan: Plan, info: dict[str, Any], fresh: bool) -> dict[str, Any]
         stop_local_tasks(jobs)
         drop_if_empty(store.logs / "controllers.err")
         _interrupted(store, the_plan.cells)
-    return info
+    return info, {}
 
 
 def _interrupted(store: RunStore, cells: list[CellLike]) -> None:
@@ -521,9 +561,8 @@ def status(directory: str | Path) -> Run:
     config, cells, store = load_run(Path(directory))
     table, state = store.collect(cells)
     flying = in_flight(store, state["pending"])
-    study = study_of(config)
-    fits = study.fits(table, config) if study.fits is not None and len(table) else None
-    return Run(table, config, fits, store.root, state, flying, cells=cells)
+    # no fits: a status is quick (`ntksim.load_run(DIR).fits` reads the fitted rates)
+    return Run(table, config, None, store.root, state, flying, cells=cells)
 
 
 def plot(directory: str | Path) -> list[Path]:
@@ -556,8 +595,8 @@ def plot(directory: str | Path) -> list[Path]:
     if results.empty:
         raise ConfigError(f"{path}: has no rows to plot")
     if config is not None:
-        return write_outputs(config, results, root)
-    return study.figures(results, None, root / "figures")
+        return write_outputs(config, results, root)[0]
+    return study.figures(results, None, root / "figures", None)
 
 
 def ended_tasks_report(result: Run, shown: int = 5) -> str:

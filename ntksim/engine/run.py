@@ -208,22 +208,24 @@ def load_run(directory: Path) -> tuple[Any, list[CellLike], RunStore]:
         raise ConfigError(f"{path}: {str(err).splitlines()[0]}") from None
 
 
-def write_outputs(config: Any, table: pd.DataFrame, root: Path) -> list[Path]:
-    """summary.md and the figures of a (possibly partial) table; nothing for an empty one."""
+def write_outputs(config: Any, table: pd.DataFrame, root: Path) -> tuple[list[Path], pd.DataFrame | None]:
+    """summary.md, fits.csv and the figures of a (possibly partial) table, the study's fits
+    computed once and handed to all three; (figure files, fits). Nothing for an empty table."""
     if not len(table):
-        return []
+        return [], None
     study = study_of(config)
-    text = study.summarize(table, config)
+    fits = study.fits(table, config) if study.fits is not None else None
+    text = study.summarize(table, config, fits)
     timing = time_summary(RunStore(root), study.expand(config))
     if timing:  # under the study's title: the rest of the page is the study's own
         title, newline, rest = text.partition("\n") if text.startswith("# ") else ("", "", text)
         text = f"{title}{newline}\n{timing}\n{rest.lstrip(chr(10))}" if title else f"{timing}\n{text}"
     atomic_write(root / "summary.md", text)
-    if study.fits is not None:  # every fitted rate with its interval, for scripts and notebooks
-        atomic_write(root / "fits.csv", study.fits(table, config).to_csv(index=False))
+    if fits is not None:  # every fitted rate with its interval, for scripts and notebooks
+        atomic_write(root / "fits.csv", fits.to_csv(index=False))
     from ntksim.analysis.figures import as_written
 
-    return as_written(study.figures(table, config, root / "figures"))
+    return as_written(study.figures(table, config, root / "figures", fits)), fits
 
 
 def time_summary(store: RunStore, cells: list[CellLike]) -> str:
@@ -239,14 +241,16 @@ def time_summary(store: RunStore, cells: list[CellLike]) -> str:
     )
 
 
-def finish(config: Any, cells: list[CellLike], store: RunStore) -> tuple[pd.DataFrame, dict[str, list]]:
-    """Assemble results.csv, write summary and figures; returns (table, cells by state)."""
+def finish(
+    config: Any, cells: list[CellLike], store: RunStore
+) -> tuple[pd.DataFrame, dict[str, list[CellLike]], pd.DataFrame | None]:
+    """Assemble results.csv, write summary, fits and figures; returns (table, cells by state, fits)."""
     table, state = store.collect(cells)
-    write_outputs(config, table, store.root)
+    _, fits = write_outputs(config, table, store.root)
     template = store.logs / "%j"  # submitit's folder template, re-created empty by its executors
     if template.is_dir() and not any(template.iterdir()):
         template.rmdir()
-    return table, state
+    return table, state, fits
 
 
 @dataclass(frozen=True)

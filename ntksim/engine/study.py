@@ -138,12 +138,13 @@ class Study(NamedTuple):
     expand: config → cells (stable order; raises ConfigError for bad input it can only see late,
         e.g. an unreadable data file).
     compute: (cell, memo) → rows (dicts over `columns`); raises to record the cell as failed.
-    summarize: (table, config) → summary.md text.
-    figures: (table, config, directory) → paths of the figures written.
+    summarize: (table, config, fits) → summary.md text; fits: what `fits` returned for this
+        table (None when the study fits nothing), computed once per write.
+    figures: (table, config, directory, fits) → paths of the figures written.
     legacy_columns: older headers still accepted for shards written before columns were added
         (read with the new columns empty).
     fits: (table, config) → a table of every fitted rate with its interval, written as fits.csv
-        beside summary.md (None: the study fits nothing).
+        beside summary.md and handed to summarize and figures (None: the study fits nothing).
     cost: (cells, config) → each cell's estimated seconds and peak bytes (`CellCost`), from its
         shapes alone, without computing anything (None: no estimates; cells are then grouped into
         tasks in config order and nothing is checked against the device's memory).
@@ -156,8 +157,8 @@ class Study(NamedTuple):
     columns: tuple[str, ...]
     expand: Callable[[Any], list[Any]]
     compute: Callable[[Any, Memo], list[dict[str, Any]]]
-    summarize: Callable[[pd.DataFrame, Any], str]
-    figures: Callable[[pd.DataFrame, Any, Path], list[Path]]
+    summarize: Callable[[pd.DataFrame, Any, pd.DataFrame | None], str]
+    figures: Callable[[pd.DataFrame, Any, Path, pd.DataFrame | None], list[Path]]
     legacy_columns: tuple[tuple[str, ...], ...] = ()
     fits: Callable[[pd.DataFrame, Any], pd.DataFrame] | None = None
     cost: Callable[[list[Any], Any], list[Any]] | None = None

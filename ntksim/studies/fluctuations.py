@@ -279,7 +279,7 @@ def _fmt(value: float, se: float) -> str:
     return f"{value:.4g} ± {se:.2g}"
 
 
-def summarize(table: pd.DataFrame, config: FluctuationsConfig) -> str:
+def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None) -> str:
     stats = merged(table)
     entries = stats[stats["quantity"] == "entry"]
     first = entries[(entries["i"] == 0) & (entries["a"] == 0) & (entries["b"] == 0)]
@@ -349,7 +349,9 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figures(table: pd.DataFrame, config: FluctuationsConfig, directory: Path) -> list[Path]:
+def figures(
+    table: pd.DataFrame, config: FluctuationsConfig, directory: Path, fits: None = None
+) -> list[Path]:
     from matplotlib.lines import Line2D
 
     from ntksim.analysis.figures import panel_grid, save_figure

@@ -176,3 +176,25 @@ def test_a_concentration_run_in_a_notebook_returns_its_fitted_rates(tmp_path: Pa
     assert result.fits is not None and len(result.fits) == 1
     assert np.isfinite(result.fits["slope"].iloc[0])
     assert ntksim.load_run(tmp_path / "run").table.equals(result.table)
+
+
+def test_one_override_may_be_given_as_a_string(tmp_path: Path) -> None:
+    the_plan = ntksim.plan(_config(tmp_path), out=tmp_path / "run", overrides="values=[5]")
+    assert [c.value for c in the_plan.todo] == [5]
+
+
+def test_a_slurm_run_without_sbatch_is_refused_after_the_config_is_read(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    with pytest.raises(ConfigError, match="--set nope"):  # a config mistake is said first
+        ntksim.run(_config(tmp_path), out=tmp_path / "run", executor="slurm", overrides=["nope=1"])
+    with pytest.raises(ConfigError, match="--executor slurm: sbatch and srun not found on PATH"):
+        ntksim.run(_config(tmp_path), out=tmp_path / "run", executor="slurm")
+    assert not (tmp_path / "run").exists()
+    assert "#SBATCH" in ntksim.plan(_config(tmp_path), out=tmp_path / "run", executor="slurm").describe()
+
+
+def test_describe_says_nothing_on_stderr_and_refused_does_when_asked(tmp_path: Path, capsys) -> None:
+    the_plan = ntksim.plan(_config(tmp_path), out=tmp_path / "run")
+    assert the_plan.describe() == the_plan.describe()
+    assert the_plan.refused() == [] and the_plan.refused(say=True) == []
+    assert capsys.readouterr().err == ""

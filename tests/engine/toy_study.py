@@ -77,11 +77,11 @@ def compute(cell: ToyCell, memo: Memo) -> list[dict]:
     ]
 
 
-def summarize(table: pd.DataFrame, config: ToyConfig) -> str:
+def summarize(table: pd.DataFrame, config: ToyConfig, fits: None = None) -> str:
     return f"# {config.name}\n\n{len(table)} rows, sum of squares {int(table['square'].sum())}\n"
 
 
-def figures(table: pd.DataFrame, config: ToyConfig, directory: Path) -> list[Path]:
+def figures(table: pd.DataFrame, config: ToyConfig, directory: Path, fits: None = None) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "values.txt"
     path.write_text(" ".join(str(v) for v in sorted(table["value"].unique())))

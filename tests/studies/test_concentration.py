@@ -160,7 +160,7 @@ def test_cells_are_not_grouped_on_several_devices(tmp_path: Path) -> None:
     import sys
 
     code = (
-        "import jax; from ntksim.engine.config import validate; from ntksim.studies import concentration;"
+        "import jax; from ntksim.engine.loading import validate; from ntksim.studies import concentration;"
         "c = validate({'activations': ['relu', 'abs'], 'depths': [2], 'widths': [4], 'seeds': 2});"
         "print(len(jax.devices()), concentration.together_limit(concentration.expand(c)[0], 6, 3))"
     )

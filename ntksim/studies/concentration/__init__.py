@@ -357,13 +357,15 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def summarize(table: pd.DataFrame, config: Config) -> str:
+def summarize(table: pd.DataFrame, config: Config, fits: pd.DataFrame | None = None) -> str:
     from ntksim.studies.concentration.fits import summary_markdown
 
-    return summary_markdown(table, config.name) + theory_markdown(table, theory(table, config))
+    return summary_markdown(table, config.name, fits) + theory_markdown(table, theory(table, config))
 
 
-def figures(table: pd.DataFrame, config: Config, directory: Path) -> list[Path]:
+def figures(
+    table: pd.DataFrame, config: Config, directory: Path, fits: pd.DataFrame | None = None
+) -> list[Path]:
     from ntksim.studies.concentration.figures import plot_all
 
     return plot_all(table, directory, theory(table, config))

@@ -52,9 +52,11 @@ def fit_table(results: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summary_markdown(results: pd.DataFrame, title: str = "ntksim run") -> str:
+def summary_markdown(
+    results: pd.DataFrame, title: str = "ntksim run", fits: pd.DataFrame | None = None
+) -> str:
     """summary.md: the fitted rates per (activation, depth, …) with 95% bootstrap intervals."""
-    fits = fit_table(results)
+    fits = fit_table(results) if fits is None else fits  # the study's fits.csv, when given
     lines = [
         f"# {title}",
         "",

@@ -463,9 +463,9 @@ def _fmt(value: float, digits: int = 4) -> str:
     return "—" if value is None or not np.isfinite(value) else f"{value:.{digits}g}"
 
 
-def summarize(table: pd.DataFrame, config: DepthConfig) -> str:
+def summarize(table: pd.DataFrame, config: DepthConfig, fits: pd.DataFrame | None = None) -> str:
     lines = [f"# {config.name}", "", 'Depth study: the limit NTK along depth (science.md, "Depth").', ""]
-    fits = rates(table)
+    fits = rates(table) if fits is None else fits
     if len(fits):
         eoc = fits[fits["phase"] == "eoc"]
         off = fits[fits["phase"] != "eoc"]
@@ -526,7 +526,9 @@ def summarize(table: pd.DataFrame, config: DepthConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figures(table: pd.DataFrame, config: Any, directory: Path) -> list[Path]:
+def figures(
+    table: pd.DataFrame, config: Any, directory: Path, fits: pd.DataFrame | None = None
+) -> list[Path]:
     from ntksim.studies.depth.figures import plot_depth_finite, plot_depth_limit, plot_depth_phase_diagram
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -542,7 +544,7 @@ def figures(table: pd.DataFrame, config: Any, directory: Path) -> list[Path]:
         plot_depth_finite(finite, path)
         paths.append(path)
     curves = table[table["part"] == "eoc"]
-    points = rates(table)
+    points = rates(table) if fits is None else fits
     if len(curves) or len(points):
         path = directory / "phase_diagram.png"
         plot_depth_phase_diagram(curves, limit, path)

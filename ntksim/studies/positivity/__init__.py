@@ -337,7 +337,7 @@ def _lambda_text(row: Any) -> str:
     return f"{row.lambda_min:.4g}"
 
 
-def summarize(table: pd.DataFrame, config: PositivityConfig) -> str:
+def summarize(table: pd.DataFrame, config: PositivityConfig, fits: None = None) -> str:
     lines = [
         f"# {config.name}",
         "",
@@ -403,7 +403,7 @@ def summarize(table: pd.DataFrame, config: PositivityConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figures(table: pd.DataFrame, config: Any, directory: Path) -> list[Path]:
+def figures(table: pd.DataFrame, config: Any, directory: Path, fits: None = None) -> list[Path]:
     from ntksim.studies.positivity.figures import plot_lambda_min, plot_positivity_finite, plot_rank
 
     directory.mkdir(parents=True, exist_ok=True)

@@ -385,7 +385,7 @@ def increment_slopes(increments_table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def summarize(table: pd.DataFrame, config: SamplePathsConfig) -> str:
+def summarize(table: pd.DataFrame, config: SamplePathsConfig, fits: pd.DataFrame | None = None) -> str:
     lines = [
         f"# {config.name}",
         "",
@@ -433,7 +433,9 @@ def summarize(table: pd.DataFrame, config: SamplePathsConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figures(table: pd.DataFrame, config: SamplePathsConfig, directory: Path) -> list[Path]:
+def figures(
+    table: pd.DataFrame, config: SamplePathsConfig, directory: Path, fits: pd.DataFrame | None = None
+) -> list[Path]:
     from ntksim.studies.sample_paths.figures import plot_increments, plot_paths, plot_power_spectra
 
     directory.mkdir(parents=True, exist_ok=True)

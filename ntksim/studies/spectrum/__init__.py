@@ -338,9 +338,9 @@ def _s_text(row: Any) -> str:
     return text
 
 
-def summarize(table: pd.DataFrame, config: SpectrumConfig) -> str:
+def summarize(table: pd.DataFrame, config: SpectrumConfig, fitted: pd.DataFrame | None = None) -> str:
     k_min, k_max = config.fit_range
-    fitted = fits(table, k_min, k_max, config.fit.min_relative)
+    fitted = fits_csv(table, config) if fitted is None else fitted
     lines = [
         f"# {config.name}",
         "",
@@ -399,12 +399,14 @@ def summarize(table: pd.DataFrame, config: SpectrumConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figures(table: pd.DataFrame, config: SpectrumConfig, directory: Path) -> list[Path]:
+def figures(
+    table: pd.DataFrame, config: SpectrumConfig, directory: Path, fitted: pd.DataFrame | None = None
+) -> list[Path]:
     from ntksim.studies.spectrum.figures import plot_eigenvalues, plot_exponents, plot_polynomial_counts
 
     directory.mkdir(parents=True, exist_ok=True)
     k_min, k_max = config.fit_range
-    fitted = fits(table, k_min, k_max, config.fit.min_relative)
+    fitted = fits_csv(table, config) if fitted is None else fitted
     paths = []
     for (kernel, dim), g in table.groupby(["kernel", "dim"], sort=True):
         path = directory / f"eigenvalues_{kernel}_d{dim}.png"
@@ -425,10 +427,10 @@ def figures(table: pd.DataFrame, config: SpectrumConfig, directory: Path) -> lis
 
 
 def fits_csv(table: pd.DataFrame, config: SpectrumConfig) -> pd.DataFrame:
-    """fits.csv: every fitted decay exponent, its fit range and science.md's value."""
+    """fits.csv: every fitted decay exponent (and the power law's log-prefactor, log_c), its fit
+    range and science.md's value; summary.md and the figures read it."""
     k_min, k_max = config.fit_range
-    fitted = fits(table, k_min, k_max, config.fit.min_relative)
-    return fitted.drop(columns=["log_c"]).assign(k_min=k_min, k_max=k_max)
+    return fits(table, k_min, k_max, config.fit.min_relative).assign(k_min=k_min, k_max=k_max)
 
 
 def cost(cells: list[Cell], config: SpectrumConfig) -> list[CellCost]:

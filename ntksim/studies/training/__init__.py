@@ -563,7 +563,7 @@ def diverged_widths(last: pd.DataFrame, first: pd.DataFrame) -> list[int]:
     return out
 
 
-def summarize(table: pd.DataFrame, config: TrainingConfig) -> str:
+def summarize(table: pd.DataFrame, config: TrainingConfig, fits: pd.DataFrame | None = None) -> str:
     last_step = int(table["step"].max())
     lines = [
         f"# {config.name}",
@@ -577,12 +577,12 @@ def summarize(table: pd.DataFrame, config: TrainingConfig) -> str:
         "| θ movement slope |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in width_slopes(table).itertuples():
+    for row in (fits_csv(table, config) if fits is None else fits).itertuples():
         cells = []
         for column in ("drift", "diff_limit", "diff_lin", "movement"):
-            slope, low, high = getattr(row, column)
+            slope, low, high = (getattr(row, f"{column}_{end}") for end in ("slope", "ci_low", "ci_high"))
             if column == "diff_lin" and row.lin_diverged:
-                cells.append(f"linearisation diverges at m = {', '.join(map(str, row.lin_diverged))}")
+                cells.append(f"linearisation diverges at m = {', '.join(row.lin_diverged.split())}")
                 continue
             if not np.isfinite(slope):
                 cells.append("—")
@@ -623,7 +623,9 @@ def summarize(table: pd.DataFrame, config: TrainingConfig) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figures(table: pd.DataFrame, config: TrainingConfig, directory: Path) -> list[Path]:
+def figures(
+    table: pd.DataFrame, config: TrainingConfig, directory: Path, fits: pd.DataFrame | None = None
+) -> list[Path]:
     from ntksim.studies.training.figures import plot_against_width, plot_drift_in_time, plot_losses
 
     directory.mkdir(parents=True, exist_ok=True)
