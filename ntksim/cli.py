@@ -158,9 +158,8 @@ def _run(args: argparse.Namespace) -> None:
         print(plan.headline())
         if plan.todo:
             print(plan.would_run())
-        plan.refused(say=True)  # stderr, after the cells, as always
-        estimates = plan.estimates()
-        if estimates:
+        plan.refused(say=True)  # one line each on stderr, after the cells
+        if estimates := plan.estimates():
             print(estimates)
         return
     try:
@@ -180,12 +179,9 @@ def _status(args: argparse.Namespace) -> None:
 
     result = driver.status(args.dir)
     print(result.report())
-    timing = result.timing()
-    if timing:
-        print(f"  {timing}")
-    ended = driver.ended_tasks_report(result)
-    if ended:
-        print(ended)
+    for text in (result.timing() and f"  {result.timing()}", driver.ended_tasks_report(result)):
+        if text:
+            print(text)
     raise SystemExit(result.exit_code)
 
 
@@ -198,37 +194,25 @@ def _plot(args: argparse.Namespace) -> None:
 
 def _eoc(args: argparse.Namespace) -> None:
     """Table of (σ_w, q*) per activation and σ_b, the curves as CSV, and the phase diagram."""
-    import numpy as np
-
     from ntksim.activations import activation
     from ntksim.activations.eoc import NoEOCPoint
-    from ntksim.analysis.eoc_table import EOC_SIGMA_B, curve_table, eoc_curves, eoc_table, table_markdown
-    from ntksim.analysis.phase_diagram import plot_phase_diagram
+    from ntksim.analysis import eoc_table as eoc
 
     try:
         acts = [activation(spec) for spec in args.activations]
-    except ValueError as err:
+        for value in args.sigma_b or ():
+            if not value >= 0 or value == float("inf"):  # NaN fails the first test
+                raise ValueError(f"--sigma-b {value:g}: must be a non-negative number")
+        table = eoc.eoc_table(acts, args.sigma_b or eoc.EOC_SIGMA_B, explicit=args.sigma_b is not None)
+    except (ValueError, NoEOCPoint) as err:
         _fail(str(err))
-    explicit = args.sigma_b is not None
-    sigma_bs = args.sigma_b if explicit else list(EOC_SIGMA_B)
-    for value in sigma_bs:
-        if not (np.isfinite(value) and value >= 0):
-            _fail(f"--sigma-b {value:g}: must be a non-negative number")
+    print(eoc.table_markdown(table))
     try:
-        table = eoc_table(acts, sigma_bs, explicit)
-    except NoEOCPoint as err:
-        _fail(str(err))
-    print(table_markdown(table))
-    curves = eoc_curves(acts)
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(args.out / "eoc.csv", index=False)
-        curve_table(curves).to_csv(args.out / "eoc_curves.csv", index=False)
-        plot_phase_diagram(curves, args.out / "phase_diagram.png")
+        written = eoc.write(args.out, table, eoc.eoc_curves(acts))
     except OSError as err:
         _fail(f"--out {args.out}: cannot write there ({err.strerror})")
-    figures = ", ".join(str(args.out / f"phase_diagram.{fmt}") for fmt in args.formats)
-    print(f"wrote {args.out / 'eoc.csv'}, {args.out / 'eoc_curves.csv'} and {figures}")
+    figures = ", ".join(str(written[-1].with_suffix(f".{fmt}")) for fmt in args.formats)
+    print(f"wrote {written[0]}, {written[1]} and {figures}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

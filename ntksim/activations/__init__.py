@@ -75,12 +75,12 @@ def activation(spec: str | Callable, /, name: str | None = None, **params: Any) 
     if text in FAMILY_PRESETS:
         act = Activation.preset(text, **params)
         return Activation(act.a, act.b, name) if name else act
-    act = PRESETS[text](**params)
+    made = PRESETS[text](**params)
     if name:
         return Elementwise(
-            name, act.fn, act.dfn, act.kinks, act.degree, act.parity, act.param_items, act.shown
+            name, made.fn, made.dfn, made.kinks, made.degree, made.parity, made.param_items, made.shown
         )
-    return act
+    return made
 
 
 __all__ = ["NAMES", "PARAMETERS", "Activation", "AnyActivation", "Elementwise", "activation"]

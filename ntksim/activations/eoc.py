@@ -93,7 +93,7 @@ def eoc(activation: Any, sigma_b: float = 0.0, allow_unstable: bool = False) -> 
     # Cached per activation, σ_b and precision (the integrals follow JAX's x64 flag). Computed
     # eagerly even when asked from inside a jit trace (an MLP's default σ_w is read there).
     with jax.ensure_compile_time_eval():
-        return _eoc(activation, float(sigma_b), bool(jax.config.jax_enable_x64), bool(allow_unstable))
+        return _eoc(activation, float(sigma_b), bool(jax.config.jax_enable_x64), bool(allow_unstable))  # type: ignore[attr-defined]
 
 
 @functools.lru_cache(maxsize=1024)

@@ -131,8 +131,8 @@ def polar_grid(
         rho, s = jnp.cos(alpha), jnp.sin(alpha)
     half = math.pi / 2
     # Sector boundaries from θ = π/2 over one turn: where cos θ and cos(θ − α) change sign.
-    bounds = [jnp.full_like(alpha, half), half + alpha, jnp.full_like(alpha, 3 * half),
-              3 * half + alpha, jnp.full_like(alpha, 5 * half)]  # fmt: skip
+    edges = [jnp.full_like(alpha, half), half + alpha, jnp.full_like(alpha, 3 * half),
+             3 * half + alpha, jnp.full_like(alpha, 5 * half)]  # fmt: skip
     # Two kink lines off 0 (u = c_f, v = c_g) cross away from the origin; the ray through that
     # point is where the radial pieces swap order, so the angle is split there too.
     for c_f in (c for c in kinks_f if c != 0.0):
@@ -140,8 +140,8 @@ def polar_grid(
             z1 = c_f / jnp.sqrt(q1)
             z2 = (c_g / jnp.sqrt(q2) - rho * z1) / jnp.where(s > 0, s, 1.0)
             angle = jnp.mod(jnp.arctan2(z2, z1) - half, 2 * math.pi) + half  # into [π/2, 5π/2)
-            bounds.append(jnp.where(s > 0, angle, half))  # parallel lines (ρ = ±1): no crossing
-    bounds = jnp.stack(bounds, axis=-1)
+            edges.append(jnp.where(s > 0, angle, half))  # parallel lines (ρ = ±1): no crossing
+    bounds = jnp.stack(edges, axis=-1)
     if len(kinks_f) * len(kinks_g) and any(kinks_f) and any(kinks_g):
         bounds = jnp.sort(bounds, axis=-1)
     theta, w_theta = _pieces(bounds, NODES_ANGLE)  # (pairs, 4·Nθ)
@@ -302,7 +302,7 @@ def angular_expectations(
     if not outs:
         return tuple(jnp.zeros(shape, dtype) for _ in range(4))  # type: ignore[return-value]
     stacked = jnp.concatenate(outs, axis=1)[:, :size]
-    return tuple(v.reshape(shape) for v in stacked)  # type: ignore[return-value]
+    return tuple(v.reshape(shape) for v in stacked)
 
 
 def second_moments(activation: Any, q: Array) -> tuple[Array, Array]:

@@ -84,7 +84,7 @@ def equal_variance_at_angles(activation: Any, q: float, alpha: Array) -> tuple[A
     tolerance = max(TOLERANCE, 50 * float(jnp.finfo(dtype).eps))  # float32 without x64
     count = FIRST_NODES
     angles = _chebyshev_angles(count)
-    values = _values(activation, q, angles)
+    values: tuple[Array, ...] = _values(activation, q, angles)
     while count <= MAX_NODES:
         finer = _chebyshev_angles(2 * count - 1)
         # The points are nested: the finer set is the coarse one with a new point in each gap.

@@ -276,7 +276,7 @@ def user_activation(
 
     Checked at once: it must trace on a float array and return the same shape.
     """
-    label = name or getattr(fn, "__name__", "user")
+    label: str = name or getattr(fn, "__name__", None) or "user"
     if not callable(fn):
         raise ValueError(f"activation {label!r}: expected a function of one array, got {type(fn).__name__}")
     if parity not in (None, "even", "odd"):

@@ -4,18 +4,21 @@ and its EOC curve σ_w(σ_b) for the phase diagram."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ntksim.activations import Activation
+from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import NoEOCPoint, eoc, eoc_curve
 
 EOC_SIGMA_B = (0.0, 0.1, 0.2, 0.5)
 EOC_CURVE_POINTS = 81  # σ_b grid of the phase diagram, 0 … 1
 
 
-def eoc_table(activations: Sequence[Activation], sigma_bs: Sequence[float], explicit: bool) -> pd.DataFrame:
+def eoc_table(
+    activations: Sequence[AnyActivation], sigma_bs: Sequence[float], explicit: bool
+) -> pd.DataFrame:
     """One row per (activation, σ_b): the EOC point, or NaN where there is none, with σ_w and
     V'(q*) of an unstable fixed point where χ = 1 holds only there. explicit: σ_b values the user
     asked for, where a missing EOC point is an error (NoEOCPoint) rather than a NaN row."""
@@ -63,7 +66,7 @@ def table_markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def eoc_curves(activations: Sequence[Activation]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def eoc_curves(activations: Sequence[AnyActivation]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """name → (σ_b grid (P,), σ_w of stable EOC points (P,), σ_w where χ = 1 only at an unstable
     fixed point (P,)), NaN where there is none; the grid is dense near σ_b = 0, where curves bend."""
     grid = np.linspace(0.0, 1.0, EOC_CURVE_POINTS) ** 2
@@ -93,3 +96,18 @@ def curve_table(curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) ->
             if np.isfinite(w) or np.isfinite(u)
         ]
     )
+
+
+def write(
+    out: Path, table: pd.DataFrame, curves: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> list[Path]:
+    """eoc.csv, eoc_curves.csv and the phase diagram (in every current figure format) in `out`;
+    the paths written, the figure's as phase_diagram.png."""
+    from ntksim.analysis.phase_diagram import plot_phase_diagram
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / "eoc.csv", out / "eoc_curves.csv", out / "phase_diagram.png"]
+    table.to_csv(paths[0], index=False)
+    curve_table(curves).to_csv(paths[1], index=False)
+    plot_phase_diagram(curves, paths[2])
+    return paths

@@ -48,7 +48,7 @@ def concentration(k: Array, kinf: Array) -> dict[str, float | np.ndarray]:
     out = {name: np.asarray(v) for name, v in concentration_arrays(k, kinf).items()}
     if k.ndim == 2:
         return {name: float(v) for name, v in out.items()}
-    return out
+    return dict(out)
 
 
 def gram_spectrum(gram: np.ndarray, floor_factor: float = 10.0) -> dict[str, float]:

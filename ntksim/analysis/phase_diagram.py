@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +14,7 @@ import numpy as np
 from ntksim.analysis.figures import save_figure
 
 
-def plot_phase_diagram(curves: dict[str, tuple[np.ndarray, ...]], path: Path) -> None:
+def plot_phase_diagram(curves: Mapping[str, tuple[np.ndarray, ...]], path: Path) -> None:
     """EOC curves σ_w(σ_b) on the (σ_b, σ_w) plane; below a curve χ < 1 (ordered), above χ > 1
     (chaotic), each for its own activation. curves: name → (σ_b values, σ_w of stable EOC points;
     NaN where there is none) and optionally σ_w where χ = 1 holds only at an unstable fixed

@@ -22,7 +22,7 @@ def float64_scope() -> contextlib.AbstractContextManager:
     experimental one before)."""
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(True)
-    from jax.experimental import enable_x64
+    from jax.experimental import enable_x64  # type: ignore[attr-defined]  # jax < 0.6
 
     return enable_x64(True)
 

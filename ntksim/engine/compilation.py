@@ -82,7 +82,7 @@ class CompileClock:
         with cls._lock:
             if cls._installed:
                 return
-            jax.monitoring.register_event_duration_secs_listener(cls._on_duration)
+            jax.monitoring.register_event_duration_secs_listener(cls._on_duration)  # type: ignore[arg-type]
             jax.monitoring.register_event_listener(cls._on_event)
             cls._installed = True
 
@@ -130,7 +130,7 @@ def enable_persistent_cache(directory: str | Path) -> Path:
     for it to take effect (JAX reads the setting when it first compiles)."""
     path = Path(directory).expanduser().absolute()
     path.mkdir(parents=True, exist_ok=True)
-    previous = jax.config.jax_compilation_cache_dir
+    previous = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
     jax.config.update("jax_compilation_cache_dir", str(path))
     if previous and previous != str(path):
         # JAX opens its cache once per process; a second run in the same process (a notebook,
@@ -146,7 +146,7 @@ def enable_persistent_cache(directory: str | Path) -> Path:
 
 def disable_persistent_cache() -> None:
     """Switch JAX's persistent compilation cache off (`--no-compile-cache`)."""
-    if jax.config.jax_compilation_cache_dir:
+    if jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]
         jax.config.update("jax_compilation_cache_dir", None)
         with contextlib.suppress(ImportError, AttributeError):
             from jax._src import compilation_cache

@@ -204,9 +204,10 @@ class Plan:
         """The array tasks a submission would make (ntksim.engine.packing.Task; none inline)."""
         from ntksim.engine.launch import plan_tasks
 
-        if self.executor == "inline" or not self.todo or self.costs() is None:
+        costs = self.costs()
+        if self.executor == "inline" or not self.todo or costs is None:
             return []
-        return plan_tasks(self.todo, self.executor, self.config.launcher, self.costs())
+        return plan_tasks(self.todo, self.executor, self.config.launcher, costs)
 
     def sbatch(self) -> str | None:
         """The sbatch script a SLURM submission would send (None for other executors)."""
@@ -294,27 +295,15 @@ def plan(
     retry_failed: bool = False,
     compile_cache: str | Path | None = None,
     no_compile_cache: bool = False,
+    require_scheduler: bool = False,
 ) -> Plan:
     """What `run` with the same arguments would do, checked and estimated; writes nothing.
 
     config: a YAML file; out: the run directory (default runs/<the file's stem>); overrides:
-    "key.path=YAML value" strings (as `--set`). ConfigError (one line) for any mistake."""
-    return _plan(config, out, overrides, executor, force, retry_failed, compile_cache, no_compile_cache)
-
-
-def _plan(
-    config: str | Path,
-    out: str | Path | None,
-    overrides: Sequence[str],
-    executor: str,
-    force: bool,
-    retry_failed: bool,
-    compile_cache: str | Path | None,
-    no_compile_cache: bool,
-    submitting: bool = False,
-) -> Plan:
-    """`plan`; `submitting`: also require sbatch and srun for a SLURM run (checked where the CLI
-    always checked them: after the config and --out's kind, before the directory's contents)."""
+    "key.path=YAML value" strings (as `--set`); require_scheduler: also refuse a SLURM executor
+    without sbatch and srun on PATH (as `run` does; a dry run needs neither). ConfigError (one
+    line) for any mistake, in the order the CLI always checked them: the config, --out's kind,
+    the scheduler, then --out's contents."""
     _x64()
     if isinstance(overrides, str):  # one override given as a string, not a list of them
         overrides = [overrides]
@@ -333,7 +322,7 @@ def _plan(
     )
     digest = config_digest(hashed(resolved))
     missing = [tool for tool in ("sbatch", "srun") if shutil.which(tool) is None]
-    if submitting and executor == "slurm" and missing:
+    if require_scheduler and executor == "slurm" and missing:
         raise ConfigError(
             f"--executor slurm: {' and '.join(missing)} not found on PATH "
             "(run on a SLURM login node, or use --dry-run)"
@@ -353,7 +342,7 @@ def run_info(digest: str, executor: str, started: str) -> dict[str, Any]:
 
     from ntksim.kernels.limits import neural_tangents_available
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("ntksim", "jax", "jaxlib", "flax", "neural-tangents", "numpy", "submitit"):
         try:
             versions[pkg] = md.version(pkg)
@@ -409,7 +398,7 @@ def run(
 
     Everything finished is kept: each cell's shard is written as it finishes; a re-run computes
     only what is missing. progress: the progress bar (None: when stderr is a terminal)."""
-    the_plan = _plan(
+    the_plan = plan(
         config, out, overrides, executor, force, retry_failed, compile_cache, no_compile_cache, True
     )
     store = the_plan.store

@@ -263,6 +263,7 @@ def slurm_parameters(launcher: LauncherConfig, name: str) -> dict[str, Any]:
 def make_executor(kind: str, store: RunStore, config: RunConfig) -> submitit.Executor:
     folder = store.logs / "%j"
     launcher = config.launcher
+    executor: submitit.Executor
     if kind == "slurm":
         executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=launcher.max_requeue)
         executor.update_parameters(**slurm_parameters(launcher, config.name))

@@ -369,7 +369,7 @@ class RunStore:
                 raise ValueError(f"{len(frame)} rows, columns {list(frame.columns)[:3]}…")
             if self.columns is None:
                 return frame
-            missing = [c for c in self.columns if c not in header]
+            missing = [c for c in self.columns if c not in (header or [])]
             frame = frame.reindex(columns=[*self.columns, "cell"])
             for column in missing:
                 # A column added after the shard was written (concentration's `kernel`) takes the

@@ -79,10 +79,11 @@ class Memo:
         group, not kept, that this process could claim (not done, not claimed by another
         process): what the study may compute now with it. The partners stay claimed until the
         engine computes them (or `give_back`). Just `[cell]` without a group key."""
-        if self._group is None or limit <= 1:
+        group = self._group
+        if group is None or limit <= 1:
             return [cell]
-        groups = self.get(("together", "order"), lambda: _positions(self._cells, self._group))
-        members = groups.get(self._group(cell), [])
+        groups = self.get(("together", "order"), lambda: _positions(self._cells, group))
+        members = groups.get(group(cell), [])
         ids = [c.cell_id for c in members]
         later = members[ids.index(cell.cell_id) + 1 :] if cell.cell_id in ids else []
         partners: list[Any] = []

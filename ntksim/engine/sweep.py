@@ -101,7 +101,8 @@ class Interrupts:
         try:
             previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
         except ValueError:  # not the main thread of the main interpreter
-            reader.close(), writer.close()
+            reader.close()
+            writer.close()
             yield
             return
         closing = threading.Event()
@@ -258,7 +259,7 @@ def run_cells(
             if lines:
                 lines.done(cell.label(), time.perf_counter() - started, compile_s=clock.compile_s,
                            cell_id=cell.cell_id)  # fmt: skip
-        except (KeyboardInterrupt, SystemExit, *interruptions):
+        except (KeyboardInterrupt, SystemExit, *interruptions):  # type: ignore[misc]  # a tuple of classes
             raise
         except Exception as err:  # recorded, and the sweep goes on
             message = str(err).splitlines()[0] if str(err) else ""
@@ -286,7 +287,7 @@ def run_cells(
     store.reap()
     try:
         _sweep(cells, attempt, store, bar, report, poll_s, stuck)
-    except (KeyboardInterrupt, SystemExit, *interruptions):
+    except (KeyboardInterrupt, SystemExit, *interruptions):  # type: ignore[misc]  # a tuple of classes
         store.release_held()
         raise
     store.reap()  # claims of processes that died after writing their shard

@@ -836,7 +836,7 @@ def x64() -> Any:
     """A context with JAX's x64 on (jax ≥ 0.6 names it jax.enable_x64; 0.5.3 jax.experimental)."""
     if hasattr(jax, "enable_x64"):
         return jax.enable_x64(True)
-    from jax.experimental import enable_x64
+    from jax.experimental import enable_x64  # type: ignore[attr-defined]  # jax < 0.6
 
     return enable_x64()
 

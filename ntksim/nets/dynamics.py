@@ -150,9 +150,11 @@ def limit_momentum(
         return (f, u, g, v), (f, g)
 
     init = (f0_train, jnp.zeros_like(f0_train), f0_test, jnp.zeros_like(f0_test))
-    _, (fs, gs) = jax.lax.scan(step, init, None, length=last)
-    fs = jnp.concatenate([f0_train[None], fs])  # step 0, 1, …, last
-    gs = jnp.concatenate([f0_test[None], gs])
+    f_steps: Array
+    g_steps: Array
+    _, (f_steps, g_steps) = jax.lax.scan(step, init, None, length=last)
+    fs = jnp.concatenate([f0_train[None], f_steps])  # step 0, 1, …, last
+    gs = jnp.concatenate([f0_test[None], g_steps])
     fs = jnp.moveaxis(fs[observed], 0, -3)
     gs = jnp.moveaxis(gs[observed], 0, -3)
     return fs, gs

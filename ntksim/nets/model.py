@@ -167,7 +167,7 @@ class MLP(nn.Module):
             raise TypeError(
                 f"MLP activation: expected a preset name, ntksim.activation(...) or a JAX function, got {got}"
             )
-        if self.dtype is not None and jnp.dtype(self.dtype) == jnp.float64 and not jax.config.jax_enable_x64:
+        if self.dtype is not None and jnp.dtype(self.dtype) == jnp.float64 and not jax.config.jax_enable_x64:  # type: ignore[attr-defined]
             raise ValueError(
                 "MLP dtype float64 needs JAX's x64 mode (JAX would silently compute in float32): "
                 "jax.config.update('jax_enable_x64', True) first, or JAX_ENABLE_X64=1"

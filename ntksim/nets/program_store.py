@@ -153,7 +153,8 @@ def describe_static(value: Any) -> str | None:
         return repr(value)
     if isinstance(value, tuple):
         parts = [describe_static(v) for v in value]
-        return None if None in parts else f"({', '.join(parts)})"
+        known = [p for p in parts if p is not None]
+        return None if len(known) < len(parts) else f"({', '.join(known)})"
     if type(value) is Activation:  # a subclass may compute differently
         return f"Activation({value.a!r}, {value.b!r})"
     if type(value) is Elementwise:
@@ -198,7 +199,7 @@ def program_name(function: Callable[..., Any], static: Sequence[Any], args: Sequ
 
 def store_directory() -> Path | None:
     """`<JAX persistent cache>/ntksim-programs`, or None while JAX's persistent cache is off."""
-    cache_dir = jax.config.jax_compilation_cache_dir
+    cache_dir = jax.config.jax_compilation_cache_dir  # type: ignore[attr-defined]
     return Path(cache_dir) / STORE_DIRNAME if cache_dir else None
 
 
