@@ -1,4 +1,4 @@
-"""The first-order theory (`ntksim.kernels.finite_width`) against the Monte Carlo that reaches its accuracy.
+"""The first-order theory (`ntksim.finite_width`) against the Monte Carlo that reaches its accuracy.
 
 For n inputs on the sphere in R^8, constant width 64 and depths 3 and 10: the wall time of
 `finite_width` after compilation (median of 3 calls, float64; each call includes its host-side

@@ -3,7 +3,7 @@
 40 000 float64 draws of ntksim's structured eNTK per width (m = 16 … 128, constant widths,
 depth 4) on x_0 and partners at cosines 0.5 and −1, for relu, tanh and GELU (σ_b = 0.5): the
 variance of K(x_0, x_0), K(x_0, x_1) and K(x_0, x_2) measured (± standard error) against
-`ntksim.kernels.finite_width`. First order is exact up to O(1/m²), so |measured − predicted| should fall
+`ntksim.finite_width`. First order is exact up to O(1/m²), so |measured − predicted| should fall
 like m^{-2} (a slope of −2 on log–log axes) while the variances fall like m^{-1}.
 
     .venv/bin/python scripts/finite_width_convergence.py   (~6 minutes on a 2-core CPU)

@@ -3,7 +3,7 @@
 Each case is one fluctuations-study setting (x_0 and partners at cosines −1, −0.5, 0, 0.5, 0.99,
 norms unequal, one output), computed by the study's own cell code in blocks of seeds and merged:
 for every entry of K its variance and mean shift, measured ± standard error, against
-`ntksim.kernels.finite_width`, and the allowance 3·se + the O(1/m²) remainder bound of
+`ntksim.finite_width`, and the allowance 3·se + the O(1/m²) remainder bound of
 `tests/kernels/test_finite_width.py` (4β·|first order| + 2β²‖K∞‖²_max, β = Σ_k 1/m_k). Then E‖K − K∞‖²_F and
 err_op against the prediction (the Gaussian surrogate's mean for err_op).
 

@@ -1,6 +1,6 @@
 """What the first-order theory says about the concentration constants (experiments/fluctuations.md).
 
-Theory only (`ntksim.kernels.finite_width`, no Monte Carlo), on configs/quick.yaml's inputs (32 points on
+Theory only (`ntksim.finite_width`, no Monte Carlo), on configs/quick.yaml's inputs (32 points on
 the sphere in R^8, seed 0), NTK at the EOC without bias, one output:
 1. the family φ = a·s + b·|s| from linear (Δ = 0) through leaky ReLU and ReLU to abs (Δ = 1):
    C = √m·√E‖K − K∞‖²_F at depth 3, m_k = k²m, beside the seed's prefactor (Δ^{-2} + √m_l·l)κ²;

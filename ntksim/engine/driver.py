@@ -585,7 +585,9 @@ def plot(directory: str | Path) -> list[Path]:
         raise ConfigError(f"{path}: has no rows to plot")
     if config is not None:
         return write_outputs(config, results, root)[0]
-    return study.figures(results, None, root / "figures", None)
+    from ntksim.analysis.figures import as_written
+
+    return as_written(study.figures(results, None, root / "figures", None))
 
 
 def ended_tasks_report(result: Run, shown: int = 5) -> str:

@@ -1,7 +1,7 @@
 """Fluctuations: the finite-width NTK/NNGP measured against its first-order (1/m) theory.
 
 science.md, "Finite width": E[K] = K∞ + Σ_k M_k/m_k and Cov K = Σ_k C_k/m_k to first order
-(`ntksim.kernels.finite_width`). A cell is one network (activation, σ_b, depth, width, schedule, kernel,
+(`ntksim.finite_width`). A cell is one network (activation, σ_b, depth, width, schedule, kernel,
 m_l) and a block of seeds of ntksim's structured eNTK (or eNNGP) in float64 on fixed inputs: x_0
 and partners at the configured cosines to it (norms optionally unequal). Its rows carry power sums
 Σ_s e_s^k (k = 1 … 4) of each entry's deviation e = K − K∞ and of ‖K − K∞‖²_F and err_op, so
@@ -288,7 +288,7 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None
         f"# {config.name}",
         "",
         'Fluctuations study (science.md, "Finite width"): ntksim\'s eNTK/eNNGP in float64 over '
-        f"{config.seeds} seeds against the first-order theory `ntksim.kernels.finite_width` (no fit). "
+        f"{config.seeds} seeds against the first-order theory `ntksim.finite_width` (no fit). "
         "K = Θ/n; "
         "entries K(x_0, x_j) of output 0, x_j at the cosine shown (j = 0: the diagonal); ± one standard "
         "error; z = (measured − predicted)/se, where a |z| of a few is the O(1/m²) remainder at small m.",

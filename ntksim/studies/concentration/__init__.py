@@ -266,7 +266,7 @@ _THEORY: dict[str, pd.DataFrame] = {}  # per config: summary and figures share o
 
 
 def theory(table: pd.DataFrame, config: Config | None) -> pd.DataFrame:
-    """The first-order prediction √E‖K − K∞‖²_F of `ntksim.kernels.finite_width` for every curve of depth
+    """The first-order prediction √E‖K − K∞‖²_F of `ntksim.finite_width` for every curve of depth
     ≥ 2 in the table and every width of the config (one computation per activation, depth and
     m_l; the coefficients do not depend on m). A curve it cannot predict is left out, and so is
     everything when the config is unknown (`ntksim plot` of a results.csv copied without it) or
@@ -326,7 +326,7 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
         "## First-order theory",
         "",
         "err_fro = ‖K(θ) − K∞‖_F measured against √E‖K − K∞‖²_F from the 1/m expansion",
-        "(`ntksim.kernels.finite_width`: Σ over entries of their first-order variances; no fit). The",
+        "(`ntksim.finite_width`: Σ over entries of their first-order variances; no fit). The",
         "root-mean-square over seeds estimates the same quantity; its ratio to the prediction → 1",
         "as m grows (the remainder is O(1/m) relative).",
         "",

@@ -85,7 +85,7 @@ def plot_concentration(
 
 def _plot_fro(subset: pd.DataFrame, predicted: pd.DataFrame, colors: dict, ax: plt.Axes) -> None:
     """err_fro per activation: median over seeds and 10–90% band, and the first-order
-    √E‖K − K∞‖²_F of ntksim.kernels.finite_width as a dashed line of the same colour."""
+    √E‖K − K∞‖²_F of ntksim.finite_width as a dashed line of the same colour."""
     for name, group in subset.groupby("activation", sort=False):
         stats = group.groupby("width")["err_fro"]
         widths = np.array(sorted(group["width"].unique()), dtype=float)
