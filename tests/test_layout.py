@@ -93,6 +93,17 @@ def test_no_study_imports_another() -> None:
     assert not crossing
 
 
+def test_no_study_package_has_a_submodule_named_like_a_study_function() -> None:
+    """`from ntksim.studies.x.figures import …` inside x's own `figures()` rebinds x.figures to
+    the submodule: a later `x.figures(...)` then calls a module."""
+    from ntksim.engine.study import Study
+
+    for package in (PACKAGE / "studies").iterdir():
+        if (package / "__init__.py").is_file():
+            clashes = {p.stem for p in package.glob("*.py")} & set(Study._fields)
+            assert not clashes, (package.name, clashes)
+
+
 def test_the_top_level_holds_only_the_cli() -> None:
     top = sorted(p.name for p in PACKAGE.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "cli.py"]

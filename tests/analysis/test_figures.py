@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from ntksim.analysis.figures import panel_grid
-from ntksim.studies.positivity.figures import _style_legend
-from ntksim.studies.spectrum.figures import _few_eigenvalues
-from ntksim.studies.training.figures import _figure_legend
+from ntksim.studies.positivity.plots import _style_legend
+from ntksim.studies.spectrum.plots import _few_eigenvalues
+from ntksim.studies.training.plots import _figure_legend
 
 GRIDS = [(1, (1, 1)), (4, (1, 4)), (5, (2, 3)), (6, (2, 3)), (7, (2, 4)), (8, (2, 4)), (9, (3, 3))]
 
@@ -62,7 +62,7 @@ def test_legends_go_beside_the_panels() -> None:
 def test_a_phase_diagram_of_curves_alone_is_drawn(tmp_path) -> None:
     """`ntksim plot` of a partial depth run whose EOC-curve cells finished first (no limit rows):
     the axis range must not come from an empty table (NaN limits raised)."""
-    from ntksim.studies.depth.figures import plot_depth_phase_diagram
+    from ntksim.studies.depth.plots import plot_depth_phase_diagram
 
     curves = pd.DataFrame(
         {"activation": ["tanh"] * 3, "sigma_b": [0.0, 0.5, 1.0], "sigma_w": [1.0, 1.2, 1.4]}

@@ -1,4 +1,4 @@
-"""Rate fits (ntksim.analysis.fit, ntksim.studies.concentration.fits) and the theory prefactor."""
+"""Rate fits (ntksim.analysis.fit, ntksim.studies.concentration.rates) and the theory prefactor."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 
 from ntksim.activations import Activation
 from ntksim.analysis.fit import fit_rate
-from ntksim.studies.concentration.figures import theory_prefactor
-from ntksim.studies.concentration.fits import CURVE_KEYS, fit_table, summary_markdown
+from ntksim.studies.concentration.plots import theory_prefactor
+from ntksim.studies.concentration.rates import CURVE_KEYS, fit_table, summary_markdown
 
 WIDTHS = 2 ** np.arange(4, 11)  # 16 … 1024
 
@@ -176,7 +176,7 @@ def test_fits_say_what_they_cannot_say() -> None:
 
 def test_theory_figure_skips_what_has_no_prefactor(tmp_path) -> None:
     """linear (Δ = 0: infinite prefactor) and depth 1 (round-off) give no point: no figure, no crash."""
-    from ntksim.studies.concentration.figures import plot_all, plot_theory
+    from ntksim.studies.concentration.plots import plot_all, plot_theory
 
     assert not plot_theory(_table("linear", 1.0, 0.0, 3, [16, 32], 2), tmp_path / "t.png")
     assert not plot_theory(_table("relu", 0.5, 0.5, 1, [16, 32], 2), tmp_path / "t.png")
@@ -189,7 +189,7 @@ def test_theory_figure_skips_what_has_no_prefactor(tmp_path) -> None:
 def test_theory_figure_uses_every_width_and_separates_out_dims(tmp_path) -> None:
     """The measured constant C is the median over widths of median(err_op)·√m (here exactly 1.05,
     from err_op = (1 + 0.1 s)·m^{-1/2} with seeds 0, 1), one panel per m_l."""
-    from ntksim.studies.concentration.figures import plot_theory, theory_points
+    from ntksim.studies.concentration.plots import plot_theory, theory_points
 
     table = pd.concat([_table("relu", 0.5, 0.5, d, [16, 64, 256], 2) for d in (2, 3, 4)], ignore_index=True)
     wide = _table("relu", 0.5, 0.5, 3, [16, 64], 2).assign(out_dim=4)

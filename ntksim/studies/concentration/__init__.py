@@ -48,7 +48,7 @@ from ntksim.studies._sections import (
     data_identity,
     load_data,
 )
-from ntksim.studies.concentration.fits import fit_table
+from ntksim.studies.concentration.rates import fit_table
 
 # The results.csv contract of design.md (columns may be added, none removed).
 COLUMNS = (
@@ -358,7 +358,7 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
 
 
 def summarize(table: pd.DataFrame, config: Config, fits: pd.DataFrame | None = None) -> str:
-    from ntksim.studies.concentration.fits import summary_markdown
+    from ntksim.studies.concentration.rates import summary_markdown
 
     return summary_markdown(table, config.name, fits) + theory_markdown(table, theory(table, config))
 
@@ -366,7 +366,7 @@ def summarize(table: pd.DataFrame, config: Config, fits: pd.DataFrame | None = N
 def figures(
     table: pd.DataFrame, config: Config, directory: Path, fits: pd.DataFrame | None = None
 ) -> list[Path]:
-    from ntksim.studies.concentration.figures import plot_all
+    from ntksim.studies.concentration.plots import plot_all
 
     return plot_all(table, directory, theory(table, config))
 

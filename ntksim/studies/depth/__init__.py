@@ -529,7 +529,7 @@ def summarize(table: pd.DataFrame, config: DepthConfig, fits: pd.DataFrame | Non
 def figures(
     table: pd.DataFrame, config: Any, directory: Path, fits: pd.DataFrame | None = None
 ) -> list[Path]:
-    from ntksim.studies.depth.figures import plot_depth_finite, plot_depth_limit, plot_depth_phase_diagram
+    from ntksim.studies.depth.plots import plot_depth_finite, plot_depth_limit, plot_depth_phase_diagram
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -404,7 +404,7 @@ def summarize(table: pd.DataFrame, config: PositivityConfig, fits: None = None) 
 
 
 def figures(table: pd.DataFrame, config: Any, directory: Path, fits: None = None) -> list[Path]:
-    from ntksim.studies.positivity.figures import plot_lambda_min, plot_positivity_finite, plot_rank
+    from ntksim.studies.positivity.plots import plot_lambda_min, plot_positivity_finite, plot_rank
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -436,7 +436,7 @@ def summarize(table: pd.DataFrame, config: SamplePathsConfig, fits: pd.DataFrame
 def figures(
     table: pd.DataFrame, config: SamplePathsConfig, directory: Path, fits: pd.DataFrame | None = None
 ) -> list[Path]:
-    from ntksim.studies.sample_paths.figures import plot_increments, plot_paths, plot_power_spectra
+    from ntksim.studies.sample_paths.plots import plot_increments, plot_paths, plot_power_spectra
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []

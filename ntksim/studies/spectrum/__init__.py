@@ -402,7 +402,7 @@ def summarize(table: pd.DataFrame, config: SpectrumConfig, fitted: pd.DataFrame 
 def figures(
     table: pd.DataFrame, config: SpectrumConfig, directory: Path, fitted: pd.DataFrame | None = None
 ) -> list[Path]:
-    from ntksim.studies.spectrum.figures import plot_eigenvalues, plot_exponents, plot_polynomial_counts
+    from ntksim.studies.spectrum.plots import plot_eigenvalues, plot_exponents, plot_polynomial_counts
 
     directory.mkdir(parents=True, exist_ok=True)
     k_min, k_max = config.fit_range

@@ -626,7 +626,7 @@ def summarize(table: pd.DataFrame, config: TrainingConfig, fits: pd.DataFrame | 
 def figures(
     table: pd.DataFrame, config: TrainingConfig, directory: Path, fits: pd.DataFrame | None = None
 ) -> list[Path]:
-    from ntksim.studies.training.figures import plot_against_width, plot_drift_in_time, plot_losses
+    from ntksim.studies.training.plots import plot_against_width, plot_drift_in_time, plot_losses
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
