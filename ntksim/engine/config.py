@@ -103,6 +103,10 @@ class RunConfig(Strict):
     study: str = DEFAULT_STUDY
     launcher: LauncherConfig = LauncherConfig()
 
+    def check_installation(self) -> None:
+        """Raise ConfigError where this config needs what is not installed (neural-tangents
+        outside the reference profile); run once when a config is loaded, not for a stored one."""
+
 
 def as_list(value: Any) -> Any:
     """A before-validator: a scalar where a list is expected becomes a one-element list."""

@@ -163,7 +163,7 @@ class Plan:
 
     config: Any
     resolved: dict[str, Any]
-    study: Study
+    study: Study[Any, Any]
     store: RunStore
     executor: str
     cells: list[CellLike]

@@ -15,7 +15,7 @@ from ntksim.engine.config import DEFAULT_STUDY, ConfigError, format_error, read_
 from ntksim.engine.study import Study, UnknownStudy, load_study
 
 
-def requested_study(raw: Any) -> Study:
+def requested_study(raw: Any) -> Study[Any, Any]:
     """The study a raw config mapping asks for (its `study:` key); ConfigError if unknown."""
     if not isinstance(raw, dict):
         raise ConfigError(f"config: expected a mapping of keys at the top level, got {type(raw).__name__}")
@@ -95,7 +95,5 @@ def load(path: str | Path, overrides: list[str] | None = None) -> tuple[Any, dic
     the reference profile can be inspected from the current one)."""
     raw = apply_overrides(read_yaml(path), overrides or [])
     config = validate(raw)
-    check = getattr(config, "check_installation", None)
-    if check is not None:
-        check()
+    config.check_installation()
     return config, config.model_dump(mode="json", exclude_none=True)

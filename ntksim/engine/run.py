@@ -23,12 +23,12 @@ from ntksim.engine.study import CellLike, Memo, Study, in_groups, load_study
 from ntksim.engine.sweep import SweepReport, run_cells
 
 
-def study_of(config: Any) -> Study:
+def study_of(config: Any) -> Study[Any, Any]:
     """The Study of a validated config."""
     return load_study(config.study)
 
 
-def store_for(root: Path, study: Study) -> RunStore:
+def store_for(root: Path, study: Study[Any, Any]) -> RunStore:
     """The run directory, reading and writing the study's table."""
     return RunStore(root, study.columns, study.legacy_columns)
 

@@ -35,6 +35,7 @@ import pandas as pd
 
 from ntksim.analysis.files import atomic_write, temp_name, write_synced
 from ntksim.engine.study import CellLike as Cell
+from ntksim.engine.study import CountedCell
 
 # A claim is alive while its owner refreshes it (every CLAIM_REFRESH_S, from a thread, so also
 # during a long XLA call); after CLAIM_LEASE_S without refresh any process may take it over.
@@ -361,7 +362,7 @@ class RunStore:
         try:
             frame = pd.read_csv(path)
             header = list(frame.columns)[:-1] if list(frame.columns)[-1:] == ["cell"] else None
-            rows = getattr(cell, "rows", None)
+            rows = cell.rows if isinstance(cell, CountedCell) else None
             accepted = header is not None and (
                 self.columns is None or header == self.columns or header in self.legacy_columns
             )

@@ -13,11 +13,12 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 import pandas as pd
 
 from ntksim.engine.config import RunConfig
+from ntksim.engine.packing import CellCost
 
 BUILTIN_PACKAGE = "ntksim.studies"
 
@@ -29,13 +30,21 @@ class UnknownStudy(LookupError):
 
 
 class CellLike(Protocol):
-    """What the engine needs of a cell: a content hash, a label for humans, and optionally how
-    many rows its shard must have (`rows`, None or absent: any non-empty number)."""
+    """What the engine needs of a cell: a content hash and a label for humans."""
 
     @property
     def cell_id(self) -> str: ...
 
     def label(self) -> str: ...
+
+
+@runtime_checkable
+class CountedCell(CellLike, Protocol):
+    """A cell that knows how many rows its shard must have: a shard with fewer or more is torn
+    and the cell is computed again (a cell without `rows` accepts any non-empty shard)."""
+
+    @property
+    def rows(self) -> int: ...
 
 
 class Memo:
@@ -131,8 +140,13 @@ def _positions(cells: list[Any], group: Callable[[Any], Hashable]) -> dict[Hasha
     return groups
 
 
-class Study(NamedTuple):
-    """An experiment, as pure functions the engine calls.
+ConfigT = TypeVar("ConfigT", bound=RunConfig)
+CellT = TypeVar("CellT", bound=CellLike)
+
+
+class Study(NamedTuple, Generic[ConfigT, CellT]):
+    """An experiment, as pure functions the engine calls, typed by its config model (ConfigT) and
+    its cells (CellT); the engine holds any study as `Study[Any, Any]`.
 
     config: its pydantic model (extends RunConfig; `study: Literal[name]`).
     columns: its tidy table's columns; every shard is checked against them.
@@ -154,16 +168,16 @@ class Study(NamedTuple):
     """
 
     name: str
-    config: type[RunConfig]
+    config: type[ConfigT]
     columns: tuple[str, ...]
-    expand: Callable[[Any], list[Any]]
-    compute: Callable[[Any, Memo], list[dict[str, Any]]]
-    summarize: Callable[[pd.DataFrame, Any, pd.DataFrame | None], str]
-    figures: Callable[[pd.DataFrame, Any, Path, pd.DataFrame | None], list[Path]]
+    expand: Callable[[ConfigT], list[CellT]]
+    compute: Callable[[CellT, Memo], list[dict[str, Any]]]
+    summarize: Callable[[pd.DataFrame, ConfigT, pd.DataFrame | None], str]
+    figures: Callable[[pd.DataFrame, ConfigT, Path, pd.DataFrame | None], list[Path]]
     legacy_columns: tuple[tuple[str, ...], ...] = ()
-    fits: Callable[[pd.DataFrame, Any], pd.DataFrame] | None = None
-    cost: Callable[[list[Any], Any], list[Any]] | None = None
-    group: Callable[[Any], Hashable] | None = None
+    fits: Callable[[pd.DataFrame, ConfigT], pd.DataFrame] | None = None
+    cost: Callable[[list[CellT], ConfigT], list[CellCost]] | None = None
+    group: Callable[[CellT], Hashable] | None = None
 
 
 def builtin_studies() -> list[str]:
@@ -172,7 +186,7 @@ def builtin_studies() -> list[str]:
     return sorted(m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_"))
 
 
-def load_study(name: str) -> Study:
+def load_study(name: str) -> Study[Any, Any]:
     """The study a config names: a built-in short name, or a dotted module path with a STUDY."""
     if not all(part.isidentifier() for part in name.split(".")):
         raise UnknownStudy(f"study {name!r} is not a name or a module path (package.module)")
