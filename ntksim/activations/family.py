@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import overload
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
+from jax.typing import ArrayLike
 
 PRESETS = ("relu", "abs", "linear", "leaky_relu")
 _SERIES_BELOW = 0.25  # sin t − t·cos t by its Taylor series below this angle (no cancellation)
@@ -24,7 +27,7 @@ def _sin_minus_t_cos(t: Array) -> Array:
     return jnp.where(t < _SERIES_BELOW, series, jnp.sin(t) - t * jnp.cos(t))
 
 
-def arc_cosine_gap(theta: Array) -> Array:
+def arc_cosine_gap(theta: ArrayLike) -> Array:
     """1 − (2/π)(sin θ + (π/2 − θ) cos θ), the |s| part's 1 − ρ_φ at input angle θ ∈ [0, π]
     (E[|u||v|] = √(q₁q₂)(1 − gap)), computed without cancellation near θ = 0 and θ = π, where
     it vanishes like θ²/2 (resp. (π − θ)²/2): it is even about π/2, so t = min(θ, π − θ) and
@@ -33,7 +36,7 @@ def arc_cosine_gap(theta: Array) -> Array:
     return (2 / math.pi) * (math.pi * jnp.sin(t / 2) ** 2 - _sin_minus_t_cos(t))
 
 
-def pair_norm(q1: Array, q2: Array) -> Array:
+def pair_norm(q1: ArrayLike, q2: ArrayLike) -> Array:
     """√(q1·q2), correctly rounded as before where the product is a normal float (so ρ = 1 exactly
     on a diagonal), and √q1·√q2 where the product over- or underflows (deep in the chaotic or
     ordered phase the variances reach 1e±200)."""
@@ -143,7 +146,7 @@ class Activation:
     def params(self) -> dict[str, float]:
         return {"a": self.a, "b": self.b}
 
-    def expectations(self, q1: Array, q2: Array, c: Array) -> tuple[Array, Array]:
+    def expectations(self, q1: ArrayLike, q2: ArrayLike, c: ArrayLike) -> tuple[Array, Array]:
         """Closed forms of E[φ(u)φ(v)] and E[φ'(u)φ'(v)], (u, v) ~ N(0, [[q1, c], [c, q2]]).
 
         Arrays of one shape (broadcast); a zero variance gives φ(0) = 0 and ρ := 0.
@@ -157,10 +160,19 @@ class Activation:
         e_dphi = a2 + b2 * (2 / math.pi) * arcsin
         return e_phi, e_dphi
 
-    def angular(self, q1: Array, q2: Array, theta: Array) -> tuple[Array, Array, Array, Array]:
+    @overload
+    def angular(self, q1: ArrayLike, q2: ArrayLike, theta: Array) -> tuple[Array, Array, Array, Array]: ...
+    @overload
+    def angular(
+        self, q1: ArrayLike, q2: ArrayLike, theta: np.ndarray
+    ) -> tuple[Array, np.ndarray, Array, Array]: ...
+    def angular(
+        self, q1: ArrayLike, q2: ArrayLike, theta: Array | np.ndarray
+    ) -> tuple[Array, Array | np.ndarray, Array, Array]:
         """The closed forms in terms of the pair's angle θ = arccos ρ ∈ [0, π] (exact, where ρ
         would lose 1 − ρ below its last bit): (E[φ(u)φ(v)], E[φ'(u)φ'(v)], 1 − ρ_φ, 1 + ρ_φ),
-        ρ_φ the correlation of φ(u) and φ(v). Arrays of one (broadcast) shape.
+        ρ_φ the correlation of φ(u) and φ(v). Arrays of one (broadcast) shape (E[φ'φ'] a NumPy
+        array when θ is one, the rest JAX arrays).
 
         E[φφ] = √(q₁q₂)(a² cos θ + b²(1 − g)), E[φ'φ'] = a² + b²(1 − 2θ/π), g = arc_cosine_gap(θ);
         1 ∓ ρ_φ = (2a² sin²(θ/2) + b² g)/(a² + b²), resp. (2a² cos²(θ/2) + b²(2 − g))/(a² + b²)."""

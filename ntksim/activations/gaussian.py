@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import Array
+from jax.typing import ArrayLike
 
 from ntksim.activations.family import pair_norm
 
@@ -72,7 +73,7 @@ def line_grid(q: Array, kinks: tuple[float, ...] = ()) -> tuple[Array, Array]:
     return sq * z, weight * jnp.exp(-0.5 * z**2) / math.sqrt(2 * math.pi)
 
 
-def expect_1d(f: Callable[[Array], Array], q: Array, kinks: tuple[float, ...] = ()) -> Array:
+def expect_1d(f: Callable[[Array], Array], q: ArrayLike, kinks: tuple[float, ...] = ()) -> Array:
     """E[f(√q Z)] for every entry of q (any shape, q ≥ 0)."""
     q = jnp.asarray(q, jax.dtypes.canonicalize_dtype(jnp.float64))
     z, w, sq = _line_nodes(q, kinks)
@@ -274,7 +275,7 @@ def _angular_jit(phi, dphi, kinks, q1, q2, angle):
 
 
 def angular_expectations(
-    activation: Any, q1: Array, q2: Array, angle: Array
+    activation: Any, q1: ArrayLike, q2: ArrayLike, angle: ArrayLike
 ) -> tuple[Array, Array, Array, Array]:
     """(E[φ(u)φ(v)], E[φ'(u)φ'(v)], 1 − ρ_φ, 1 + ρ_φ) by quadrature for pairs given by their
     variances and angle α = arccos ρ ∈ [0, π] (arrays of one broadcast shape); ρ_φ the
@@ -305,7 +306,7 @@ def angular_expectations(
     return tuple(v.reshape(shape) for v in stacked)
 
 
-def second_moments(activation: Any, q: Array) -> tuple[Array, Array]:
+def second_moments(activation: Any, q: ArrayLike) -> tuple[Array, Array]:
     """(E[φ(√q Z)²], E[φ'(√q Z)²]) by 1-D quadrature."""
     kinks = tuple(activation.kinks)
     return (expect_1d(lambda s: activation(s) ** 2, q, kinks),

@@ -60,11 +60,12 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, overload
+from typing import Any, Literal, cast, overload
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from jax import Array
 
 from ntksim.activations import Activation, AnyActivation
@@ -99,8 +100,8 @@ ANGLE_NODES = 24  # per sector: exact for the family's trigonometric polynomials
 
 def _sectors(bounds: Array) -> tuple[Array, Array]:
     """Gauss–Legendre nodes and weights on each interval [bounds_i, bounds_{i+1}] (flattened)."""
-    x, w = np.polynomial.legendre.leggauss(ANGLE_NODES)
-    t, w = jnp.asarray((x + 1) / 2, bounds.dtype), jnp.asarray(w / 2, bounds.dtype)
+    x, weights = np.polynomial.legendre.leggauss(ANGLE_NODES)
+    t, w = jnp.asarray((x + 1) / 2, bounds.dtype), jnp.asarray(weights / 2, bounds.dtype)
     lo, hi = bounds[:-1, None], bounds[1:, None]
     return (lo + (hi - lo) * t[None]).reshape(-1), ((hi - lo) * w[None]).reshape(-1)
 
@@ -150,6 +151,10 @@ class TracedFamily:
         return cls(*leaves)
 
 
+# What the recursion's layer maps take: any activation, or the family with traced (a, b).
+RecursionActivation = AnyActivation | TracedFamily
+
+
 def _pair_nodes(kinks: tuple[float, ...], q1: Array, q2: Array, rho: Array) -> tuple[Array, Array, Array]:
     """The kink-split polar rule of one pair as flat nodes (u, v) and weights (density included)."""
     a, b, r, w_r, w_theta = polar_grid(kinks, kinks, q1[None], q2[None], rho[None])
@@ -167,7 +172,7 @@ class _Rule:
     input's moments are closed forms. Any other φ: the kink-split polar rule of
     `ntksim.activations.gaussian` (2-D) or its 1-D rule."""
 
-    def __init__(self, activation: AnyActivation, cov: Array) -> None:
+    def __init__(self, activation: RecursionActivation, cov: Array) -> None:
         """cov: (k, k), the covariance of the inputs this rule integrates over."""
         self.activation, self.cov, self.size = activation, cov, cov.shape[0]
         self.family = isinstance(activation, Activation | TracedFamily)
@@ -203,7 +208,9 @@ class _Rule:
         """The moment for powers given per input of this rule, in order."""
         if self.family and self.size == 1:
             ((p, q),) = powers
-            a, b = self.activation.a, self.activation.b
+            activation = self.activation
+            assert isinstance(activation, Activation | TracedFamily)  # self.family, and one input
+            a, b = activation.a, activation.b
             # E[φ(√q z)^p φ'^q] = q^{p/2}·((a+b)^{p+q} + (−1)^p (a−b)^{p+q})·E|z|^p / 2
             abs_moment = 2 ** (p / 2) * math.gamma((p + 1) / 2) / math.sqrt(math.pi)
             variance = self.cov[0, 0]
@@ -227,7 +234,7 @@ class _Moments:
     """Product moments of h ~ N(0, cov), cov (d, d), each computed once on the rule of the inputs
     it involves (one input: 1-D; two: 2-D; three or four: the nested k-D rule)."""
 
-    def __init__(self, activation: AnyActivation, cov: Array) -> None:
+    def __init__(self, activation: RecursionActivation, cov: Array) -> None:
         self.activation, self.cov = activation, cov
         self.rules: dict[tuple[int, ...], _Rule] = {}
         self.cache: dict[Powers, Array] = {}
@@ -244,7 +251,7 @@ class _Moments:
         return self.cache[powers]
 
 
-def _two_point(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
+def _two_point(activation: RecursionActivation, cov: Array) -> tuple[Array, Array]:
     """(E_φ, E_φ')(cov) = ([⟨φ(h_β)φ(h_γ)⟩], [⟨φ'(h_β)φ'(h_γ)⟩]), each (d, d), for h ~ N(0, cov).
 
     cov is symmetrised first, so the derivative with respect to cov_βγ is the one in which
@@ -267,7 +274,7 @@ def _two_point(activation: AnyActivation, cov: Array) -> tuple[Array, Array]:
     return jnp.stack([jnp.stack(row) for row in phi]), jnp.stack([jnp.stack(row) for row in dphi])
 
 
-def _jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+def _jets(activation: RecursionActivation, G: Array) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """Jacobians (d,d,d,d) ∂E_βγ/∂G_δε and Hessians (d,d,d,d,d,d) of (E_φ, E_φ') at G (d, d).
 
     Entry βγ depends only on G_ββ, G_βγ, G_γγ, so for d > 2 (several inputs at once) the
@@ -297,11 +304,11 @@ def _jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array], tup
     )
 
 
-def _smooth(activation: AnyActivation) -> bool:
+def _smooth(activation: RecursionActivation) -> bool:
     return not isinstance(activation, Activation | TracedFamily) and not tuple(activation.kinks)
 
 
-def _derivatives(activation: AnyActivation, order: int) -> list[Callable[[Array], Array]]:
+def _derivatives(activation: RecursionActivation, order: int) -> list[Callable[[Array], Array]]:
     """φ, φ', …, φ^(order) as elementwise functions (φ' as the activation gives it, the rest by
     forward-mode differentiation of it)."""
 
@@ -314,7 +321,7 @@ def _derivatives(activation: AnyActivation, order: int) -> list[Callable[[Array]
     return out
 
 
-def _price_jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
+def _price_jets(activation: RecursionActivation, G: Array) -> tuple[tuple[Array, Array], tuple[Array, Array]]:
     """`_jets` for a smooth φ by Price's theorem: for (u, v) ~ N(0, [[q1, c], [c, q2]]),
     ∂E[f(u)g(v)]/∂c = E[f'g'], ∂/∂q1 = ½E[f''g], and so on to second order, all moments of
     derivatives of φ on the same quadrature nodes (φ up to its 5th derivative, for E_φ'). Autodiff
@@ -351,7 +358,7 @@ def _price_jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array
         share = {(b, b): ("q1", 1.0), (g, g): ("q2", 1.0), (b, g): ("c", 0.5), (g, b): ("c", 0.5)}
         for which, o in enumerate((0, 1)):
             grad = {"q1": 0.5 * two(o + 2, o), "q2": 0.5 * two(o, o + 2), "c": two(o + 1, o + 1)}
-            second = {
+            grad2 = {
                 ("q1", "q1"): 0.25 * two(o + 4, o), ("q2", "q2"): 0.25 * two(o, o + 4),
                 ("q1", "q2"): 0.25 * two(o + 2, o + 2), ("c", "c"): two(o + 2, o + 2),
                 ("q1", "c"): 0.5 * two(o + 3, o + 1), ("q2", "c"): 0.5 * two(o + 1, o + 3),
@@ -360,7 +367,7 @@ def _price_jets(activation: AnyActivation, G: Array) -> tuple[tuple[Array, Array
                 for index, (x, fx) in share.items():
                     jac[which] = jac[which].at[(*entry, *index)].set(fx * grad[x])
                     for index2, (y, fy) in share.items():
-                        value = second[(x, y)] if (x, y) in second else second[(y, x)]
+                        value = grad2[(x, y)] if (x, y) in grad2 else grad2[(y, x)]
                         hess[which] = hess[which].at[(*entry, *index, *index2)].set(fx * fy * value)
     return (jac[0], jac[1]), (hess[0], hess[1])
 
@@ -414,7 +421,7 @@ def _subset_layout(d: int) -> tuple[dict[int, np.ndarray], dict[int, list[Powers
     return subsets, patterns, positions
 
 
-def _four_points_by_subset(activation: AnyActivation, G: Array) -> tuple[Array, Array, Array]:
+def _four_points_by_subset(activation: RecursionActivation, G: Array) -> tuple[Array, Array, Array]:
     """(m_pppp, m_ddpp, m_dddd) (d, d, d, d) for d > 2 inputs at once: each subset of ≤ 4 inputs'
     moments on its own rule (a compiled map over the subsets of each size, one at a time for the
     large 3- and 4-input rules), gathered into the tensors."""
@@ -446,9 +453,9 @@ def _sandwich(j1: Array, x: Array, j2: Array) -> Array:
 
 
 def _layer(
-    activation: AnyActivation,
-    sigma_w: float,
-    sigma_b: float,
+    activation: RecursionActivation,
+    sigma_w: float | Array,
+    sigma_b: float | Array,
     first: bool,
     source: Array,
     kernels: tuple[Array, Array],
@@ -531,7 +538,7 @@ def _layer(
 
 
 def _pair_statistics(
-    activation: AnyActivation, depth: int, sigma_w: Array, sigma_b: Array, gram: Array
+    activation: RecursionActivation, depth: int, sigma_w: Array, sigma_b: Array, gram: Array
 ) -> dict[str, Array]:
     """The recursion over all layers for a batch of input sets. gram: (P, d, d) input Grams
     ⟨x_β, x_γ⟩/m_0 → limits "G", "H" (P, d, d) and the state (P, S, d, …) at the output layer.
@@ -850,13 +857,13 @@ ERR_OP_MAX_INPUTS = 8
 
 
 @overload
-def finite_width(net: MLP, x: Array, kernel: Kernel = "ntk", joint: bool = False) -> FiniteWidth: ...
+def finite_width(net: MLP, x: npt.ArrayLike, kernel: Kernel = "ntk", joint: bool = False) -> FiniteWidth: ...
 @overload
 def finite_width(
-    net: MLP, x: Array, kernel: tuple[Kernel, ...], joint: bool = False
+    net: MLP, x: npt.ArrayLike, kernel: tuple[Kernel, ...], joint: bool = False
 ) -> tuple[FiniteWidth, ...]: ...
 def finite_width(
-    net: MLP, x: Array, kernel: Kernel | tuple[Kernel, ...] = "ntk", joint: bool = False
+    net: MLP, x: npt.ArrayLike, kernel: Kernel | tuple[Kernel, ...] = "ntk", joint: bool = False
 ) -> FiniteWidth | tuple[FiniteWidth, ...]:
     """First-order (1/m) mean shift and covariances of `net`'s empirical NTK or NNGP on x.
 
@@ -912,7 +919,7 @@ def _finite_width(
 ) -> list[FiniteWidth]:
     n = x.shape[0]
     gram = x @ x.T / x.shape[1]
-    run: Callable[[np.ndarray], dict[str, np.ndarray]] = functools.cache(
+    run: Callable[[_Key], dict[str, np.ndarray]] = functools.cache(
         lambda grams: _run(activation, depth, sigma_w, sigma_b, grams.array)
     )
     results = []
@@ -1122,4 +1129,4 @@ def _parallel_pairs(rho: np.ndarray) -> np.ndarray:
             "finite_width: an input pair becomes exactly parallel at a hidden layer after the "
             "first without being so throughout; its first-order statistics are not defined there"
         )
-    return everywhere
+    return cast(np.ndarray, everywhere)  # rho is (P, depth), so this is (P,), not a scalar

@@ -16,12 +16,14 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, TypeVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from jax import Array
+from jax.typing import ArrayLike
 
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.family import pair_norm
@@ -78,6 +80,7 @@ def family_expectations(activation: Activation, cov: Array) -> tuple[Array, Arra
 
 
 PairMoments = tuple[Array, Array, Array, Array]
+ActivationT = TypeVar("ActivationT", bound=AnyActivation)  # what a `pair_moments` function takes
 NEAR_PARALLEL = 0.9  # |cos| above which an angle is recomputed without arccos's amplification
 
 
@@ -107,7 +110,9 @@ def input_angles(x: Array, sigma_w: float, sigma_b: float) -> Array:
     return angle.at[jnp.diag_indices(x.shape[0])].set(0.0)
 
 
-def next_angle(m1: Array, m2: Array, minus: Array, plus: Array, sigma_w: float, sigma_b: float) -> Array:
+def next_angle(
+    m1: ArrayLike, m2: ArrayLike, minus: ArrayLike, plus: ArrayLike, sigma_w: float, sigma_b: float
+) -> Array:
     """A pair's next-layer angle from this layer's φ statistics, without forming ρ (broadcast).
 
     m1, m2: E[φ(u)²], E[φ(v)²]; minus, plus: 1 ∓ ρ_φ → the angle of Σ' = σ_w² E[φφ] + σ_b².
@@ -191,11 +196,11 @@ def quadrature_moments(
 
 def kernel_recursion(
     x: Array,
-    activation: AnyActivation,
+    activation: ActivationT,
     depth: int,
     sigma_w: float,
     sigma_b: float,
-    pair_moments: Callable[[AnyActivation, Array, Array], PairMoments],
+    pair_moments: Callable[[ActivationT, Array, Array], PairMoments],
 ) -> tuple[Array, Array]:
     """(Σ^l, Θ^l) on the data by the limit recursion of science.md. x: (n, m_0) → two (n, n).
 
@@ -222,7 +227,7 @@ def closed_form_theta(
     return kernel_recursion(x, activation, depth, sigma_w, sigma_b, family_moments)
 
 
-def resolve_backend(activation: AnyActivation, backend: Backend) -> str:
+def resolve_backend(activation: AnyActivation, backend: str) -> str:
     """The backend that computes a limit: "auto" is the family's closed form, quadrature for any
     other φ. ValueError for an unknown name or closed_form of a non-family φ."""
     if backend not in BACKENDS:
@@ -235,7 +240,7 @@ def resolve_backend(activation: AnyActivation, backend: Backend) -> str:
     return backend
 
 
-def limit_kernels(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> tuple[Array, Array]:
+def limit_kernels(net: MLP, x: ArrayLike, backend: str = "auto", deg: int = 25) -> tuple[Array, Array]:
     """(Σ^l, Θ^l)(x_i, x_j), each (n, n), in the default float dtype (float64 with x64 on).
 
     deg: Gauss–Hermite nodes per axis of neural-tangents' ElementwiseNumerical (its backend only,
@@ -251,11 +256,14 @@ def limit_kernels(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) 
         from ntksim.kernels.nt_backend import nt_kernels  # lazy: imports tensorflow, several seconds
 
         return nt_kernels(net, x, deg)
-    expect = family_moments if backend == "closed_form" else quadrature_moments
-    return kernel_recursion(x, net.activation, net.depth, sigma_w, sigma_b, expect)
+    activation = net.activation
+    if backend == "closed_form":
+        assert isinstance(activation, Activation)  # resolve_backend gives closed_form to the family only
+        return kernel_recursion(x, activation, net.depth, sigma_w, sigma_b, family_moments)
+    return kernel_recursion(x, activation, net.depth, sigma_w, sigma_b, quadrature_moments)
 
 
-def limit_theta(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> Array:
+def limit_theta(net: MLP, x: ArrayLike, backend: str = "auto", deg: int = 25) -> Array:
     """Θ^l(x_i, x_j), shape (n, n)."""
     return limit_kernels(net, x, backend, deg)[1]
 
@@ -265,17 +273,17 @@ def expand_outputs(theta: Array, out_dim: int) -> Array:
     return jnp.kron(theta, jnp.eye(out_dim, dtype=theta.dtype)) / theta.shape[0]
 
 
-def limit_ntk(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> Array:
+def limit_ntk(net: MLP, x: ArrayLike, backend: str = "auto", deg: int = 25) -> Array:
     """K∞ for `net` on x: (n, m_0) → (n·m_l, n·m_l), already divided by n (deg: see limit_kernels)."""
     return expand_outputs(limit_theta(net, x, backend, deg), net.out_dim)
 
 
-def limit_nngp(net: MLP, x: Array, backend: Backend = "auto", deg: int = 25) -> Array:
+def limit_nngp(net: MLP, x: ArrayLike, backend: str = "auto", deg: int = 25) -> Array:
     """The NNGP limit (1/n)·Σ^l ⊗ I_{m_l}: (n, m_0) → (n·m_l, n·m_l), already divided by n."""
     return expand_outputs(limit_kernels(net, x, backend, deg)[0], net.out_dim)
 
 
-def limit_kernel(net: MLP, x: Array, kernel: Kernel = "ntk", backend: Backend = "auto") -> Array:
+def limit_kernel(net: MLP, x: ArrayLike, kernel: str = "ntk", backend: str = "auto") -> Array:
     """limit_ntk or limit_nngp by name."""
     if kernel not in KERNELS:
         raise ValueError(f"unknown kernel {kernel!r}; choose one of {', '.join(KERNELS)}")
@@ -286,9 +294,9 @@ def pair_recursion(
     activation: AnyActivation,
     sigma_w: float,
     sigma_b: float,
-    g11: Array,
-    g22: Array,
-    g12: Array,
+    g11: npt.ArrayLike,
+    g22: npt.ArrayLike,
+    g12: npt.ArrayLike,
     max_depth: int,
 ) -> dict[str, np.ndarray]:
     """Σ^l and Θ^l of P input pairs (x, x') along depth l = 1 … max_depth, in float64.
@@ -300,7 +308,6 @@ def pair_recursion(
     exactly) and the family its closed forms. Once a value overflows (chaotic phase) the rest of
     that pair is NaN.
     """
-    family = isinstance(activation, Activation)
     g11, g22, g12 = (np.asarray(g, np.float64) for g in (g11, g22, g12))
     s = [sigma_w**2 * g + sigma_b**2 for g in (g11, g22, g12)]
     t = list(s)
@@ -315,7 +322,7 @@ def pair_recursion(
             if layer == max_depth - 1 or not all(np.all(np.isfinite(v)) for v in (*s, *t)):
                 break
             q1, q2, _ = s
-            if family:
+            if isinstance(activation, Activation):
                 e11, d11 = activation.second_moment * q1, np.full_like(q1, activation.second_moment)
                 e22, d22 = activation.second_moment * q2, np.full_like(q2, activation.second_moment)
                 e12, d12, minus, plus = (np.asarray(v, np.float64) for v in activation.angular(q1, q2, angle))

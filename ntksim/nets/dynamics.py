@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import Array
+from jax.typing import ArrayLike
 
 from ntksim.nets.empirical import MATMUL_PRECISION, kernel_fn
 from ntksim.nets.model import MLP, forward, init_params
@@ -131,7 +132,7 @@ def limit_momentum(
     lr: float,
     momentum: float,
     nesterov: bool,
-    steps: Array,
+    steps: ArrayLike,
 ) -> tuple[Array, Array]:
     """The same for heavy-ball (or Nesterov) momentum, by iterating the function-space recursion;
     shapes as `limit_gradient_descent` (f0 arrays may carry leading seed axes)."""

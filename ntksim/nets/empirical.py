@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import jax
 import jax.numpy as jnp
@@ -127,7 +127,7 @@ def _empirical(net: MLP, method: str, params: Params, x: Array) -> Array:
         return kernel_fn(method)(params, x.astype(net.compute_dtype), net.activation, sigma_w, sigma_b)
 
 
-def empirical_ntk(net: MLP, variables: Any, x: Array, method: Method = "structured") -> Array:
+def empirical_ntk(net: MLP, variables: Any, x: Array, method: str = "structured") -> Array:
     """K(θ) for one parameter draw.
 
     Args:
@@ -151,7 +151,7 @@ def _empirical_seeds(
     keys: Array,
     x: Array,
     vectorize: bool = True,
-) -> Array:
+) -> Array | tuple[Array, ...]:
     """The kernels of networks that draw the same parameters (`parameter_draw`), from one draw
     per seed: (S, n·m_l, n·m_l) for one network, a tuple of them for several."""
     x = x.astype(nets[0].compute_dtype)
@@ -159,7 +159,7 @@ def _empirical_seeds(
     if sharding is not None:  # seeds split across devices; every device holds all of x
         keys = jax.lax.with_sharding_constraint(keys, sharding)
 
-    def one(key: Array) -> Array:
+    def one(key: Array) -> Array | tuple[Array, ...]:
         # Parameters are drawn inside the compiled function: no host round trip per seed. One
         # draw serves every network: drawing is most of a small program's compilation and of a
         # wide one's compute, and each network's kernel is still its own static subgraph (XLA
@@ -261,12 +261,12 @@ def _seed_batch(
     vectorize: bool,
     traced: bool,
     fast_compile: bool = False,
-) -> Array:
+) -> Array | tuple[Array, ...]:
     """One compiled call over a batch of seeds: the static path (one program per tuple of
     networks) or the traced one (one per shape, a single network); shapes as `_empirical_seeds`."""
     if not traced:
-        arguments = (nets, method, sharding, keys, x, vectorize)
-        static = (nets, method, vectorize)
+        arguments: tuple[Any, ...] = (nets, method, sharding, keys, x, vectorize)
+        static: tuple[Any, ...] = (nets, method, vectorize)
         return _call(_empirical_seeds, arguments, sharding, static, (keys, x), fast_compile)
     (net,) = nets
     shape = shape_key(net)
@@ -284,7 +284,7 @@ def _call(
     static: tuple,
     dynamic: tuple,
     fast_compile: bool,
-) -> Array:
+) -> Array | tuple[Array, ...]:
     """`programs`' default or fast-compiled jit (`FastCompiled.choose`) called with `arguments`,
     through ntksim's program store where it applies (one device, the persistent cache on:
     `program_store.compiled`); `static` and `dynamic` split `arguments`."""
@@ -350,7 +350,7 @@ def empirical_ntk_seeds(
     net: MLP,
     keys: Array,
     x: Array,
-    method: Method = "structured",
+    method: str = "structured",
     chunk_size: int | None = None,
     devices: list | None = None,
     pad_to: int | None = None,
@@ -382,14 +382,15 @@ def empirical_ntk_seeds(
     Returns:
       (S, n·m_l, n·m_l).
     """
-    return _kernels((net,), keys, x, method, chunk_size, devices, pad_to, traced, fast_compile)
+    out = _kernels((net,), keys, x, method, chunk_size, devices, pad_to, traced, fast_compile)
+    return cast(Array, out)  # one network: one array
 
 
 def empirical_ntk_seeds_together(
     nets: Sequence[MLP],
     keys: Array,
     x: Array,
-    method: Method = "structured",
+    method: str = "structured",
     chunk_size: int | None = None,
     devices: list | None = None,
     fast_compile: bool = False,
@@ -418,7 +419,7 @@ def empirical_ntk_seeds_together(
             "out_dim, dtype or biases differ); only φ, σ_w and σ_b may"
         )
     out = _kernels(nets, keys, x, method, chunk_size, devices, fast_compile=fast_compile)
-    return [out] if len(nets) == 1 else list(out)
+    return [cast(Array, out)] if len(nets) == 1 else list(out)  # one network: one array, else a tuple
 
 
 def _kernels(
