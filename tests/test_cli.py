@@ -26,6 +26,7 @@ from ntksim.engine.config import ConfigError
 from ntksim.engine.loading import validate
 from ntksim.kernels.limits import neural_tangents_available
 from tests.conftest import without_scheduler
+from tests.markdown import has_row, table_rows
 
 pytestmark = pytest.mark.cli
 REFERENCE = neural_tangents_available()
@@ -148,8 +149,8 @@ def test_run_writes_results_config_summary_and_figures(tiny_run: Path) -> None:
     summary = (tiny_run / "summary.md").read_text()
     assert summary.startswith("# tiny")
     for name in ("relu", "abs"):
-        (row,) = [line for line in summary.splitlines() if line.startswith(f"| {name} | ntk | 2 | 1 | ")]
-        float(row.split("|")[5])  # the slope is a number
+        (row,) = [row for row in table_rows(summary) if row[:4] == [name, "ntk", "2", "1"]]
+        float(row[4])  # the slope is a number
 
     assert sorted(p.name for p in (tiny_run / "figures").iterdir()) == [
         "err_op_depth2.png",
@@ -371,7 +372,7 @@ def test_ntksim_never_imports_tensorflow_or_neural_tangents_unless_asked(tmp_pat
 def test_eoc_command_prints_the_table_and_draws_the_phase_diagram(tmp_path: Path) -> None:
     proc = ntksim("eoc", "tanh", "elu(0.5)", "--sigma-b", "0.2", "--out", "eoc", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "| tanh | 0.2 | 1.30415 | 0.512079 |" in proc.stdout
+    assert has_row(proc.stdout, "tanh", "0.2", "1.30415", "0.512079")
     table = pd.read_csv(tmp_path / "eoc" / "eoc.csv")
     assert list(table["activation"]) == ["tanh", "elu(0.5)"]
     curves = pd.read_csv(tmp_path / "eoc" / "eoc_curves.csv")
@@ -435,7 +436,7 @@ def test_any_activation_and_the_nngp_run_from_yaml(tmp_path: Path) -> None:
     assert (results[results["activation"] == "tanh"]["sigma_w"].round(5) == 1.30415).all()
     assert results[results["activation"] == "elu(0.5)"]["sigma_w"].nunique() == 1
     assert (results["err_op"] > 0).all()
-    assert "| tanh | nngp |" in (tmp_path / "out" / "summary.md").read_text()
+    assert has_row((tmp_path / "out" / "summary.md").read_text(), "tanh", "nngp")
 
 
 @pytest.mark.parametrize("reader", ["head -1", "true"])

@@ -11,6 +11,7 @@ import pandas as pd
 
 from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import NoEOCPoint, eoc, eoc_curve
+from ntksim.analysis.tables import markdown_table
 
 EOC_SIGMA_B = (0.0, 0.1, 0.2, 0.5)
 EOC_CURVE_POINTS = 81  # σ_b grid of the phase diagram, 0 … 1
@@ -51,19 +52,17 @@ def eoc_table(
 
 def table_markdown(table: pd.DataFrame) -> str:
     """The table as Markdown, one line per row, saying where there is no (stable) EOC point."""
-    lines = ["| activation | σ_b | σ_w | q* | V'(q*) |\n|---|---|---|---|---|"]
+    rows = []
     for r in table.itertuples():
         if np.isfinite(r.unstable_sigma_w):
-            lines.append(f"| {r.activation} | {r.sigma_b:g} | no stable EOC point (χ = 1 at σ_w = "
-                         f"{r.unstable_sigma_w:.6g}, unstable) | — | {r.unstable_slope:.4g} |")  # fmt: skip
+            unstable = f"no stable EOC point (χ = 1 at σ_w = {r.unstable_sigma_w:.6g}, unstable)"
+            rows.append([r.activation, f"{r.sigma_b:g}", unstable, "—", f"{r.unstable_slope:.4g}"])
         elif np.isnan(r.sigma_w):
-            lines.append(f"| {r.activation} | {r.sigma_b:g} | no EOC point | — | — |")
+            rows.append([r.activation, f"{r.sigma_b:g}", "no EOC point", "—", "—"])
         else:
             q = "any (the family's variance map is the identity)" if np.isnan(r.q_star) else f"{r.q_star:.6g}"
-            lines.append(
-                f"| {r.activation} | {r.sigma_b:g} | {r.sigma_w:.6g} | {q} | {r.variance_slope:.4g} |"
-            )
-    return "\n".join(lines)
+            rows.append([r.activation, f"{r.sigma_b:g}", f"{r.sigma_w:.6g}", q, f"{r.variance_slope:.4g}"])
+    return "\n".join(markdown_table(["activation", "σ_b", "σ_w", "q*", "V'(q*)"], rows))
 
 
 def eoc_curves(activations: Sequence[AnyActivation]) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:

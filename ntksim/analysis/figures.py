@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
 
@@ -78,6 +78,23 @@ def save_figure(fig: plt.Figure, path: Path) -> None:
         fig.savefig(buffer, format=fmt, dpi=150, metadata=_NO_DATE[fmt])
         atomic_write(path.with_suffix(f".{fmt}"), buffer.getvalue())
     plt.close(fig)
+
+
+# a study's figure: its file name, how to draw it from its rows (False: nothing to draw), the rows
+Figure = tuple[str, Callable[[pd.DataFrame, Path], bool | None], pd.DataFrame]
+
+
+def draw_figures(directory: Path, figures: Iterable[Figure]) -> list[Path]:
+    """Each (name, plot, rows) drawn as `plot(rows, directory / name)`, in order, into `directory`
+    (made if missing): the paths of those drawn. Empty rows are not drawn; nor is a figure whose
+    plot returns False (it found nothing to show)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, plot, rows in figures:
+        path = directory / name
+        if len(rows) and plot(rows, path) is not False:
+            paths.append(path)
+    return paths
 
 
 def plain_minor_ticks(axes: np.ndarray) -> None:

@@ -16,7 +16,7 @@ from ntksim.activations import AnyActivation
 from ntksim.analysis.metrics import concentration
 from ntksim.engine.cells import content_id
 from ntksim.engine.packing import CellCost
-from ntksim.kernels.limits import backend_version
+from ntksim.kernels.limits import Kernel, backend_version
 from ntksim.nets.empirical import (
     empirical_ntk_seeds,
     empirical_ntk_seeds_together,
@@ -54,7 +54,7 @@ class Cell:
     dtype: str
     backend: str
     data: tuple[tuple[str, Any], ...]
-    kernel: str = "ntk"
+    kernel: Kernel = "ntk"
     traced: bool = False  # ntk.traced: equal to the default path to round-off, not bit for bit
     fast_compile: bool = False  # ntk.fast_compile: likewise (ntksim.nets.cpu_compile)
 

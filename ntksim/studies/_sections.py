@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import jax
@@ -58,6 +59,7 @@ class ActivationSpec(Strict):
     def build(self) -> AnyActivation:
         if self.preset is not None:
             return activation(self.preset, name=self.name, **self.parameters())
+        assert self.a is not None and self.b is not None  # _check: a and b both, without a preset
         return Activation(self.a, self.b, self.name or "")
 
 
@@ -78,6 +80,11 @@ class DataConfig(Strict):
         if self.kind != "file" and (self.path is not None or self.key is not None):
             raise ValueError(f"path: applies only to kind 'file', not {self.kind!r}")
         return self
+
+    @property
+    def file_path(self) -> str:
+        """The data file (kind "file", where `_check` makes it required)."""
+        return required_path(self.path)
 
     @property
     def num_points(self) -> int:
@@ -141,7 +148,7 @@ def check_sigma_b(value: float | None) -> float | None:
     return value
 
 
-def check_eoc_exists(activations: list[ActivationSpec], sigma_bs: list[float | None]) -> None:
+def check_eoc_exists(activations: Sequence[ActivationSpec], sigma_bs: Sequence[float | None]) -> None:
     """With σ_w from the EOC, every activation needs an EOC point at every σ_b; ValueError
     naming the activation otherwise."""
     from ntksim.activations.eoc import NoEOCPoint, resolve_sigmas
@@ -229,11 +236,18 @@ def file_digest(path: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def required_path(path: str | None) -> str:
+    """A data config's `path` where its kind is "file" (its validator requires one there)."""
+    if path is None:
+        raise ConfigError("data.path: required when kind is 'file'")
+    return path
+
+
 def data_identity(data: DataConfig) -> tuple[tuple[str, Any], ...]:
     """What identifies the inputs: the generator settings, or the file's content hash."""
     if data.kind == "file":
         try:
-            return (("kind", "file"), ("sha256", file_digest(data.path)), ("key", data.key))
+            return (("kind", "file"), ("sha256", file_digest(data.file_path)), ("key", data.key))
         except OSError as err:
             raise ConfigError(f"data.path: cannot read {data.path} ({err.strerror})") from None
     return (("kind", data.kind), ("n", data.num_points), ("dim", data.dimension), ("seed", data.seed))
@@ -244,7 +258,7 @@ def load_data(data: DataConfig, n: int | None = None) -> np.ndarray:
     (default data.n); the first n of a larger draw are not the same points."""
     if data.kind == "file":
         try:
-            x = load_points(data.path, data.key)
+            x = load_points(data.file_path, data.key)
         except ValueError as err:
             raise ConfigError(f"data.path: {err}") from None
         for name, want, got in (("n", data.n, x.shape[0]), ("dim", data.dim, x.shape[1])):

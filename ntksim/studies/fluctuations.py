@@ -13,6 +13,7 @@ difference shrinks with m (like 1/m², where resolved).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,11 +26,12 @@ from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import NoEOCPoint, resolve_sigmas
+from ntksim.analysis.tables import markdown_table
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, as_list
 from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
-from ntksim.kernels.finite_width import ERR_OP_MAX_INPUTS, finite_width, x64
+from ntksim.kernels.finite_width import ERR_OP_MAX_INPUTS, Kernel, finite_width, x64
 from ntksim.nets.empirical import empirical_nngp_seeds, empirical_ntk_seeds
 from ntksim.nets.model import MLP, sample_widths
 from ntksim.nets.widths import hidden_widths
@@ -42,9 +44,15 @@ COLUMNS = (
     "s1", "s2", "s3", "s4", "pred_mean", "pred_var",
 )  # fmt: skip
 SETTING = ["activation", "sigma_b", "depth", "schedule", "kernel", "out_dim"]
+SETTING_HEADER = ["activation", "σ_b", "kernel", "depth", "schedule"]  # the summary's first columns
 ENTRY = ["quantity", "i", "a", "j", "b"]
 Cosine = Annotated[float, Field(ge=-1, le=1, strict=False, allow_inf_nan=False)]
 Norm = Annotated[float, Field(gt=0, strict=False, allow_inf_nan=False)]
+
+
+Schedule = Literal["constant", "quadratic"]
+CONSTANT: tuple[Schedule, ...] = ("constant",)  # the defaults, typed (a bare list literal is list[str])
+NTK: tuple[Kernel, ...] = ("ntk",)
 
 
 class NetSpec(Strict):
@@ -68,12 +76,8 @@ class FluctuationsConfig(RunConfig):
     nets: Annotated[list[NetSpec], Field(min_length=1)]
     depths: Annotated[list[Annotated[int, Field(ge=2, le=50, strict=True)]], Field(min_length=1)]
     widths: Annotated[list[PositiveInt], Field(min_length=1)]
-    schedules: Annotated[list[Literal["constant", "quadratic"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["constant"]
-    )
-    kernels: Annotated[list[Literal["ntk", "nngp"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["ntk"]
-    )
+    schedules: Annotated[list[Schedule], Field(min_length=1)] = Field(default_factory=lambda: list(CONSTANT))
+    kernels: Annotated[list[Kernel], Field(min_length=1)] = Field(default_factory=lambda: list(NTK))
     seeds: PositiveInt = 2000
     seeds_per_cell: PositiveInt | None = None
     cosines: Annotated[list[Cosine], Field(min_length=1, max_length=16)] = Field(
@@ -99,10 +103,10 @@ class FluctuationsConfig(RunConfig):
         return self
 
 
-KERNELS: tuple[Literal["ntk", "nngp"], ...] = ("ntk", "nngp")
+KERNELS: tuple[Kernel, ...] = ("ntk", "nngp")
 
 
-def inputs(cosines: list[float], norms: list[float] | None, dim: int) -> np.ndarray:
+def inputs(cosines: Sequence[float], norms: Sequence[float] | None, dim: int) -> np.ndarray:
     """x_0 = √dim·e_1 and x_k at cosine c_k to it, in the plane of e_1 and e_{2 + k mod (dim−1)};
     each scaled by its norm factor → (1 + len(cosines), dim) float64."""
     points = [np.eye(dim)[0]]
@@ -120,7 +124,7 @@ class Cell:
     depth: int
     width: int
     schedule: str
-    kernel: str
+    kernel: Kernel
     out_dim: int
     seed_start: int
     seed_count: int
@@ -295,17 +299,37 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None
         "",
         "## Variance and mean shift of K(x_0, x_j)",
         "",
-        "| activation | σ_b | kernel | depth | schedule | m | cos | Var measured | Var predicted | z "
-        "| E K − K∞ measured | predicted |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for r in first.itertuples():
         z = (r.var - r.pred_var) / r.se_var if r.se_var > 0 else math.nan
-        lines.append(
-            f"| {r.activation} | {r.sigma_b:g} | {r.kernel} | {r.depth} | {r.schedule} | {r.width} | "
-            f"{r.cosine:.2f} | {_fmt(r.var, r.se_var)} | {r.pred_var:.4g} | {z:+.1f} | "
-            f"{_fmt(r.mean, r.se_mean)} | {r.pred_mean:.3g} |"
+        rows.append(
+            [
+                r.activation,
+                f"{r.sigma_b:g}",
+                r.kernel,
+                r.depth,
+                r.schedule,
+                r.width,
+                f"{r.cosine:.2f}",
+                _fmt(r.var, r.se_var),
+                f"{r.pred_var:.4g}",
+                f"{z:+.1f}",
+                _fmt(r.mean, r.se_mean),
+                f"{r.pred_mean:.3g}",
+            ]
         )
+    columns = [
+        *SETTING_HEADER,
+        "m",
+        "cos",
+        "Var measured",
+        "Var predicted",
+        "z",
+        "E K − K∞ measured",
+        "predicted",
+    ]
+    lines += markdown_table(columns, rows)
     fro = stats[stats["quantity"] == "fro_sq"].merge(
         stats[stats["quantity"] == "err_op"][[*SETTING, "width", "mean", "se_mean", "pred_mean"]].rename(
             columns={"mean": "op", "se_mean": "se_op", "pred_mean": "pred_op"}
@@ -321,16 +345,37 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None
         f"covariances of all entries, 3- and 4-input ones included; M the mean shift), for up to "
         f"{ERR_OP_MAX_INPUTS} inputs.",
         "",
-        "| activation | σ_b | kernel | depth | schedule | m | E‖K−K∞‖²_F measured | predicted | ratio "
-        "| mean err_op | predicted | ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in fro.sort_values([*SETTING, "width"]).itertuples():
-        lines.append(
-            f"| {r.activation} | {r.sigma_b:g} | {r.kernel} | {r.depth} | {r.schedule} | {r.width} | "
-            f"{_fmt(r.mean, r.se_mean)} | {r.pred_mean:.4g} | {r.mean / r.pred_mean:.3f} | "
-            f"{_fmt(r.op, r.se_op)} | {r.pred_op:.4g} | {r.op / r.pred_op:.3f} |"
-        )
+    columns = [
+        *SETTING_HEADER,
+        "m",
+        "E‖K−K∞‖²_F measured",
+        "predicted",
+        "ratio",
+        "mean err_op",
+        "predicted",
+        "ratio",
+    ]
+    lines += markdown_table(
+        columns,
+        (
+            [
+                r.activation,
+                f"{r.sigma_b:g}",
+                r.kernel,
+                r.depth,
+                r.schedule,
+                r.width,
+                _fmt(r.mean, r.se_mean),
+                f"{r.pred_mean:.4g}",
+                f"{r.mean / r.pred_mean:.3f}",
+                _fmt(r.op, r.se_op),
+                f"{r.pred_op:.4g}",
+                f"{r.op / r.pred_op:.3f}",
+            ]
+            for r in fro.sort_values([*SETTING, "width"]).itertuples()
+        ),
+    )
     slopes = convergence(stats)
     lines += [
         "",
@@ -339,65 +384,84 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None
         "Log–log slope of |measured − predicted| Var K(x_0, x_0) against m over the widths where the",
         "difference exceeds two standard errors (first order exact up to O(1/m²): slope −2).",
         "",
-        "| activation | σ_b | kernel | depth | schedule | slope | widths resolved / all |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for r in slopes.itertuples():
-        slope = "—" if not np.isfinite(r.slope) else f"{r.slope:.2f}"
-        lines.append(f"| {r.activation} | {r.sigma_b:g} | {r.kernel} | {r.depth} | {r.schedule} | {slope} | "
-                     f"{r.resolved} / {r.widths} |")  # fmt: skip
+    lines += markdown_table(
+        [*SETTING_HEADER, "slope", "widths resolved / all"],
+        (
+            [
+                r.activation,
+                f"{r.sigma_b:g}",
+                r.kernel,
+                r.depth,
+                r.schedule,
+                "—" if not np.isfinite(r.slope) else f"{r.slope:.2f}",
+                f"{r.resolved} / {r.widths}",
+            ]
+            for r in slopes.itertuples()
+        ),
+    )
     return "\n".join(lines) + "\n"
+
+
+def _variance_figure(frame: pd.DataFrame, path: Path) -> None:
+    """Var K(x_0, x_j) against m, measured (±2 se) and predicted, a panel per (φ, σ_b, depth), for
+    the rows of one (kernel, schedule)."""
+    from matplotlib.lines import Line2D
+
+    from ntksim.analysis.figures import panel_grid, save_figure
+
+    kernel, schedule = frame["kernel"].iloc[0], frame["schedule"].iloc[0]
+    panels = list(frame.groupby(["activation", "sigma_b", "depth"], sort=False))
+    fig, axes = panel_grid(len(panels))
+    # one colour per partner x_j in every panel, and one legend for the figure
+    cosines = frame.groupby("j")["cosine"].first()
+    colours = dict(zip(cosines.index, plt_colormap(len(cosines)), strict=True))
+    for ax, ((name, sigma_b, depth), group) in zip(axes.flat, panels, strict=False):
+        tiny = 1e-12 * group["pred_var"].abs().max()
+        for j, line in group.groupby("j"):
+            line = line.sort_values("width")
+            if line["pred_var"].abs().max() <= tiny and line["var"].abs().max() <= tiny:
+                continue  # does not fluctuate (ReLU's K(x, −c·x) at depth 2): no log axis for it
+            m = line["width"].to_numpy(float)
+            ax.errorbar(m, line["var"], yerr=2 * line["se_var"], fmt="o", ms=3, color=colours[j])
+            ax.plot(m, line["pred_var"], "--", color=colours[j], lw=1)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(f"{name}, σ_b={sigma_b:g}, depth {depth}", fontsize=9)
+        ax.set_xlabel("base width m")
+        ax.set_ylabel("Var K(x_0, x_j)")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    handles = [
+        Line2D([], [], color=colours[j], marker="o", ls="--", ms=4, label=f"cos(x_0, x_j) = {c:.2f}")
+        for j, c in cosines.items()
+    ]
+    handles.append(Line2D([], [], color="gray", marker="o", ls="none", label="measured (±2 se)"))
+    handles.append(Line2D([], [], color="gray", ls="--", label="first-order theory"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8)
+    fig.suptitle(f"{kernel.upper()} fluctuations, {schedule} widths: Monte Carlo against the 1/m theory",
+                 fontsize=10)  # fmt: skip
+    save_figure(fig, path)
 
 
 def figures(
     table: pd.DataFrame, config: FluctuationsConfig, directory: Path, fits: None = None
 ) -> list[Path]:
-    from matplotlib.lines import Line2D
+    from ntksim.analysis.figures import draw_figures
 
-    from ntksim.analysis.figures import panel_grid, save_figure
-
-    directory.mkdir(parents=True, exist_ok=True)
     stats = merged(table)
     entries = stats[
         (stats["quantity"] == "entry") & (stats["i"] == 0) & (stats["a"] == 0) & (stats["b"] == 0)
     ]
-    paths = []
-    for (kernel, schedule), frame in entries.groupby(["kernel", "schedule"], sort=False):
-        panels = list(frame.groupby(["activation", "sigma_b", "depth"], sort=False))
-        fig, axes = panel_grid(len(panels))
-        # one colour per partner x_j in every panel, and one legend for the figure
-        cosines = frame.groupby("j")["cosine"].first()
-        colours = dict(zip(cosines.index, plt_colormap(len(cosines)), strict=True))
-        for ax, ((name, sigma_b, depth), group) in zip(axes.flat, panels, strict=False):
-            tiny = 1e-12 * group["pred_var"].abs().max()
-            for j, line in group.groupby("j"):
-                line = line.sort_values("width")
-                if line["pred_var"].abs().max() <= tiny and line["var"].abs().max() <= tiny:
-                    continue  # does not fluctuate (ReLU's K(x, −c·x) at depth 2): no log axis for it
-                m = line["width"].to_numpy(float)
-                ax.errorbar(m, line["var"], yerr=2 * line["se_var"], fmt="o", ms=3, color=colours[j])
-                ax.plot(m, line["pred_var"], "--", color=colours[j], lw=1)
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_title(f"{name}, σ_b={sigma_b:g}, depth {depth}", fontsize=9)
-            ax.set_xlabel("base width m")
-            ax.set_ylabel("Var K(x_0, x_j)")
-            ax.grid(True, which="both", alpha=0.3)
-        for ax in list(axes.flat)[len(panels) :]:
-            ax.set_visible(False)
-        handles = [
-            Line2D([], [], color=colours[j], marker="o", ls="--", ms=4, label=f"cos(x_0, x_j) = {c:.2f}")
-            for j, c in cosines.items()
-        ]
-        handles.append(Line2D([], [], color="gray", marker="o", ls="none", label="measured (±2 se)"))
-        handles.append(Line2D([], [], color="gray", ls="--", label="first-order theory"))
-        fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), fontsize=8)
-        fig.suptitle(f"{kernel.upper()} fluctuations, {schedule} widths: Monte Carlo against the 1/m theory",
-                     fontsize=10)  # fmt: skip
-        path = directory / f"variance_{kernel}_{schedule}.png"
-        save_figure(fig, path)
-        paths.append(path)
-    return paths
+    groups = entries.groupby(["kernel", "schedule"], sort=False)
+    return draw_figures(
+        directory,
+        [
+            (f"variance_{kernel}_{schedule}.png", _variance_figure, frame)
+            for (kernel, schedule), frame in groups
+        ],
+    )
 
 
 def plt_colormap(count: int) -> list[tuple]:

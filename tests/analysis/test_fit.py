@@ -12,6 +12,7 @@ from ntksim.activations import Activation
 from ntksim.analysis.fit import fit_rate
 from ntksim.studies.concentration.plots import theory_prefactor
 from ntksim.studies.concentration.rates import CURVE_KEYS, fit_table, summary_markdown
+from tests.markdown import has_row, table_rows
 
 WIDTHS = 2 ** np.arange(4, 11)  # 16 … 1024
 
@@ -116,10 +117,10 @@ def test_summary_markdown_has_a_row_per_curve() -> None:
     text = summary_markdown(synthetic_results(), "my run")
     lines = text.splitlines()
     assert lines[0] == "# my run"
-    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| activation")]
-    assert len(rows) == 2
-    assert rows[0].startswith("| relu | ntk | 3 | 1 | -0.500 | [-0.500, -0.500] | 16–128 | 4 |")
-    assert rows[1].startswith("| abs | ntk | 3 | 1 | -1.000 | [-1.000, -1.000] | 16–128 | 4 |")
+    header, *rows = table_rows(text)
+    assert header[:2] == ["activation", "kernel"] and len(rows) == 2
+    assert rows[0][:8] == ["relu", "ntk", "3", "1", "-0.500", "[-0.500, -0.500]", "16–128", "4"]
+    assert rows[1][:8] == ["abs", "ntk", "3", "1", "-1.000", "[-1.000, -1.000]", "16–128", "4"]
     assert text.endswith("\n")
 
 
@@ -167,9 +168,9 @@ def _table(activation: str, a: float, b: float, depth: int, widths: list[int], s
 def test_fits_say_what_they_cannot_say() -> None:
     """One width: no slope; one seed: no interval; depth 1: round-off, said so."""
     one_width = summary_markdown(_table("relu", 0.5, 0.5, 2, [16], 4))
-    assert "| relu | ntk | 2 | 1 | — | — |" in one_width and "at least two widths" in one_width
+    assert has_row(one_width, "relu", "ntk", "2", "1", "—", "—") and "at least two widths" in one_width
     one_seed = summary_markdown(_table("relu", 0.5, 0.5, 2, [16, 64], 1))
-    assert "| -0.500 | — (one seed) |" in one_seed and "at least two seeds" in one_seed
+    assert table_rows(one_seed)[1][4:6] == ["-0.500", "— (one seed)"] and "at least two seeds" in one_seed
     depth_one = summary_markdown(_table("relu", 0.5, 0.5, 1, [16, 64], 2))
     assert "Depth 1 is a linear model" in depth_one
 

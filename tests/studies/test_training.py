@@ -10,6 +10,7 @@ from ntksim.engine.config import ConfigError
 from ntksim.engine.loading import validate
 from ntksim.engine.study import Memo
 from ntksim.studies import training as study
+from tests.markdown import has_row
 
 needs_x64 = pytest.mark.skipif(
     not __import__("jax").config.jax_enable_x64, reason="the study trains in float64"
@@ -57,7 +58,7 @@ def test_rows_losses_and_the_limit_only_for_sgd() -> None:
     # η relative: 0.5 · 2/λ_max, and the table records both
     assert np.allclose(sgd["lr_relative"], 0.5)
     summary = study.summarize(table, config)
-    assert "| relu | 3 | 0 | sgd(0.5·2/λmax) |" in summary
+    assert has_row(summary, "relu", "3", "0", "sgd(0.5·2/λmax)")
 
 
 @needs_x64

@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import AnyActivation
+from ntksim.analysis.tables import markdown_table
 from ntksim.engine.config import MAX_SEED, PositiveInt, RunConfig, StrictFloat, as_list
 from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
@@ -221,7 +222,8 @@ def compute(cell: Cell, memo: Memo) -> list[dict]:
         return compute_cell(cell, x, kinf_of(cell), config.ntk.chunk, True, pad_to=block)
     kinf = kinf_of(cell)
     alone: set = memo.get("groups that failed together", set)
-    limit = 1 if draw_key(cell) in alone else together_limit(cell, *x.shape, memo.device_bytes)
+    n, in_dim = x.shape
+    limit = 1 if draw_key(cell) in alone else together_limit(cell, n, in_dim, memo.device_bytes)
     cells, kinfs, left_out = [cell], [kinf], []
     for other in memo.together(cell, limit)[1:]:
         try:
@@ -330,30 +332,66 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
         "root-mean-square over seeds estimates the same quantity; its ratio to the prediction → 1",
         "as m grows (the remainder is O(1/m) relative).",
         "",
-        "| activation | m | kernel | depth | out_dim | predicted | measured rms | median | rms / predicted |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in merged.itertuples():
-        lines.append(
-            f"| {row.activation} | {row.width} | {row.kernel} | {row.depth} | {row.out_dim} | "
-            f"{row.predicted_fro:.4g} | {row.rms:.4g} | {row.median:.4g} | "
-            f"{row.rms / row.predicted_fro:.3f} |"
-        )
+    lines += markdown_table(
+        [
+            "activation",
+            "m",
+            "kernel",
+            "depth",
+            "out_dim",
+            "predicted",
+            "measured rms",
+            "median",
+            "rms / predicted",
+        ],
+        (
+            [
+                r.activation,
+                r.width,
+                r.kernel,
+                r.depth,
+                r.out_dim,
+                f"{r.predicted_fro:.4g}",
+                f"{r.rms:.4g}",
+                f"{r.median:.4g}",
+                f"{r.rms / r.predicted_fro:.3f}",
+            ]
+            for r in merged.itertuples()
+        ),
+    )
     if len(ops):
         lines += [
             "",
             "err_op = ‖K(θ) − K∞‖₂, median over seeds, against the median of the Gaussian surrogate",
             "(K − K∞ ≈ M + G, G with the first-order covariances of all entries; science.md).",
             "",
-            "| activation | m | kernel | depth | out_dim | predicted | measured median "
-            "| measured / predicted |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for row in ops.itertuples():
-            lines.append(
-                f"| {row.activation} | {row.width} | {row.kernel} | {row.depth} | {row.out_dim} | "
-                f"{row.predicted_op:.4g} | {row.op:.4g} | {row.op / row.predicted_op:.3f} |"
-            )
+        lines += markdown_table(
+            [
+                "activation",
+                "m",
+                "kernel",
+                "depth",
+                "out_dim",
+                "predicted",
+                "measured median",
+                "measured / predicted",
+            ],
+            (
+                [
+                    r.activation,
+                    r.width,
+                    r.kernel,
+                    r.depth,
+                    r.out_dim,
+                    f"{r.predicted_op:.4g}",
+                    f"{r.op:.4g}",
+                    f"{r.op / r.predicted_op:.3f}",
+                ]
+                for r in ops.itertuples()
+            ),
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -368,7 +406,7 @@ def figures(
 ) -> list[Path]:
     from ntksim.studies.concentration.plots import plot_all
 
-    return plot_all(table, directory, theory(table, config))
+    return plot_all(table, directory, theory(table, config), fit_table(table) if fits is None else fits)
 
 
 STUDY = Study(

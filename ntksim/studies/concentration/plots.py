@@ -13,8 +13,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
+from pandas.api.typing import SeriesGroupBy
 
-from ntksim.analysis.figures import activation_colors, save_figure
+from ntksim.analysis.figures import Figure, activation_colors, draw_figures, save_figure
 from ntksim.analysis.fit import fit_rate, slope_text
 
 
@@ -25,12 +26,32 @@ def theory_prefactor(delta: float, kappa: float, out_dim: int, depth: int) -> fl
     return (delta**-2 + math.sqrt(out_dim) * depth) * kappa**2
 
 
+def _curve_fit(
+    fits: pd.DataFrame | None, name: str, depth: int, out_dim: int, widths: np.ndarray, stats: SeriesGroupBy
+) -> tuple[float, float, float]:
+    """(slope, low, high) of one drawn curve: the run's fits.csv row where exactly one matches (the
+    numbers summary.md prints), else fitted here (no fits, or a table whose curves share a name)."""
+    if fits is not None:
+        match = fits[(fits["activation"] == name) & (fits["depth"] == depth) & (fits["out_dim"] == out_dim)]
+        if len(match) == 1:
+            row = match.iloc[0]
+            return float(row["slope"]), float(row["ci_low"]), float(row["ci_high"])
+    fit = fit_rate(widths, [stats.get_group(w).to_numpy() for w in widths])
+    return fit.slope, fit.low, fit.high
+
+
 def plot_concentration(
-    results: pd.DataFrame, depth: int, out_dim: int, path: Path, theory: pd.DataFrame | None = None
+    results: pd.DataFrame,
+    depth: int,
+    out_dim: int,
+    path: Path,
+    theory: pd.DataFrame | None = None,
+    fits: pd.DataFrame | None = None,
 ) -> None:
-    """err_op vs m (log2–log2): median over seeds, 10–90% band, fitted slope, m^{-1/2} guide; with
-    `theory` (rows of the curve's predicted_fro per width) a second panel: err_fro measured
-    (median, band) against the first-order prediction (dashed)."""
+    """err_op vs m (log2–log2): median over seeds, 10–90% band, fitted slope (from `fits`, the
+    study's fit table, where given), m^{-1/2} guide; with `theory` (rows of the curve's
+    predicted_fro per width) a second panel: err_fro measured (median, band) against the
+    first-order prediction (dashed)."""
     colors = activation_colors(results)
     subset = results[(results["depth"] == depth) & (results["out_dim"] == out_dim)]
     predicted = None
@@ -49,9 +70,9 @@ def plot_concentration(
         med = stats.median().loc[widths].to_numpy()
         lo = stats.quantile(0.1).loc[widths].to_numpy()
         hi = stats.quantile(0.9).loc[widths].to_numpy()
-        fit = fit_rate(widths, [stats.get_group(w).to_numpy() for w in widths])
         seeds = int(group["seed"].nunique())
-        slope, interval = slope_text(fit.slope, fit.low, fit.high, len(widths), seeds)
+        fitted = _curve_fit(fits, name, depth, out_dim, widths, stats)
+        slope, interval = slope_text(*fitted, len(widths), seeds)
         label = name if slope == "—" else f"{name}: slope {slope} {interval}"
         ax.plot(widths, med, "o-", color=colors[name], label=label, lw=1.6, ms=4)
         ax.fill_between(widths, lo, hi, color=colors[name], alpha=0.2, lw=0)
@@ -211,19 +232,23 @@ def plot_theory(results: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def plot_all(results: pd.DataFrame, figures_dir: Path, theory: pd.DataFrame | None = None) -> list[Path]:
-    """Every figure of a run into figures_dir (with the first-order err_fro of `theory` where
-    given); returns their paths."""
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    paths = []
+def plot_all(
+    results: pd.DataFrame,
+    figures_dir: Path,
+    theory: pd.DataFrame | None = None,
+    fits: pd.DataFrame | None = None,
+) -> list[Path]:
+    """Every figure of a run into figures_dir (with the first-order err_fro of `theory` and the
+    slopes of `fits` where given); returns their paths."""
     out_dims = sorted(results["out_dim"].unique())
-    for depth in sorted(results["depth"].unique()):
-        for out_dim in out_dims:
-            suffix = "" if len(out_dims) == 1 else f"_out{out_dim}"
-            path = figures_dir / f"err_op_depth{depth}{suffix}.png"
-            plot_concentration(results, int(depth), int(out_dim), path, theory)
-            paths.append(path)
-    path = figures_dir / "theory_prefactor.png"
-    if plot_theory(results, path):
-        paths.append(path)
-    return paths
+
+    def panel(depth: int, out_dim: int) -> Figure:
+        def draw(rows: pd.DataFrame, path: Path) -> None:
+            plot_concentration(rows, depth, out_dim, path, theory, fits)
+
+        suffix = "" if len(out_dims) == 1 else f"_out{out_dim}"
+        return f"err_op_depth{depth}{suffix}.png", draw, results
+
+    depths = sorted(results["depth"].unique())
+    panels = [panel(int(depth), int(out_dim)) for depth in depths for out_dim in out_dims]
+    return draw_figures(figures_dir, [*panels, ("theory_prefactor.png", plot_theory, results)])

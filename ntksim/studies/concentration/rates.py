@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ntksim.analysis.fit import fit_rate, slope_text
+from ntksim.analysis.tables import markdown_table
 
 # Columns that identify one curve err_op(m) in results.csv.
 CURVE_KEYS = [
@@ -63,11 +64,9 @@ def summary_markdown(
         "Fitted log–log slope of the median (over seeds) err_op = ‖K(θ) − K∞‖₂ against the base",
         "width m; 95% interval from a bootstrap over seeds. Theory (m_k = k²m): slope −0.5.",
         "",
-        "| activation | kernel | depth | out_dim | slope | 95% CI | m range | seeds "
-        "| median err_op at m_min | at m_max |",
-        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = set()
+    rows = []
     for row in fits.itertuples():
         slope, interval = slope_text(row.slope, row.ci_low, row.ci_high, row.widths, row.seeds)
         if row.depth == 1:
@@ -76,10 +75,33 @@ def summary_markdown(
             notes.add("A slope needs at least two widths.")
         if row.seeds < 2:
             notes.add("An interval needs at least two seeds (the bootstrap resamples seeds).")
-        lines.append(
-            f"| {row.activation} | {row.kernel} | {row.depth} | {row.out_dim} | {slope} | {interval} | "
-            f"{row.m_min}–{row.m_max} | {row.seeds} | {row.err_op_m_min:.4g} | {row.err_op_m_max:.4g} |"
+        rows.append(
+            [
+                row.activation,
+                row.kernel,
+                row.depth,
+                row.out_dim,
+                slope,
+                interval,
+                f"{row.m_min}–{row.m_max}",
+                row.seeds,
+                f"{row.err_op_m_min:.4g}",
+                f"{row.err_op_m_max:.4g}",
+            ]
         )
+    columns = [
+        "activation",
+        "kernel",
+        "depth",
+        "out_dim",
+        "slope",
+        "95% CI",
+        "m range",
+        "seeds",
+        "median err_op at m_min",
+        "at m_max",
+    ]
+    lines += markdown_table(columns, rows)
     if notes:
         lines += ["", *sorted(notes)]
     return "\n".join(lines) + "\n"

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.eoc import chi, eoc_curve, eoc_sigma_w, fixed_point
+from ntksim.analysis.tables import markdown_table
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import ConfigError, PositiveInt, RunConfig, Strict, as_list
 from ntksim.engine.packing import CellCost
@@ -267,6 +268,9 @@ class CurveCell:
         return f"depth EOC curve {self.activation.name}"
 
 
+DepthCell = LimitCell | FiniteCell | CurveCell  # the three parts of a depth run
+
+
 def pairs(cosines: tuple[float, ...], data: DataConfig | None) -> list[tuple[str, float, float, float]]:
     """(name, ⟨x,x⟩/m₀, ⟨x',x'⟩/m₀, ⟨x,x'⟩/m₀) of every input pair: unit-norm pairs of the given
     cosines, then every pair i < j of the data's points."""
@@ -280,7 +284,7 @@ def pairs(cosines: tuple[float, ...], data: DataConfig | None) -> list[tuple[str
     return out
 
 
-def expand(config: DepthConfig) -> list[Any]:
+def expand(config: DepthConfig) -> list[DepthCell]:
     """Limit cells (one per setting), finite cells (per setting and depth), EOC-curve cells.
     Reads the data once: a bad or too small data file is a ConfigError here."""
     num_pairs = len(pairs(tuple(config.cosines), config.data))
@@ -289,7 +293,7 @@ def expand(config: DepthConfig) -> list[Any]:
             "data: the data file has fewer than 2 points, so no pair; give cosines or more points"
         )
     data = data_identity(config.data) if config.data is not None else None
-    cells: list[Any] = []
+    cells: list[DepthCell] = []
     acts = [spec.build() for spec in config.activations]
     settings = [Setting(a, b, f) for a in acts for b in config.sigma_b for f in config.sigma_w_factors]
     cells += [LimitCell(s, config.max_depth, tuple(config.cosines), data, num_pairs) for s in settings]
@@ -393,7 +397,7 @@ def _curve_rows(cell: CurveCell) -> list[dict[str, Any]]:
     ]
 
 
-def compute(cell: Any, memo: Memo) -> list[dict[str, Any]]:
+def compute(cell: DepthCell, memo: Memo) -> list[dict[str, Any]]:
     if isinstance(cell, LimitCell):
         return _limit_rows(cell, memo)
     if isinstance(cell, FiniteCell):
@@ -478,15 +482,35 @@ def summarize(table: pd.DataFrame, config: DepthConfig, fits: pd.DataFrame | Non
                 "1 for ReLU-like, log l / l for tanh and ELU). Fits over l ∈ [L/10, L]; — where N_l is not "
                 "monotone there.",
                 "",
-                "| activation | σ_b | pair | ρ exponent | N exponent | 1 − ρ^L | N_L | Θ^L(x,x)/L | remark |",
-                "|---|---|---|---|---|---|---|---|---|",
             ]
-            for r in eoc.itertuples():
-                lines.append(
-                    f"| {r.activation} | {r.sigma_b:g} | {r.pair} | {_fmt(r.rho_exponent, 3)} | "
-                    f"{_fmt(r.normalized_exponent, 3)} | {_fmt(r.one_minus_rho_at_L, 3)} | "
-                    f"{_fmt(r.normalized_at_L)} | {_fmt(r.theta_diag_over_l_at_L)} | {r.remark} |"
-                )
+            columns = [
+                "activation",
+                "σ_b",
+                "pair",
+                "ρ exponent",
+                "N exponent",
+                "1 − ρ^L",
+                "N_L",
+                "Θ^L(x,x)/L",
+                "remark",
+            ]
+            lines += markdown_table(
+                columns,
+                (
+                    [
+                        r.activation,
+                        f"{r.sigma_b:g}",
+                        r.pair,
+                        _fmt(r.rho_exponent, 3),
+                        _fmt(r.normalized_exponent, 3),
+                        _fmt(r.one_minus_rho_at_L, 3),
+                        _fmt(r.normalized_at_L),
+                        _fmt(r.theta_diag_over_l_at_L),
+                        r.remark,
+                    ]
+                    for r in eoc.itertuples()
+                ),
+            )
             lines.append("")
         if len(off):
             lines += [
@@ -496,69 +520,101 @@ def summarize(table: pd.DataFrame, config: DepthConfig, fits: pd.DataFrame | Non
                 "— where the quantity never enters its fitting window (e.g. ρ^l that does not go to 1), and "
                 "no theory where the remark says why |ln χ| is not the rate.",
                 "",
-                "| activation | σ_b | σ_w/σ_w^EOC | phase | χ | ln χ (abs) | rate of 1 − ρ | rate of N "
-                "| N_L | pair | remark |",
-                "|---|---|---|---|---|---|---|---|---|---|---|",
             ]
-            for r in off.itertuples():
-                lines.append(
-                    f"| {r.activation} | {r.sigma_b:g} | {r.sigma_w_factor:g} | {r.phase} | {_fmt(r.chi)} | "
-                    f"{_fmt(r.rate_theory)} | {_fmt(r.rho_rate)} | {_fmt(r.normalized_rate)} | "
-                    f"{_fmt(r.normalized_at_L, 3)} | {r.pair} | {r.remark} |"
-                )
+            columns = [
+                "activation",
+                "σ_b",
+                "σ_w/σ_w^EOC",
+                "phase",
+                "χ",
+                "ln χ (abs)",
+                "rate of 1 − ρ",
+                "rate of N",
+                "N_L",
+                "pair",
+                "remark",
+            ]
+            lines += markdown_table(
+                columns,
+                (
+                    [
+                        r.activation,
+                        f"{r.sigma_b:g}",
+                        f"{r.sigma_w_factor:g}",
+                        r.phase,
+                        _fmt(r.chi),
+                        _fmt(r.rate_theory),
+                        _fmt(r.rho_rate),
+                        _fmt(r.normalized_rate),
+                        _fmt(r.normalized_at_L, 3),
+                        r.pair,
+                        r.remark,
+                    ]
+                    for r in off.itertuples()
+                ),
+            )
             lines.append("")
     finite = table[table["part"] == "finite"]
     if len(finite):
         lines += [
             "## Finite width: error against depth at fixed m",
             "",
-            "| activation | σ_b | σ_w/σ_w^EOC | depth | m | seeds | median err_op | median rel_op |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for key, g in finite.groupby(
-            ["activation", "sigma_b", "sigma_w_factor", "depth", "width"], sort=False
-        ):
-            lines.append(
-                f"| {key[0]} | {key[1]:g} | {key[2]:g} | {key[3]:.0f} | {key[4]:.0f} | "
-                f"{g['seed'].nunique()} | "
-                f"{g['err_op'].median():.4g} | {g['rel_op'].median():.4g} |"
-            )
+        groups = finite.groupby(["activation", "sigma_b", "sigma_w_factor", "depth", "width"], sort=False)
+        lines += markdown_table(
+            ["activation", "σ_b", "σ_w/σ_w^EOC", "depth", "m", "seeds", "median err_op", "median rel_op"],
+            (
+                [
+                    key[0],
+                    f"{key[1]:g}",
+                    f"{key[2]:g}",
+                    f"{key[3]:.0f}",
+                    f"{key[4]:.0f}",
+                    g["seed"].nunique(),
+                    f"{g['err_op'].median():.4g}",
+                    f"{g['rel_op'].median():.4g}",
+                ]
+                for key, g in groups
+            ),
+        )
     return "\n".join(lines) + "\n"
 
 
 def figures(
-    table: pd.DataFrame, config: Any, directory: Path, fits: pd.DataFrame | None = None
+    table: pd.DataFrame, config: DepthConfig, directory: Path, fits: pd.DataFrame | None = None
 ) -> list[Path]:
+    from ntksim.analysis.figures import draw_figures
     from ntksim.studies.depth.plots import plot_depth_finite, plot_depth_limit, plot_depth_phase_diagram
 
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
     limit = table[table["part"] == "limit"]
-    for sigma_b in sorted(limit["sigma_b"].unique()):
-        path = directory / f"depth_limit_sigma_b{sigma_b:g}.png"
-        plot_depth_limit(limit[limit["sigma_b"] == sigma_b], path)
-        paths.append(path)
-    finite = table[table["part"] == "finite"]
-    if len(finite):
-        path = directory / "depth_finite_error.png"
-        plot_depth_finite(finite, path)
-        paths.append(path)
     curves = table[table["part"] == "eoc"]
     points = rates(table) if fits is None else fits
-    if len(curves) or len(points):
-        path = directory / "phase_diagram.png"
+
+    def phase_diagram(rows: pd.DataFrame, path: Path) -> None:
         plot_depth_phase_diagram(curves, limit, path)
-        paths.append(path)
-    return paths
+
+    return draw_figures(
+        directory,
+        [
+            *(
+                (f"depth_limit_sigma_b{sigma_b:g}.png", plot_depth_limit, limit[limit["sigma_b"] == sigma_b])
+                for sigma_b in sorted(limit["sigma_b"].unique())
+            ),
+            ("depth_finite_error.png", plot_depth_finite, table[table["part"] == "finite"]),
+            # drawn where there are EOC curves or fitted rates to mark on it
+            ("phase_diagram.png", phase_diagram, curves if len(curves) else points),
+        ],
+    )
 
 
-def cost(cells: list[Any], config: DepthConfig) -> list[CellCost]:
+def cost(cells: list[DepthCell], config: DepthConfig) -> list[CellCost]:
     """`Study.cost`: finite cells as concentration's (their kernels, K∞ and the metrics); the
     pair recursion and the EOC curves by `limit_cost` (every layer's row kept)."""
     shape = load_data(config.finite.data).shape if config.finite is not None else None
     estimates = []
     for cell in cells:
         if isinstance(cell, FiniteCell):
+            assert shape is not None  # finite cells exist only with a `finite` section
             estimates.append(concentration.cell_cost(cell.inner, *shape))
         elif isinstance(cell, LimitCell):
             quadrature = not isinstance(cell.setting.activation, Activation)

@@ -32,11 +32,12 @@ from pydantic import Field, field_validator, model_validator
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.eoc import resolve_sigmas
 from ntksim.analysis.metrics import gram_spectrum
+from ntksim.analysis.tables import markdown_table
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, StrictFloat, as_list
 from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
-from ntksim.kernels.limits import family_moments, kernel_recursion, quadrature_moments
+from ntksim.kernels.limits import Kernel, family_moments, kernel_recursion, quadrature_moments
 from ntksim.nets.empirical import empirical_ntk_seeds
 from ntksim.nets.model import MLP
 from ntksim.studies._costs import kernel_cost, limit_cost
@@ -93,6 +94,9 @@ class FiniteConfig(Strict):
     _listify = field_validator("widths", mode="before")(as_list)
 
 
+BOTH_KERNELS: tuple[Kernel, ...] = ("ntk", "nngp")  # the default, typed
+
+
 class PositivityConfig(RunConfig):
     """λ_min and rank of limit (and empirical) NTK/NNGP Gram matrices against n."""
 
@@ -105,9 +109,7 @@ class PositivityConfig(RunConfig):
     sigma_b: Annotated[list[SigmaB], Field(min_length=1)] = Field(default_factory=lambda: [0.0, 0.1])
     ns: Annotated[list[NumPoints], Field(min_length=1)] = Field(default_factory=lambda: [4, 8, 16, 32, 64])
     antipodal: Annotated[list[bool], Field(min_length=1)] = Field(default_factory=lambda: [False])
-    kernels: Annotated[list[Literal["ntk", "nngp"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["ntk", "nngp"]
-    )
+    kernels: Annotated[list[Kernel], Field(min_length=1)] = Field(default_factory=lambda: list(BOTH_KERNELS))
     floor_factor: Annotated[float, Field(ge=1, strict=True, allow_inf_nan=False)] = 10.0
     data: DataConfig = DataConfig(dim=3)
     finite: FiniteConfig | None = None
@@ -159,7 +161,7 @@ def rank_bound(act: AnyActivation, depth: int, in_dim: int, bias: bool, kernel: 
     if degree is None:
         return math.nan
     if degree == 1:
-        constant = bias or float(np.asarray(act(np.zeros(1)))[0]) != 0.0
+        constant = bias or float(np.asarray(act(jnp.zeros(1)))[0]) != 0.0
         return float(in_dim + (1 if constant else 0))
     return float(math.comb(in_dim + degree ** (depth - 1), in_dim))
 
@@ -171,7 +173,7 @@ class LimitCell:
     sigma_w: float | None
     sigma_b: float
     antipodal: bool
-    kernel: str
+    kernel: Kernel
     ns: tuple[int, ...]
     data: tuple[tuple[str, Any], ...]
     floor_factor: float
@@ -210,7 +212,10 @@ class FiniteCell:
         return f"{self.limit.label()} m={self.width} n={self.n}"
 
 
-def expand(config: PositivityConfig) -> list[Any]:
+PositivityCell = LimitCell | FiniteCell
+
+
+def expand(config: PositivityConfig) -> list[PositivityCell]:
     data = data_identity(config.data)
     limit_cells = [
         LimitCell(
@@ -222,7 +227,7 @@ def expand(config: PositivityConfig) -> list[Any]:
         for anti in config.antipodal
         for kernel in config.kernels
     ]
-    cells: list[Any] = list(limit_cells)
+    cells: list[PositivityCell] = list(limit_cells)
     if config.finite is not None:
         fin = config.finite
         for cell in limit_cells:
@@ -247,12 +252,13 @@ def _net(cell: LimitCell, width: int = 1, dtype: str = "float64") -> MLP:
 def limit_gram(cell: LimitCell, x: np.ndarray) -> np.ndarray:
     """[Θ^l(x_i, x_j)] (ntk) or [Σ^l(x_i, x_j)] (nngp), (n, n) float64, every pair integrated."""
     sigma_w, sigma_b = _net(cell).sigmas
-    if isinstance(cell.activation, Activation):
-        expect = family_moments
-    else:
-        expect = functools.partial(quadrature_moments, interpolate=False)
+    act, depth = cell.activation, cell.depth
     with jax.ensure_compile_time_eval():
-        sigma, theta = kernel_recursion(jnp.asarray(x), cell.activation, cell.depth, sigma_w, sigma_b, expect)
+        if isinstance(act, Activation):
+            sigma, theta = kernel_recursion(jnp.asarray(x), act, depth, sigma_w, sigma_b, family_moments)
+        else:
+            expect = functools.partial(quadrature_moments, interpolate=False)
+            sigma, theta = kernel_recursion(jnp.asarray(x), act, depth, sigma_w, sigma_b, expect)
     return np.asarray(theta if cell.kernel == "ntk" else sigma, np.float64)
 
 
@@ -327,7 +333,7 @@ def _finite_rows(cell: FiniteCell, memo: Memo) -> list[dict[str, Any]]:
     return rows
 
 
-def compute(cell: Any, memo: Memo) -> list[dict[str, Any]]:
+def compute(cell: PositivityCell, memo: Memo) -> list[dict[str, Any]]:
     return _limit_rows(cell, memo) if isinstance(cell, LimitCell) else _finite_rows(cell, memo)
 
 
@@ -353,19 +359,16 @@ def summarize(table: pd.DataFrame, config: PositivityConfig, fits: None = None) 
         lines += [
             f"## Limit {kernel.upper()}: λ_min (rank) against n",
             "",
-            "| activation | depth | σ_b | antipodal | rank bound | "
-            + " | ".join(f"n={n}" for n in ns)
-            + " |",
-            "|---|---|---|---|---|" + "---|" * len(ns),
         ]
+        rows = []
         for key, g in sub.groupby(["activation", "depth", "sigma_b", "antipodal"], sort=False):
             g = g.set_index("n")
             bound = g["rank_bound"].iloc[0]
-            cells = [f"{_lambda_text(g.loc[n])} ({int(g.loc[n, 'rank'])})" for n in ns]
             bound_text = "—" if not np.isfinite(bound) else f"{bound:.0f}"
-            lines.append(
-                f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]} | {bound_text} | " + " | ".join(cells) + " |"
-            )
+            cells = [f"{_lambda_text(g.loc[n])} ({int(g.loc[n, 'rank'])})" for n in ns]
+            rows.append([key[0], key[1], f"{key[2]:g}", key[3], bound_text, *cells])
+        columns = ["activation", "depth", "σ_b", "antipodal", "rank bound", *(f"n={n}" for n in ns)]
+        lines += markdown_table(columns, rows)
         lines.append("")
     finite = table[table["part"] == "finite"]
     if len(finite):
@@ -374,10 +377,8 @@ def summarize(table: pd.DataFrame, config: PositivityConfig, fits: None = None) 
             "",
             "Median over seeds; |Δλ_min| ≤ ‖K − K∞‖₂ by Weyl's inequality.",
             "",
-            "| activation | depth | σ_b | antipodal | n | m | median λ_min | limit λ_min | median |Δλ_min| "
-            "| median ‖Gram − Gram∞‖₂ |",
-            "|---|---|---|---|---|---|---|---|---|---|",
         ]
+        rows = []
         keys = ["activation", "depth", "sigma_b", "antipodal", "n", "width"]
         for key, g in finite.groupby(keys, sort=False):
             # a median of values at the floor is noise: say so, as for the limit
@@ -396,36 +397,55 @@ def summarize(table: pd.DataFrame, config: PositivityConfig, fits: None = None) 
                 if len(limit_row)
                 else f"{g['lambda_min_limit'].iloc[0]:.4g}"
             )
-            lines.append(
-                f"| {key[0]} | {key[1]:.0f} | {key[2]:g} | {key[3]} | {key[4]:.0f} | {key[5]:.0f} | "
-                f"{median} | {limit_text} | {g['abs_diff'].median():.3g} | {g['err_op'].median():.3g} |"
+            rows.append(
+                [
+                    key[0],
+                    f"{key[1]:.0f}",
+                    f"{key[2]:g}",
+                    key[3],
+                    f"{key[4]:.0f}",
+                    f"{key[5]:.0f}",
+                    median,
+                    limit_text,
+                    f"{g['abs_diff'].median():.3g}",
+                    f"{g['err_op'].median():.3g}",
+                ]
             )
+        columns = [
+            "activation",
+            "depth",
+            "σ_b",
+            "antipodal",
+            "n",
+            "m",
+            "median λ_min",
+            "limit λ_min",
+            "median |Δλ_min|",
+            "median ‖Gram − Gram∞‖₂",
+        ]
+        lines += markdown_table(columns, rows)
     return "\n".join(lines) + "\n"
 
 
-def figures(table: pd.DataFrame, config: Any, directory: Path, fits: None = None) -> list[Path]:
+def figures(table: pd.DataFrame, config: PositivityConfig, directory: Path, fits: None = None) -> list[Path]:
+    from ntksim.analysis.figures import draw_figures
     from ntksim.studies.positivity.plots import plot_lambda_min, plot_positivity_finite, plot_rank
 
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
     limit = table[table["part"] == "limit"]
-    for kernel in sorted(limit["kernel"].unique()):
-        path = directory / f"lambda_min_{kernel}.png"
-        plot_lambda_min(limit[limit["kernel"] == kernel], path)
-        paths.append(path)
-    polynomial = limit[limit["rank_bound"].notna()]
-    if len(polynomial):
-        path = directory / "rank_polynomial.png"
-        plot_rank(polynomial, path)
-        paths.append(path)
-    finite = table[table["part"] == "finite"]
-    path = directory / "lambda_min_finite.png"
-    if len(finite) and plot_positivity_finite(finite, path):
-        paths.append(path)
-    return paths
+    return draw_figures(
+        directory,
+        [
+            *(
+                (f"lambda_min_{kernel}.png", plot_lambda_min, limit[limit["kernel"] == kernel])
+                for kernel in sorted(limit["kernel"].unique())
+            ),
+            ("rank_polynomial.png", plot_rank, limit[limit["rank_bound"].notna()]),
+            ("lambda_min_finite.png", plot_positivity_finite, table[table["part"] == "finite"]),
+        ],
+    )
 
 
-def cost(cells: list[Any], config: PositivityConfig) -> list[CellCost]:
+def cost(cells: list[PositivityCell], config: PositivityConfig) -> list[CellCost]:
     """`Study.cost`: a limit cell's Gram of max(ns) points (every pair) and its spectra; a finite
     cell's kernels (float64 on the host as well), the limit Gram and their difference."""
     n_max = max(config.ns)

@@ -32,6 +32,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import resolve_sigmas
+from ntksim.analysis.tables import markdown_table
 from ntksim.data.sphere_grids import circle_grid, circle_power, grid_power, kernel_grid_power, sphere_grid
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import PositiveInt, RunConfig, Strict, as_list
@@ -90,6 +91,10 @@ class IncrementConfig(Strict):
     _listify = field_validator("lags", mode="before")(as_list)
 
 
+CircleOrSphere = Literal[2, 3]
+BOTH_DIMS: tuple[CircleOrSphere, ...] = (2, 3)  # the default, typed
+
+
 class SamplePathsConfig(RunConfig):
     """Power spectra and increments of random networks on S¹ and S² against their NNGP.
 
@@ -100,7 +105,9 @@ class SamplePathsConfig(RunConfig):
     depths: Annotated[list[Annotated[int, Field(ge=1, le=100, strict=True)]], Field(min_length=1)] = Field(
         default_factory=lambda: [3]
     )
-    dims: Annotated[list[Literal[2, 3]], Field(min_length=1)] = Field(default_factory=lambda: [2, 3])
+    dims: Annotated[list[CircleOrSphere], Field(min_length=1)] = Field(
+        default_factory=lambda: list(BOTH_DIMS)
+    )
     widths: Annotated[list[PositiveInt], Field(min_length=1)] = Field(default_factory=lambda: [64, 256, 1024])
     seeds: Annotated[int, Field(ge=2, le=100_000, strict=True)] = 32
     out_dim: PositiveInt = 8
@@ -398,15 +405,25 @@ def summarize(table: pd.DataFrame, config: SamplePathsConfig, fits: pd.DataFrame
         "",
         "z = (power − grid_mu)/SE; alias: the largest relative gap between grid_mu and μ_k.",
         "",
-        "| activation | σ_b | depth | d | m | k compared | max abs z | within 4 SE | alias |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
     spectrum = table[table["part"] == "spectrum"]
-    for row in spectrum_agreement(spectrum).itertuples():
-        lines.append(
-            f"| {row.activation} | {row.sigma_b:g} | {row.depth:.0f} | {row.dim:.0f} | {row.width:.0f} | "
-            f"{row.k_compared} | {row.max_z:.2f} | {100 * row.within_4se:.0f}% | {row.alias:.1e} |"
-        )
+    lines += markdown_table(
+        ["activation", "σ_b", "depth", "d", "m", "k compared", "max abs z", "within 4 SE", "alias"],
+        (
+            [
+                r.activation,
+                f"{r.sigma_b:g}",
+                f"{r.depth:.0f}",
+                f"{r.dim:.0f}",
+                f"{r.width:.0f}",
+                r.k_compared,
+                f"{r.max_z:.2f}",
+                f"{100 * r.within_4se:.0f}%",
+                f"{r.alias:.1e}",
+            ]
+            for r in spectrum_agreement(spectrum).itertuples()
+        ),
+    )
     inc = table[table["part"] == "increment"]
     if len(inc):
         slopes = increment_slopes(inc)
@@ -421,41 +438,41 @@ def summarize(table: pd.DataFrame, config: SamplePathsConfig, fits: pd.DataFrame
             "process's exact E|Δ_h^r f|², over the lags where that sum is above its round-off "
             "(— where fewer than two are).",
             "",
-            "| activation | σ_b | depth | m | r | measured e | kernel e | theory |",
-            "|---|---|---|---|---|---|---|---|",
         ]
-        for row in slopes.itertuples():
-            kernel = "—" if not np.isfinite(row.kernel) else f"{row.kernel:.2f}"
-            lines.append(
-                f"| {row.activation} | {row.sigma_b:g} | {row.depth:.0f} | {row.width:.0f} | "
-                f"{row.order:.0f} | {row.measured:.2f} | {kernel} | {row.theory:g} |"
-            )
+        lines += markdown_table(
+            ["activation", "σ_b", "depth", "m", "r", "measured e", "kernel e", "theory"],
+            (
+                [
+                    r.activation,
+                    f"{r.sigma_b:g}",
+                    f"{r.depth:.0f}",
+                    f"{r.width:.0f}",
+                    f"{r.order:.0f}",
+                    f"{r.measured:.2f}",
+                    "—" if not np.isfinite(r.kernel) else f"{r.kernel:.2f}",
+                    f"{r.theory:g}",
+                ]
+                for r in slopes.itertuples()
+            ),
+        )
     return "\n".join(lines) + "\n"
 
 
 def figures(
     table: pd.DataFrame, config: SamplePathsConfig, directory: Path, fits: pd.DataFrame | None = None
 ) -> list[Path]:
+    from ntksim.analysis.figures import draw_figures
     from ntksim.studies.sample_paths.plots import plot_increments, plot_paths, plot_power_spectra
 
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    path_rows = table[table["part"] == "path"]
-    if len(path_rows):
-        path = directory / "paths_circle.png"
-        plot_paths(path_rows, path)
-        paths.append(path)
-    spectrum = table[table["part"] == "spectrum"]
-    for dim, g in spectrum.groupby("dim"):
-        path = directory / f"power_spectrum_d{dim:.0f}.png"
-        plot_power_spectra(g, path)
-        paths.append(path)
-    inc = table[table["part"] == "increment"]
-    if len(inc):
-        path = directory / "increments_circle.png"
-        plot_increments(inc, path)
-        paths.append(path)
-    return paths
+    spectra = table[table["part"] == "spectrum"].groupby("dim")
+    return draw_figures(
+        directory,
+        [
+            ("paths_circle.png", plot_paths, table[table["part"] == "path"]),
+            *((f"power_spectrum_d{dim:.0f}.png", plot_power_spectra, rows) for dim, rows in spectra),
+            ("increments_circle.png", plot_increments, table[table["part"] == "increment"]),
+        ],
+    )
 
 
 def fits_csv(table: pd.DataFrame, config: SamplePathsConfig) -> pd.DataFrame:

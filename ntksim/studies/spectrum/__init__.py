@@ -25,10 +25,12 @@ from pydantic import Field, field_validator, model_validator
 
 from ntksim.activations import Activation, AnyActivation
 from ntksim.activations.eoc import resolve_sigmas
+from ntksim.analysis.tables import markdown_table
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import RunConfig, Strict, as_list
 from ntksim.engine.packing import CellCost
 from ntksim.engine.study import Memo, Study
+from ntksim.kernels.limits import Kernel
 from ntksim.kernels.mercer import (
     MAX_DIM,
     MAX_K,
@@ -82,6 +84,9 @@ class FitRange(Strict):
     min_relative: Annotated[float, Field(gt=0, lt=1, strict=True)] = 1e-12
 
 
+BOTH_KERNELS: tuple[Kernel, ...] = ("ntk", "nngp")  # the default, typed
+
+
 class SpectrumConfig(RunConfig):
     """Funk–Hecke eigenvalues of Θ^l and Σ^l on S^{d−1} across activations, depths and d.
 
@@ -93,9 +98,7 @@ class SpectrumConfig(RunConfig):
     depths: Annotated[list[Annotated[int, Field(ge=1, le=1000, strict=True)]], Field(min_length=1)] = Field(
         default_factory=lambda: [2, 3, 5, 10]
     )
-    kernels: Annotated[list[Literal["ntk", "nngp"]], Field(min_length=1)] = Field(
-        default_factory=lambda: ["ntk", "nngp"]
-    )
+    kernels: Annotated[list[Kernel], Field(min_length=1)] = Field(default_factory=lambda: list(BOTH_KERNELS))
     dims: Annotated[list[Dim], Field(min_length=1)] = Field(default_factory=lambda: [3])
     kmax: Annotated[int, Field(ge=1, le=MAX_K, strict=True)] = 200  # ≥ 1: a spectrum needs two μ_k
     fit: FitRange = FitRange()
@@ -137,7 +140,7 @@ class SpectrumConfig(RunConfig):
 class Cell:
     activation: AnyActivation
     depth: int
-    kernel: str
+    kernel: Kernel
     dim: int
     sigma_w: float | None
     sigma_b: float
@@ -353,16 +356,36 @@ def summarize(table: pd.DataFrame, config: SpectrumConfig, fitted: pd.DataFrame 
         "s theory: science.md's d (+2 for the NNGP, +2 per smoother kink), blank where it predicts "
         "no power law.",
         "",
-        "| activation | σ_b | d | kernel | depth | s (even k) | s (odd k) | s theory | non-zero μ_k |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for key, g in fitted.groupby(SETTING, sort=False):
         even, odd = (next(g[g["parity"] == p].itertuples()) for p in ("even", "odd"))
         theory = "" if not np.isfinite(even.s_theory) else f"{even.s_theory:g}"
-        lines.append(
-            f"| {key[0]} | {key[1]:g} | {key[2]} | {key[3]} | {key[4]} | {_s_text(even)} | {_s_text(odd)} | "
-            f"{theory} | {even.nonzero_all_k} |"
+        rows.append(
+            [
+                key[0],
+                f"{key[1]:g}",
+                key[2],
+                key[3],
+                key[4],
+                _s_text(even),
+                _s_text(odd),
+                theory,
+                even.nonzero_all_k,
+            ]
         )
+    columns = [
+        "activation",
+        "σ_b",
+        "d",
+        "kernel",
+        "depth",
+        "s (even k)",
+        "s (odd k)",
+        "s theory",
+        "non-zero μ_k",
+    ]
+    lines += markdown_table(columns, rows)
     skipped = sorted(
         {
             (act.name, depth)
@@ -386,44 +409,64 @@ def summarize(table: pd.DataFrame, config: SpectrumConfig, fitted: pd.DataFrame 
             "floor: the top coefficients of a high-degree kernel can fall below it, and then fewer "
             "show than exist.",
             "",
-            "| activation | σ_b | d | kernel | depth | D = p^(l−1) | at most | non-zero μ_k |",
-            "|---|---|---|---|---|---|---|---|",
         ]
+        rows = []
         for row in polynomial.itertuples():
             top = row.degree ** (row.depth - 1)
             most = polynomial_count(top, row.sigma_b > 0, row.phi_parity)
-            lines.append(
-                f"| {row.activation} | {row.sigma_b:g} | {row.dim} | {row.kernel} | {row.depth} | "
-                f"{top:.0f} | {most:.0f} | {row.nonzero_all_k} |"
+            rows.append(
+                [
+                    row.activation,
+                    f"{row.sigma_b:g}",
+                    row.dim,
+                    row.kernel,
+                    row.depth,
+                    f"{top:.0f}",
+                    f"{most:.0f}",
+                    row.nonzero_all_k,
+                ]
             )
+        columns = ["activation", "σ_b", "d", "kernel", "depth", "D = p^(l−1)", "at most", "non-zero μ_k"]
+        lines += markdown_table(columns, rows)
     return "\n".join(lines) + "\n"
 
 
 def figures(
     table: pd.DataFrame, config: SpectrumConfig, directory: Path, fitted: pd.DataFrame | None = None
 ) -> list[Path]:
+    from ntksim.analysis.figures import draw_figures
     from ntksim.studies.spectrum.plots import plot_eigenvalues, plot_exponents, plot_polynomial_counts
 
-    directory.mkdir(parents=True, exist_ok=True)
-    k_min, k_max = config.fit_range
+    fit_range = config.fit_range
     fitted = fits_csv(table, config) if fitted is None else fitted
-    paths = []
-    for (kernel, dim), g in table.groupby(["kernel", "dim"], sort=True):
-        path = directory / f"eigenvalues_{kernel}_d{dim}.png"
-        plot_eigenvalues(g, fitted, (k_min, k_max), path)
-        paths.append(path)
+
+    def eigenvalues(rows: pd.DataFrame, path: Path) -> None:
+        plot_eigenvalues(rows, fitted, fit_range, path)
+
+    def exponents(rows: pd.DataFrame, path: Path) -> None:
+        plot_exponents(rows, fit_range, path)
+
     # φ with a predicted power law (a kink at 0): a smooth φ's "exponent" is only a local slope
     power_law = fitted[np.isfinite(fitted["s_theory"])]
-    if len(power_law) and power_law["depth"].nunique() > 1:
-        path = directory / "exponents.png"
-        plot_exponents(power_law, (k_min, k_max), path)
-        paths.append(path)
-    polynomial = fitted[np.isfinite(fitted["degree"]) & (fitted["parity"] == "even")]
-    if len(polynomial):
-        path = directory / "polynomial_counts.png"
-        plot_polynomial_counts(polynomial, path)
-        paths.append(path)
-    return paths
+    return draw_figures(
+        directory,
+        [
+            *(
+                (f"eigenvalues_{kernel}_d{dim}.png", eigenvalues, rows)
+                for (kernel, dim), rows in table.groupby(["kernel", "dim"], sort=True)
+            ),
+            (
+                "exponents.png",
+                exponents,
+                power_law if power_law["depth"].nunique() > 1 else power_law.iloc[:0],
+            ),
+            (
+                "polynomial_counts.png",
+                plot_polynomial_counts,
+                fitted[np.isfinite(fitted["degree"]) & (fitted["parity"] == "even")],
+            ),
+        ],
+    )
 
 
 def fits_csv(table: pd.DataFrame, config: SpectrumConfig) -> pd.DataFrame:

@@ -26,6 +26,7 @@ from pydantic import Field, field_validator, model_validator
 from ntksim.activations import AnyActivation
 from ntksim.activations.eoc import resolve_sigmas
 from ntksim.analysis.fit import fit_rate, slope_text
+from ntksim.analysis.tables import markdown_table
 from ntksim.data.points import load_points, sphere
 from ntksim.engine.cells import content_id
 from ntksim.engine.config import MAX_SEED, ConfigError, PositiveInt, RunConfig, Strict, as_list
@@ -51,6 +52,7 @@ from ntksim.studies._sections import (
     cell_content,
     check_sigma_w_choice,
     file_digest,
+    required_path,
     sigma_w_for,
 )
 
@@ -286,7 +288,9 @@ def data_setting(config: TrainingConfig) -> tuple[tuple[str, Any], ...]:
     the target, the width schedule, dtype, eNTK method and what is measured."""
     data = config.data.model_dump(mode="json")
     if config.data.kind == "file":
-        data = {k: v for k, v in data.items() if k != "path"} | {"sha256": file_digest(config.data.path)}
+        data = {k: v for k, v in data.items() if k != "path"} | {
+            "sha256": file_digest(required_path(config.data.path))
+        }
     return (
         ("data", data),
         ("target", config.target.model_dump(mode="json") if config.data.kind == "sphere" else None),
@@ -331,8 +335,8 @@ def load_training_data(config: TrainingConfig) -> tuple[np.ndarray, np.ndarray, 
     n, n_test = data.n_train, data.n_test
     if data.kind == "file":
         try:
-            x = load_points(data.path, "x")
-            y = np.asarray(np.load(data.path, allow_pickle=False)["y"], np.float64)
+            x = load_points(required_path(data.path), "x")
+            y = np.asarray(np.load(required_path(data.path), allow_pickle=False)["y"], np.float64)
         except (ValueError, OSError, KeyError) as err:
             raise ConfigError(f"data.path: {err} (expected an .npz with arrays x and y)") from None
         y = y[:, None] if y.ndim == 1 else y
@@ -383,8 +387,8 @@ def limit_setting(config: TrainingConfig, cell: Cell) -> dict[str, Any]:
     net = _net(cell, "float64", config.schedule)
     with jax.ensure_compile_time_eval():
         _, theta = limit_kernels(net, jnp.asarray(np.r_[x, x_test]))
-    theta = np.asarray(theta, np.float64) / len(x)
-    k_train, k_test_train = theta[: len(x), : len(x)], theta[len(x) :, : len(x)]
+    kernel = np.asarray(theta, np.float64) / len(x)
+    k_train, k_test_train = kernel[: len(x), : len(x)], kernel[len(x) :, : len(x)]
     return {
         "x": x,
         "y": y,
@@ -412,16 +416,15 @@ def limit_outputs(
     optimizer has no function-space limit (anything but sgd)."""
     if optimizer.name != "sgd":
         return None
-    args = [jnp.asarray(setting[k]) for k in ("k_train", "k_test_train", "y")] + [
-        jnp.asarray(f0_train),
-        jnp.asarray(f0_test),
-    ]
+    k_train, k_test_train, y = (jnp.asarray(setting[k]) for k in ("k_train", "k_test_train", "y"))
+    f0, f0_t = jnp.asarray(f0_train), jnp.asarray(f0_test)
     momentum = optimizer.params.get("momentum")
     if momentum:
-        out = limit_momentum(*args, lr, float(momentum), bool(optimizer.params.get("nesterov", False)), steps)
+        nesterov = bool(optimizer.params.get("nesterov", False))
+        out = limit_momentum(k_train, k_test_train, y, f0, f0_t, lr, float(momentum), nesterov, steps)
     else:
-        out = limit_gradient_descent(*args, lr, jnp.asarray(steps))
-    return tuple(np.asarray(v, np.float64) for v in out)
+        out = limit_gradient_descent(k_train, k_test_train, y, f0, f0_t, lr, jnp.asarray(steps))
+    return np.asarray(out[0], np.float64), np.asarray(out[1], np.float64)
 
 
 def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
@@ -455,19 +458,23 @@ def compute(cell: Cell, memo: Memo) -> list[dict[str, Any]]:
         values = [getattr(p, name) for p in parts]
         return None if values[0] is None else np.concatenate(values).astype(np.float64)
 
-    f_train, f_test, lin_train, lin_test = (joined(k) for k in ("f_train", "f_test", "lin_train", "lin_test"))
-    k0 = joined("k0")
+    def always(name: str) -> np.ndarray:  # what every run measures
+        values = joined(name)
+        assert values is not None, name
+        return values
+
+    f_train, f_test, movement = always("f_train"), always("f_test"), always("movement")
+    lin_train, lin_test, k0, drift = joined("lin_train"), joined("lin_test"), joined("k0"), joined("drift")
     # λ_max(K(θ₀)) / λ_max(K∞): above 1/fraction, η is beyond the seed's own stable bound
     k0_ratio = (
         np.linalg.eigvalsh(k0)[:, -1] / setting["lambda_max"]
         if k0 is not None
         else np.full(cell.seeds, math.nan)
     )
-    drift, movement = joined("drift"), joined("movement")
     limit = limit_outputs(cell.optimizer, lr, setting, f_train[:, 0], f_test[:, 0], steps)
     y, y_test = setting["y"], setting["y_test"]
     nan = np.full(f_train.shape[:2], math.nan)
-    measured = {
+    measured: dict[str, np.ndarray] = {
         "train_loss": mse(f_train, y),
         "test_loss": mse(f_test, y_test),
         "lin_train_loss": mse(lin_train, y) if lin_train is not None else nan,
@@ -573,10 +580,8 @@ def summarize(table: pd.DataFrame, config: TrainingConfig, fits: pd.DataFrame | 
         "Slopes of the median over seeds against the width m at the last step, 95% bootstrap "
         "intervals over seeds; the standard picture: drift ∝ m^(−1/2).",
         "",
-        "| activation | depth | σ_b | optimizer | drift slope | ‖f − f^∞‖ slope | ‖f − f^lin‖ slope "
-        "| θ movement slope |",
-        "|---|---|---|---|---|---|---|---|",
     ]
+    rows = []
     for row in (fits_csv(table, config) if fits is None else fits).itertuples():
         cells = []
         for column in ("drift", "diff_limit", "diff_lin", "movement"):
@@ -589,24 +594,29 @@ def summarize(table: pd.DataFrame, config: TrainingConfig, fits: pd.DataFrame | 
                 continue
             text, interval = slope_text(slope, low, high, row.widths, row.seeds)
             cells.append(f"{text} {interval}")
-        lines.append(
-            f"| {row.activation} | {row.depth} | {row.sigma_b:g} | {row.optimizer} | "
-            + " | ".join(cells)
-            + " |"
-        )
+        rows.append([row.activation, row.depth, f"{row.sigma_b:g}", row.optimizer, *cells])
+    columns = [
+        "activation",
+        "depth",
+        "σ_b",
+        "optimizer",
+        "drift slope",
+        "‖f − f^∞‖ slope",
+        "‖f − f^lin‖ slope",
+        "θ movement slope",
+    ]
+    lines += markdown_table(columns, rows)
     last = table[table["step"] == last_step]
     lines += [
         "",
         f"## At step {last_step} (median over seeds)",
         "",
-        "| activation | depth | σ_b | optimizer | m | η | train loss | test loss | lin test loss "
-        "| limit test loss | drift | ‖f − f^∞‖ | ‖f − f^lin‖ |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     group_keys = ["activation", "depth", "sigma_b", "optimizer", "width"]
     start = (
         table[table["step"] == table["step"].min()].groupby(group_keys, sort=False).median(numeric_only=True)
     )
+    rows = []
     for key, g in last.groupby(group_keys, sort=False):
         med = g.median(numeric_only=True)
 
@@ -614,31 +624,59 @@ def summarize(table: pd.DataFrame, config: TrainingConfig, fits: pd.DataFrame | 
             # the criterion of diverged_widths: non-finite, or 1000× the loss at the first step
             return _loss_text(med[column], start.loc[key, column] if key in start.index else math.nan)
 
-        lines.append(
-            f"| {key[0]} | {key[1]} | {key[2]:g} | {key[3]} | {key[4]} | {med['learning_rate']:.3g} | "
-            f"{loss('train_loss')} | {loss('test_loss')} | {loss('lin_test_loss')} | "
-            f"{loss('limit_test_loss')} | "
-            f"{med['drift']:.3g} | {med['diff_limit']:.3g} | {med['diff_lin']:.3g} |"
+        rows.append(
+            [
+                key[0],
+                key[1],
+                f"{key[2]:g}",
+                key[3],
+                key[4],
+                f"{med['learning_rate']:.3g}",
+                loss("train_loss"),
+                loss("test_loss"),
+                loss("lin_test_loss"),
+                loss("limit_test_loss"),
+                f"{med['drift']:.3g}",
+                f"{med['diff_limit']:.3g}",
+                f"{med['diff_lin']:.3g}",
+            ]
         )
+    columns = [
+        "activation",
+        "depth",
+        "σ_b",
+        "optimizer",
+        "m",
+        "η",
+        "train loss",
+        "test loss",
+        "lin test loss",
+        "limit test loss",
+        "drift",
+        "‖f − f^∞‖",
+        "‖f − f^lin‖",
+    ]
+    lines += markdown_table(columns, rows)
     return "\n".join(lines) + "\n"
 
 
 def figures(
     table: pd.DataFrame, config: TrainingConfig, directory: Path, fits: pd.DataFrame | None = None
 ) -> list[Path]:
+    from ntksim.analysis.figures import draw_figures
     from ntksim.studies.training.plots import plot_against_width, plot_drift_in_time, plot_losses
 
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, plot in (
+    fits = fits_csv(table, config) if fits is None else fits
+
+    def against_width(rows: pd.DataFrame, path: Path) -> bool:
+        return plot_against_width(rows, path, fits)
+
+    plots = [
         ("losses.png", plot_losses),
-        ("width.png", plot_against_width),
+        ("width.png", against_width),
         ("drift_time.png", plot_drift_in_time),
-    ):
-        path = directory / name
-        if plot(table, path):
-            paths.append(path)
-    return paths
+    ]
+    return draw_figures(directory, [(name, plot, table) for name, plot in plots])
 
 
 def fits_csv(table: pd.DataFrame, config: TrainingConfig) -> pd.DataFrame:

@@ -8,18 +8,27 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
+from pandas.api.typing import SeriesGroupBy
 
 from ntksim.analysis.figures import panel_grid, save_figure
 from ntksim.analysis.fit import fit_rate
 
+CURVE = [
+    "activation",
+    "depth",
+    "sigma_b",
+    "optimizer",
+]  # a panel of the loss figures, a line of the width one
+
 
 def _panels(table: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
-    return list(table.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
+    return list(table.groupby(CURVE, sort=False))
 
 
 def _figure_legend(fig: plt.Figure, axes: np.ndarray) -> None:
     """One legend beside the panels for the entries they share (inside a panel it hid curves)."""
-    entries: dict[str, object] = {}
+    entries: dict[str, Artist] = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             entries.setdefault(label, handle)
@@ -67,9 +76,22 @@ def plot_losses(table: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
+def _slope(
+    fits: pd.DataFrame | None, key: tuple, column: str, widths: np.ndarray, stats: SeriesGroupBy
+) -> float:
+    """One curve's slope: the run's fits.csv value where exactly one row matches (the number
+    summary.md prints), else fitted here."""
+    if fits is not None:
+        match = np.logical_and.reduce([fits[k] == v for k, v in zip(CURVE, key, strict=True)])
+        if match.sum() == 1:
+            return float(fits.loc[match, f"{column}_slope"].iloc[0])
+    return fit_rate(widths, [stats.get_group(w).dropna().to_numpy() for w in widths]).slope
+
+
+def plot_against_width(table: pd.DataFrame, path: Path, fits: pd.DataFrame | None = None) -> bool:
     """At the last step: NTK drift, ‖f − f^∞‖ and ‖f − f^lin‖ against m (log–log), median over seeds
-    with a 10–90% band and the fitted slope; a colour per (activation, optimizer)."""
+    with a 10–90% band and the fitted slope (from `fits`, the study's fits.csv, where given); a
+    colour per (activation, optimizer)."""
     last = table[table["step"] == table["step"].max()]
     if last["width"].nunique() < 2:
         return False
@@ -79,7 +101,7 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
         "diff_limit": "test ‖f_t − f_t^∞‖ (rms)",
         "diff_lin": "test ‖f_t − f_t^lin‖ (rms)",
     }
-    curves = list(last.groupby(["activation", "depth", "sigma_b", "optimizer"], sort=False))
+    curves = list(last.groupby(CURVE, sort=False))
     fig, axes = panel_grid(len(columns), width=4.8, height=3.4 + 0.14 * (len(curves) + 1))
     colors = {key: plt.get_cmap("tab10")(i % 10) for i, (key, _) in enumerate(curves)}
     for column, ax in zip(columns, axes.flat, strict=False):
@@ -93,8 +115,9 @@ def plot_against_width(table: pd.DataFrame, path: Path) -> bool:
                 # a diverged linearisation (learning rate beyond its kernel's bound) would flatten the rest
                 ax.plot([], [], " ", label=f"{key[0]} {key[3]}: linearisation diverges (not drawn)")
                 continue
-            fit = fit_rate(widths, [stats.get_group(w).dropna().to_numpy() for w in widths])
-            label = f"{key[0]} l={key[1]} σ_b={key[2]:g} {key[3]}: slope {fit.slope:.2f}"
+            slope = _slope(fits, key, column, widths, stats)
+            slope_label = f"{slope:.2f}" if np.isfinite(slope) else "—"
+            label = f"{key[0]} l={key[1]} σ_b={key[2]:g} {key[3]}: slope {slope_label}"
             ax.plot(widths, med, "o-", color=colors[key], lw=1.4, ms=4, label=label)
             if len(curves) <= BANDS_UP_TO:
                 ax.fill_between(
