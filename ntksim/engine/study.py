@@ -203,4 +203,6 @@ def load_study(name: str) -> Study[Any, Any]:
     study = getattr(module, "STUDY", None)
     if not isinstance(study, Study):
         raise UnknownStudy(f"module {module_name!r} defines no STUDY = Study(...)")
+    if not (isinstance(study.config, type) and issubclass(study.config, RunConfig)):
+        raise UnknownStudy(f"module {module_name!r}: STUDY's config must be a subclass of RunConfig")
     return study

@@ -31,7 +31,6 @@ from ntksim.activations.gaussian import angular_expectations, second_moments
 from ntksim.activations.interpolate import EQUAL_VARIANCE_MIN_N, equal_variance_at_angles
 from ntksim.nets.model import MLP
 
-Backend = Literal["auto", "closed_form", "quadrature", "neural_tangents"]
 BACKENDS: tuple[str, ...] = ("auto", "closed_form", "quadrature", "neural_tangents")
 Kernel = Literal["ntk", "nngp"]
 KERNELS: tuple[str, ...] = ("ntk", "nngp")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,6 @@ from ntksim.nets.model import (
     weight_scale_sq,
 )
 
-Method = Literal["structured", "jacobian"]
 METHODS: tuple[str, ...] = ("structured", "jacobian")
 
 

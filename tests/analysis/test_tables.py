@@ -31,3 +31,8 @@ def test_a_row_with_the_wrong_number_of_cells_is_refused() -> None:
 
 def test_an_empty_table_is_its_header() -> None:
     assert table_rows("\n".join(markdown_table(["a", "b"], []))) == [["a", "b"]]
+
+
+def test_a_line_break_in_a_cell_stays_in_its_row() -> None:
+    lines = markdown_table(["a", "b"], [["two\nlines", "x"]])
+    assert len(lines) == 3 and table_rows("\n".join(lines))[1] == ["two lines", "x"]

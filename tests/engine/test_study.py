@@ -61,6 +61,27 @@ def test_unknown_study_is_a_one_line_config_error() -> None:
         load_study("tests.engine.no_such_module")
 
 
+def test_a_study_whose_config_is_not_a_run_config_is_refused(tmp_path: Path, monkeypatch) -> None:
+    """The engine calls RunConfig's methods (check_installation) on every config: a STUDY whose
+    config model does not extend RunConfig is named as such, not an AttributeError mid-run."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "__init__.py").write_text("")
+    (tmp_path / "outside" / "plain.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from tests.engine import toy_study as toy\n"
+        "from ntksim.engine.study import Study\n"
+        "class Plain(BaseModel):\n"
+        "    study: str = 'outside.plain'\n"
+        "STUDY = Study('outside.plain', Plain, toy.COLUMNS, toy.expand, toy.compute, toy.summarize,\n"
+        "              toy.figures)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        UnknownStudy, match=r"^module 'outside\.plain': STUDY's config must be a subclass of RunConfig"
+    ):
+        load_study("outside.plain")
+
+
 @pytest.mark.cli
 def test_toy_study_runs_alike_through_every_executor(tmp_path: Path) -> None:
     config = toy_config(tmp_path / "toy.yaml")

@@ -126,9 +126,9 @@ def test_optimizer_settings_are_checked_before_any_cell_runs(optimizer: dict, wo
     )
 
 
-def test_width_slopes_and_divergence_on_a_known_table() -> None:
-    """drift = 2/m and ‖f − f^∞‖ = m^(−1/2) exactly give slopes −1 and −1/2; a linearisation whose
-    loss blows up at the small widths is reported as diverged there, not fitted."""
+def _known_table() -> pd.DataFrame:
+    """drift = 2/m, ‖f − f^∞‖ = m^(−1/2) exactly; the linearisation's loss blows up at m ≤ 32
+    while its distance ‖f − f^lin‖ stays 1."""
     rows = []
     for m in (16, 32, 64, 128):
         for seed in range(3):
@@ -150,10 +150,35 @@ def test_width_slopes_and_divergence_on_a_known_table() -> None:
                         "lin_train_loss": lin,
                     }
                 )
-    slopes = study.width_slopes(pd.DataFrame(rows))
+    return pd.DataFrame(rows)
+
+
+def test_width_slopes_and_divergence_on_a_known_table() -> None:
+    """drift = 2/m and ‖f − f^∞‖ = m^(−1/2) exactly give slopes −1 and −1/2; a linearisation whose
+    loss blows up at the small widths is reported as diverged there, not fitted."""
+    slopes = study.width_slopes(_known_table())
     row = slopes.iloc[0]
     assert row["drift"][0] == pytest.approx(-1.0) and row["diff_limit"][0] == pytest.approx(-0.5)
     assert row["lin_diverged"] == [16, 32] and np.isnan(row["diff_lin"][0])
+
+
+def test_the_width_figure_labels_the_fitted_slopes_and_leaves_out_a_diverged_linearisation(
+    tmp_path, monkeypatch
+) -> None:
+    """The figure's slopes are fits.csv's (−1.00 for the drift, −0.50 for ‖f − f^∞‖), and the
+    linearisation summary.md calls diverged is not drawn, though its ‖f − f^lin‖ stays small."""
+    from ntksim.studies.training import plots
+
+    labels: list[str] = []
+
+    def keep_labels(fig, path) -> None:
+        labels.extend(label for ax in fig.axes for label in ax.get_legend_handles_labels()[1])
+
+    monkeypatch.setattr(plots, "save_figure", keep_labels)
+    table = _known_table()
+    assert plots.plot_against_width(table, tmp_path / "width.png", study.fits_csv(table, None))
+    assert "relu l=3 σ_b=0 gd: slope -1.00" in labels and "relu l=3 σ_b=0 gd: slope -0.50" in labels
+    assert "relu gd: linearisation diverges (not drawn)" in labels
 
 
 @needs_x64

@@ -334,9 +334,10 @@ def load_training_data(config: TrainingConfig) -> tuple[np.ndarray, np.ndarray, 
     data = config.data
     n, n_test = data.n_train, data.n_test
     if data.kind == "file":
+        path = required_path(data.path)
         try:
-            x = load_points(required_path(data.path), "x")
-            y = np.asarray(np.load(required_path(data.path), allow_pickle=False)["y"], np.float64)
+            x = load_points(path, "x")
+            y = np.asarray(np.load(path, allow_pickle=False)["y"], np.float64)
         except (ValueError, OSError, KeyError) as err:
             raise ConfigError(f"data.path: {err} (expected an .npz with arrays x and y)") from None
         y = y[:, None] if y.ndim == 1 else y

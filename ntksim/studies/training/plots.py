@@ -9,7 +9,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.artist import Artist
-from pandas.api.typing import SeriesGroupBy
 
 from ntksim.analysis.figures import panel_grid, save_figure
 from ntksim.analysis.fit import fit_rate
@@ -76,16 +75,22 @@ def plot_losses(table: pd.DataFrame, path: Path) -> bool:
     return True
 
 
-def _slope(
-    fits: pd.DataFrame | None, key: tuple, column: str, widths: np.ndarray, stats: SeriesGroupBy
-) -> float:
-    """One curve's slope: the run's fits.csv value where exactly one row matches (the number
-    summary.md prints), else fitted here."""
-    if fits is not None:
-        match = np.logical_and.reduce([fits[k] == v for k, v in zip(CURVE, key, strict=True)])
-        if match.sum() == 1:
-            return float(fits.loc[match, f"{column}_slope"].iloc[0])
-    return fit_rate(widths, [stats.get_group(w).dropna().to_numpy() for w in widths]).slope
+def _fit_row(fits: pd.DataFrame | None, key: tuple) -> pd.Series | None:
+    """A curve's row of the run's fits.csv where exactly one matches (the numbers summary.md
+    prints), else None (no fits given, or a table whose curves share a key)."""
+    if fits is None:
+        return None
+    match = np.logical_and.reduce([fits[k] == v for k, v in zip(CURVE, key, strict=True)])
+    return fits[match].iloc[0] if match.sum() == 1 else None
+
+
+def _lin_diverged(row: pd.Series | None, median: np.ndarray) -> bool:
+    """Whether a curve's linearisation diverged: summary.md's criterion (its train loss 1e3× its
+    start, `diverged_widths`) where the fits say, else a median ‖f − f^lin‖ that is not finite
+    or above 1e3."""
+    if row is not None and isinstance(row["lin_diverged"], str) and row["lin_diverged"]:
+        return True
+    return not np.all(np.isfinite(median) & (median < 1e3))
 
 
 def plot_against_width(table: pd.DataFrame, path: Path, fits: pd.DataFrame | None = None) -> bool:
@@ -111,11 +116,15 @@ def plot_against_width(table: pd.DataFrame, path: Path, fits: pd.DataFrame | Non
             med = stats.median().loc[widths].to_numpy()
             if np.all(np.isnan(med)):
                 continue
-            if column == "diff_lin" and not np.all(np.isfinite(med) & (med < 1e3)):
+            row = _fit_row(fits, key)
+            if column == "diff_lin" and _lin_diverged(row, med):
                 # a diverged linearisation (learning rate beyond its kernel's bound) would flatten the rest
                 ax.plot([], [], " ", label=f"{key[0]} {key[3]}: linearisation diverges (not drawn)")
                 continue
-            slope = _slope(fits, key, column, widths, stats)
+            if row is not None:
+                slope = float(row[f"{column}_slope"])
+            else:
+                slope = fit_rate(widths, [stats.get_group(w).dropna().to_numpy() for w in widths]).slope
             slope_label = f"{slope:.2f}" if np.isfinite(slope) else "—"
             label = f"{key[0]} l={key[1]} σ_b={key[2]:g} {key[3]}: slope {slope_label}"
             ax.plot(widths, med, "o-", color=colors[key], lw=1.4, ms=4, label=label)
