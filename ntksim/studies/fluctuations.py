@@ -45,6 +45,13 @@ COLUMNS = (
 )  # fmt: skip
 SETTING = ["activation", "sigma_b", "depth", "schedule", "kernel", "out_dim"]
 SETTING_HEADER = ["activation", "σ_b", "kernel", "depth", "schedule"]  # the summary's first columns
+
+
+def _setting_cells(r: Any) -> list[Any]:
+    """A summary row's first cells, in SETTING_HEADER's order."""
+    return [r.activation, f"{r.sigma_b:g}", r.kernel, r.depth, r.schedule]
+
+
 ENTRY = ["quantity", "i", "a", "j", "b"]
 Cosine = Annotated[float, Field(ge=-1, le=1, strict=False, allow_inf_nan=False)]
 Norm = Annotated[float, Field(gt=0, strict=False, allow_inf_nan=False)]
@@ -305,11 +312,7 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None
         z = (r.var - r.pred_var) / r.se_var if r.se_var > 0 else math.nan
         rows.append(
             [
-                r.activation,
-                f"{r.sigma_b:g}",
-                r.kernel,
-                r.depth,
-                r.schedule,
+                *_setting_cells(r),
                 r.width,
                 f"{r.cosine:.2f}",
                 _fmt(r.var, r.se_var),
@@ -360,11 +363,7 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None
         columns,
         (
             [
-                r.activation,
-                f"{r.sigma_b:g}",
-                r.kernel,
-                r.depth,
-                r.schedule,
+                *_setting_cells(r),
                 r.width,
                 _fmt(r.mean, r.se_mean),
                 f"{r.pred_mean:.4g}",
@@ -389,11 +388,7 @@ def summarize(table: pd.DataFrame, config: FluctuationsConfig, fits: None = None
         [*SETTING_HEADER, "slope", "widths resolved / all"],
         (
             [
-                r.activation,
-                f"{r.sigma_b:g}",
-                r.kernel,
-                r.depth,
-                r.schedule,
+                *_setting_cells(r),
                 "—" if not np.isfinite(r.slope) else f"{r.slope:.2f}",
                 f"{r.resolved} / {r.widths}",
             ]

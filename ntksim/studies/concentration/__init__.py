@@ -308,6 +308,14 @@ def theory(table: pd.DataFrame, config: Config | None) -> pd.DataFrame:
     return _THEORY[key]
 
 
+CURVE_HEADER = ["activation", "m", "kernel", "depth", "out_dim"]  # the theory tables' first columns
+
+
+def _curve_cells(r: Any) -> list[Any]:
+    """A theory row's first cells, in CURVE_HEADER's order."""
+    return [r.activation, r.width, r.kernel, r.depth, r.out_dim]
+
+
 def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
     """The prediction beside the measured err_fro (median and root-mean-square over seeds)."""
     if not len(predicted):
@@ -333,25 +341,12 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
         "as m grows (the remainder is O(1/m) relative).",
         "",
     ]
+    columns = [*CURVE_HEADER, "predicted", "measured rms", "median", "rms / predicted"]
     lines += markdown_table(
-        [
-            "activation",
-            "m",
-            "kernel",
-            "depth",
-            "out_dim",
-            "predicted",
-            "measured rms",
-            "median",
-            "rms / predicted",
-        ],
+        columns,
         (
             [
-                r.activation,
-                r.width,
-                r.kernel,
-                r.depth,
-                r.out_dim,
+                *_curve_cells(r),
                 f"{r.predicted_fro:.4g}",
                 f"{r.rms:.4g}",
                 f"{r.median:.4g}",
@@ -368,27 +363,9 @@ def theory_markdown(table: pd.DataFrame, predicted: pd.DataFrame) -> str:
             "",
         ]
         lines += markdown_table(
-            [
-                "activation",
-                "m",
-                "kernel",
-                "depth",
-                "out_dim",
-                "predicted",
-                "measured median",
-                "measured / predicted",
-            ],
+            [*CURVE_HEADER, "predicted", "measured median", "measured / predicted"],
             (
-                [
-                    r.activation,
-                    r.width,
-                    r.kernel,
-                    r.depth,
-                    r.out_dim,
-                    f"{r.predicted_op:.4g}",
-                    f"{r.op:.4g}",
-                    f"{r.op / r.predicted_op:.3f}",
-                ]
+                [*_curve_cells(r), f"{r.predicted_op:.4g}", f"{r.op:.4g}", f"{r.op / r.predicted_op:.3f}"]
                 for r in ops.itertuples()
             ),
         )
